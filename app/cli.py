@@ -1,0 +1,205 @@
+"""The `belka` command: convert models, verify them, serve the app.
+
+Exit codes: 0 success, 1 unexpected error, 2 bad input (nothing written),
+3 verification failed (nothing written), 4 pretrained weights could not be
+downloaded (nothing written), 130/143 interrupted (nothing written).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+
+from app.convert.errors import BadInput, BelkaError
+
+EXIT_CODES_HELP = ("exit codes: 0 ok, 1 unexpected error, 2 bad input, 3 verification failed, "
+                   "4 download failed; nothing is written unless the exit code is 0")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        return args.handler(args)
+    except BelkaError as exc:
+        return _fail(args, exc.exit_code, type(exc).__name__, str(exc))
+    except KeyboardInterrupt:
+        return _fail(args, 130, "Interrupted", "interrupted; nothing was written")
+
+
+def _exit_on_sigterm(signum, frame):
+    # SystemExit unwinds through the `finally`/`except` blocks that remove staging folders.
+    raise SystemExit(143)
+
+
+def _fail(args, code: int, kind: str, message: str) -> int:
+    if getattr(args, "json", False):
+        print(json.dumps({"error": {"code": kind, "message": message, "exit_code": code}}))
+    print(f"belka: error: {message}", file=sys.stderr)
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="belka", description="Belka: ML models in the browser, "
+                                     "checked against Python.", epilog=EXIT_CODES_HELP)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    convert = commands.add_parser("convert", help="convert a model for the browser and the server",
+                                  epilog=EXIT_CODES_HELP)
+    sources = convert.add_subparsers(dest="source", required=True, metavar="SOURCE")
+
+    mobilenet = sources.add_parser("mobilenet-v2", help="Keras MobileNetV2 for ImageNet (1000 classes)",
+                                   epilog=EXIT_CODES_HELP)
+    mobilenet.add_argument("--weights", default="imagenet", metavar="imagenet|none|FILE",
+                           help="imagenet: Keras's pretrained download (needs the internet once); "
+                                "none: untrained, seeded, non-degenerate; FILE: a Keras weights file "
+                                "(default: imagenet)")
+    mobilenet.add_argument("--alpha", type=float, default=1.0, choices=(0.35, 0.5, 0.75, 1.0, 1.3, 1.4),
+                           help="width multiplier (default 1.0)")
+    mobilenet.add_argument("--size", type=int, default=224, choices=(96, 128, 160, 192, 224),
+                           help="input height and width in pixels (default 224)")
+    mobilenet.add_argument("--seed", type=int, default=0, help="seed for --weights none (default 0)")
+    _common_convert_args(mobilenet)
+    mobilenet.set_defaults(handler=_convert_mobilenet)
+
+    keras = sources.add_parser("keras", help="your own Keras image classifier (.keras or .h5)",
+                               epilog=EXIT_CODES_HELP)
+    keras.add_argument("file", type=Path, help="the model file (.keras or .h5, Keras 2 or 3)")
+    _user_model_args(keras)
+    keras.set_defaults(handler=_convert_keras)
+
+    saved = sources.add_parser("saved-model", help="your own TensorFlow SavedModel image classifier",
+                               epilog=EXIT_CODES_HELP)
+    saved.add_argument("folder", type=Path, help="the SavedModel folder (with saved_model.pb)")
+    _user_model_args(saved, formats="graph,saved")
+    saved.set_defaults(handler=_convert_saved_model)
+
+    verify = commands.add_parser("verify", help="re-check a converted model: file hashes, then TF.js "
+                                 "against TensorFlow on the probe batch", epilog=EXIT_CODES_HELP)
+    verify.add_argument("model_dir", type=Path, help="e.g. models/mobilenet-v2")
+    verify.add_argument("--json", action="store_true", help="print a JSON report on stdout")
+    verify.set_defaults(handler=_verify)
+
+    serve = commands.add_parser("serve", help="start the web app")
+    serve.add_argument("--host", default=None, help="default 127.0.0.1 (BELKA_HOST)")
+    serve.add_argument("--port", type=int, default=None, help="default 8000 (BELKA_PORT)")
+    serve.add_argument("--models", type=Path, default=None, help="models folder (BELKA_MODELS_DIR)")
+    serve.set_defaults(handler=_serve)
+    return parser
+
+
+def _common_convert_args(p: argparse.ArgumentParser, formats: str = "graph,layers,saved") -> None:
+    p.add_argument("--quantize", default="none", choices=("none", "float16", "uint8"),
+                   help="weight quantization of the TF.js models (default none)")
+    p.add_argument("--formats", default=formats, type=_csv,
+                   help=f"comma-separated subset of graph,layers,saved (default {formats})")
+    p.add_argument("--out", type=Path, default=Path("models"), help="output folder (default models/)")
+    p.add_argument("--name", default=None, help="model folder name (default derived from the source)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def _user_model_args(p: argparse.ArgumentParser, formats: str = "graph,layers,saved") -> None:
+    p.add_argument("--labels", type=Path, required=True,
+                   help="class names: .txt (one per line) or .json (list, or {index: name})")
+    p.add_argument("--value-range", type=_value_range, default=(0.0, 1.0), metavar="LO,HI",
+                   help="what the model expects pixels 0..255 to become, e.g. 0,1 or -1,1 (default 0,1)")
+    p.add_argument("--crop", choices=("center", "none"), default="center",
+                   help="center: crop the largest centred square first; none: squash (default center)")
+    _common_convert_args(p, formats)
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _value_range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO,HI such as 0,1 or -1,1, got {text!r}") from None
+    if not lo < hi:
+        raise argparse.ArgumentTypeError(f"LO must be smaller than HI, got {text!r}")
+    return lo, hi
+
+
+def _run_conversion(args, source_kind: str, default_name: str, load) -> int:
+    from app.convert import pipeline
+    from app.convert.progress import Progress
+
+    request = pipeline.Request(name=args.name or default_name, out=args.out,
+                               formats=args.formats, quantize=args.quantize)
+    progress = Progress(pipeline.STEPS, enabled=not args.quiet)
+    result = pipeline.convert(load, request, source_kind, progress)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    if not args.quiet:
+        total = sum(result["bytes"].values())
+        print(f"Wrote {result['path']} ({total / 1e6:.1f} MB) in {result['seconds']:.1f} s", file=sys.stderr)
+        if not result["weights"].get("trained", True):
+            print("WARNING: the weights are UNTRAINED (--weights none): predictions are meaningless.",
+                  file=sys.stderr)
+    return 0
+
+
+def _convert_mobilenet(args) -> int:
+    from app.convert import sources
+
+    name = "mobilenet-v2" if (args.alpha, args.size) == (1.0, 224) else f"mobilenet-v2-{args.alpha:g}-{args.size}"
+    if args.quantize != "none":
+        name += f"-{args.quantize}"
+    if args.weights not in ("imagenet", "none") and not Path(args.weights).is_file():
+        raise BadInput(f"--weights {args.weights}: no such file (use imagenet, none or a weights file)")
+    return _run_conversion(args, "mobilenet-v2", name,
+                           lambda: sources.mobilenet_v2(args.alpha, args.size, args.weights, args.seed))
+
+
+def _convert_keras(args) -> int:
+    from app.convert import sources
+
+    return _run_conversion(args, "keras", _default_name(args.file, args.quantize),
+                           lambda: sources.keras_file(args.file, args.labels, args.value_range, args.crop))
+
+
+def _convert_saved_model(args) -> int:
+    from app.convert import sources
+
+    return _run_conversion(args, "saved-model", _default_name(args.folder, args.quantize),
+                           lambda: sources.saved_model(args.folder, args.labels, args.value_range, args.crop))
+
+
+def _default_name(path: Path, quantize: str) -> str:
+    name = path.resolve().name.split(".")[0] or "model"
+    return name if quantize == "none" else f"{name}-{quantize}"
+
+
+def _verify(args) -> int:
+    from app.convert.verify import verify_model_dir
+
+    report = verify_model_dir(args.model_dir)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    for fmt, r in report["formats"].items():
+        print(f"{fmt}: OK, max |diff| {r['max_abs_diff']:.2e}, top-1 agreement {r['top1_agreement']:.0%}",
+              file=sys.stderr)
+    print(f"{args.model_dir}: {report['files_checked']} files intact, TF.js matches TensorFlow",
+          file=sys.stderr)
+    return 0
+
+
+def _serve(args) -> int:
+    import uvicorn
+
+    from app.main import create_app
+    from app.settings import Settings
+
+    settings = Settings.from_env(host=args.host, port=args.port, models_dir=args.models)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""One conversion, start to finish: load -> SavedModel -> graph -> layers -> verify -> manifest.
+
+Atomic: everything is built in a hidden staging folder next to the target
+(``models/.<name>.tmp-<pid>-*``) and renamed into place only after the numbers
+have been checked. A failure or an interruption (Ctrl-C, SIGTERM) removes the
+staging folder and leaves any previous ``models/<name>/`` untouched; staging
+folders left by a killed process (SIGKILL, power loss) are removed by the next
+conversion into the same folder.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from app import __version__, tf_runtime
+from app.convert import export, verify
+from app.convert.errors import BadInput
+from app.convert.files import list_files
+from app.convert.progress import Progress
+from app.convert.sources import SourceModel
+
+FORMATS = ("graph", "layers", "saved")
+FORMAT_DIRS = {"graph": "graph", "layers": "layers", "saved": "saved_model"}
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+MANIFEST_VERSION = 1
+STEPS = 6
+
+
+@dataclass
+class Request:
+    name: str
+    out: Path
+    formats: tuple[str, ...]
+    quantize: str = "none"
+
+
+def check_request(request: Request, source_kind: str) -> None:
+    """Reject bad flags before any work starts (nothing is written on failure)."""
+    if not NAME_PATTERN.match(request.name):
+        raise BadInput(f"--name {request.name!r}: use letters, digits, '.', '_' and '-' (max 64)")
+    unknown = [f for f in request.formats if f not in FORMATS]
+    if unknown or not request.formats:
+        raise BadInput(f"--formats: unknown {','.join(unknown) or '(empty)'}; choose from {','.join(FORMATS)}")
+    if request.quantize not in export.QUANTIZATIONS:
+        raise BadInput(f"--quantize must be one of {', '.join(export.QUANTIZATIONS)}")
+    if source_kind == "saved-model" and "layers" in request.formats:
+        raise BadInput("a SavedModel holds a TensorFlow graph, not Keras layers, so no TF.js layers "
+                       "model can be made from it; use --formats graph,saved, or convert the Keras "
+                       "model file with `belka convert keras`")
+    out = request.out
+    existing = next(p for p in (out, *out.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise BadInput(f"--out {out}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise BadInput(f"--out {out}: {existing} is not writable")
+    target = out / request.name
+    if target.exists() and not target.is_dir():
+        raise BadInput(f"{target} exists and is not a model folder")
+
+
+def convert(load_source: Callable[[], SourceModel], request: Request, source_kind: str,
+            progress: Progress | None = None) -> dict:
+    """Run the conversion; return the summary (also written into the manifest)."""
+    progress = progress or Progress(STEPS, enabled=False)
+    check_request(request, source_kind)
+    started = time.perf_counter()
+    if request.out.is_dir():
+        remove_stale_staging(request.out)
+    with progress.step("Loading the source model"):
+        source = load_source()
+    if not source.weights.get("trained", True):
+        progress.warn("UNTRAINED WEIGHTS: this model's predictions are meaningless (random but "
+                      "deterministic). Fine for trying the app; the manifest and the page say so.")
+    for note in source.notes:
+        progress.note(note)
+
+    try:
+        request.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(f"--out {request.out}: cannot create the folder ({exc.strerror})") from exc
+    staging = Path(tempfile.mkdtemp(prefix=f".{request.name}.tmp-{os.getpid()}-", dir=request.out))
+    os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it private; the model folder is not
+    try:
+        saved_dir = staging / FORMAT_DIRS["saved"]
+        with progress.step("Exporting the TensorFlow SavedModel (used by the server)"):
+            export.write_saved_model(source, saved_dir)
+        with progress.step("Converting to a TF.js graph model" if "graph" in request.formats
+                           else "Skipping the graph model (not in --formats)"):
+            if "graph" in request.formats:
+                export.write_graph_model(saved_dir, staging / "graph", request.quantize)
+        with progress.step("Writing the TF.js layers model" if "layers" in request.formats
+                           else "Skipping the layers model (not in --formats)"):
+            if "layers" in request.formats:
+                if source.keras_model is None:
+                    raise BadInput("this source has no Keras layers; drop 'layers' from --formats")
+                export.write_layers_model(source, staging / "layers", request.quantize)
+        with progress.step("Checking the numbers in TF.js (Node) and TensorFlow"):
+            verification, reference = _verify(source, staging, request)
+            for fmt, report in verification["formats"].items():
+                progress.note(f"{fmt}: max |diff| {report['max_abs_diff']:.2e}, top-1 agreement "
+                              f"{report['top1_agreement']:.0%}")
+        if "saved" not in request.formats:
+            shutil.rmtree(saved_dir)
+        with progress.step(f"Writing the manifest and moving into {request.out / request.name}"):
+            manifest = build_manifest(source, request, staging, verification, output_kind(reference))
+            manifest["conversion"]["steps"] = progress.steps
+            manifest["conversion"]["seconds"] = round(time.perf_counter() - started, 3)
+            (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+            replace_atomically(staging, request.out / request.name)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return summary(manifest, request.out / request.name)
+
+
+def _verify(source: SourceModel, staging: Path, request: Request) -> dict:
+    height, width, _ = source.input_shape
+    batch = verify.probe_batch(height, width, source.preprocessing["value_range"])
+    reference = source.reference(batch)
+    outputs = {"saved": verify.run_saved_model(staging / FORMAT_DIRS["saved"], source.signature, batch)}
+    quantize = {"saved": "none"}
+    tfjs_formats = [f for f in verify.TFJS_FORMATS if f in request.formats]
+    runtime = {}
+    if tfjs_formats:
+        tfjs_outputs, runtime = verify.run_tfjs(staging, tfjs_formats, batch)
+        outputs.update(tfjs_outputs)
+        quantize.update({f: request.quantize for f in tfjs_formats})
+    reports = verify.check(reference, outputs, quantize)
+    verification = {"reference": "original model",
+                    "probe": {"count": int(batch.shape[0]), "seed": verify.PROBE_SEED},
+                    "formats": reports, "runtime": runtime}
+    return verification, reference
+
+
+def build_manifest(source: SourceModel, request: Request, staging: Path, verification: dict,
+                   output_kind: str) -> dict:
+    height, width, channels = source.input_shape
+    files = list_files(staging)
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "name": request.name,
+        "task": "classification",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "source": source.source,
+        "weights": source.weights,
+        "input": {"shape": [None, height, width, channels], "dtype": "float32"},
+        "output": {"shape": [None, source.num_classes], "dtype": "float32",
+                   "kind": output_kind},
+        "signature": source.signature,
+        "preprocessing": source.preprocessing,
+        "labels": source.labels,
+        "formats": {f: FORMAT_DIRS[f] + "/" for f in FORMATS if f in request.formats},
+        "quantization": request.quantize,
+        "files": files,
+        "verification": verification,
+        "conversion": {"notes": source.notes},
+        "versions": _versions(),
+    }
+
+
+def output_kind(outputs) -> str:
+    """"probabilities" when the model already applies softmax (rows are distributions),
+    else "logits" (readers apply softmax)."""
+    sums = outputs.sum(axis=1)
+    is_distribution = bool((outputs >= 0).all() and abs(sums - 1).max() < 1e-3)
+    return "probabilities" if is_distribution else "logits"
+
+
+def _versions() -> dict:
+    import importlib.metadata as md
+
+    def version(pkg: str) -> str | None:
+        try:
+            return md.version(pkg)
+        except md.PackageNotFoundError:
+            return None
+
+    tf = tf_runtime.tensorflow()
+    return {"belka": __version__, "python": platform.python_version(), "tensorflow": tf.__version__,
+            "tensorflowjs": version("tensorflowjs"), "tf_keras": version("tf_keras"),
+            "keras": version("keras"), "numpy": version("numpy")}
+
+
+def summary(manifest: dict, path: Path) -> dict:
+    sizes: dict[str, int] = {}
+    for entry in manifest["files"]:
+        top = entry["path"].split("/", 1)[0]
+        sizes[top] = sizes.get(top, 0) + entry["bytes"]
+    return {
+        "name": manifest["name"], "path": str(path), "task": manifest["task"],
+        "formats": list(manifest["formats"]), "quantization": manifest["quantization"],
+        "weights": manifest["weights"], "bytes": sizes,
+        "verification": manifest["verification"], "steps": manifest["conversion"]["steps"],
+        "seconds": manifest["conversion"]["seconds"], "notes": manifest["conversion"]["notes"],
+    }
+
+
+def replace_atomically(staging: Path, target: Path) -> None:
+    """Move ``staging`` to ``target``; an existing target is swapped out, then deleted."""
+    if not target.exists():
+        os.rename(staging, target)
+        return
+    old = target.parent / f".{target.name}.old-{os.getpid()}"
+    os.rename(target, old)
+    os.rename(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def remove_stale_staging(out: Path) -> None:
+    """Delete ``.<name>.tmp-<pid>-*`` / ``.<name>.old-<pid>`` folders whose process is gone."""
+    for path in out.glob(".*"):
+        match = re.match(r"^\..+\.(?:tmp|old)-(\d+)", path.name)
+        if match and path.is_dir() and not _alive(int(match.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,97 @@
+// Runs converted models in the real TF.js runtime (Node, CPU backend) so that
+// `belka convert` / `belka verify` can compare their numbers with TensorFlow.
+//
+// Usage: node tfjs_runner.mjs REQUEST.json
+// REQUEST = {
+//   "input":  {"path": "probe.bin", "shape": [N, H, W, C], "dtype": "float32"},
+//   "models": [{"format": "graph" | "layers", "dir": "/abs/path/graph"}],
+//   "out_dir": "/abs/path"        // outputs are written as <format>.bin
+// }
+// Prints one JSON line on stdout: {"tfjs_version", "backend", "results": [...]}
+// or {"error": "..."} with exit code 1.
+//
+// Files are read straight from disk with a small IOHandler, so this needs only
+// @tensorflow/tfjs (no tfjs-node native binary, no HTTP server).
+import { createRequire } from 'node:module';
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+
+const require = createRequire(import.meta.url);
+
+// TF.js prints a hint about tfjs-node when it starts in Node; it is not an error.
+const consoleWarn = console.warn;
+console.warn = () => {};
+const tf = require('@tensorflow/tfjs');
+console.warn = consoleWarn;
+
+/** An IOHandler that loads model.json and its weight shards from a folder. */
+function fileHandler(dir) {
+  return {
+    async load() {
+      const modelJSON = JSON.parse(await readFile(path.join(dir, 'model.json'), 'utf8'));
+      return tf.io.getModelArtifactsForJSON(modelJSON, async (manifest) => {
+        const specs = [];
+        const buffers = [];
+        for (const group of manifest) {
+          specs.push(...group.weights);
+          for (const p of group.paths) {
+            const b = await readFile(path.join(dir, p));
+            buffers.push(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+          }
+        }
+        return [specs, tf.io.concatenateArrayBuffers(buffers)];
+      });
+    },
+  };
+}
+
+const ARRAYS = { float32: Float32Array, int32: Int32Array };
+
+async function readInput({ path: file, shape, dtype }) {
+  const Arr = ARRAYS[dtype];
+  if (!Arr) throw new Error(`unsupported input dtype ${dtype}`);
+  const b = await readFile(file);
+  const values = new Arr(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+  return tf.tensor(values, shape, dtype);
+}
+
+async function runModel({ format, dir }, input, outDir) {
+  let t0 = performance.now();
+  const model = format === 'graph'
+    ? await tf.loadGraphModel(fileHandler(dir))
+    : await tf.loadLayersModel(fileHandler(dir));
+  const loadMs = performance.now() - t0;
+  t0 = performance.now();
+  const output = model.predict(input);
+  if (Array.isArray(output) || !(output instanceof tf.Tensor)) {
+    tf.dispose(output);
+    model.dispose();
+    throw new Error(`${format} model has several outputs; Belka expects one`);
+  }
+  const values = await output.data();
+  const predictMs = performance.now() - t0;
+  const file = path.join(outDir, `${format}.bin`);
+  await writeFile(file, Buffer.from(values.buffer, values.byteOffset, values.byteLength));
+  const result = { format, file, shape: output.shape, dtype: output.dtype, load_ms: loadMs, predict_ms: predictMs };
+  output.dispose();
+  model.dispose();
+  return result;
+}
+
+async function main() {
+  const request = JSON.parse(await readFile(process.argv[2], 'utf8'));
+  await tf.setBackend('cpu');
+  await tf.ready();
+  const input = await readInput(request.input);
+  const results = [];
+  for (const m of request.models) results.push(await runModel(m, input, request.out_dir));
+  input.dispose();
+  process.stdout.write(JSON.stringify({
+    tfjs_version: tf.version.tfjs, backend: tf.getBackend(), num_tensors: tf.memory().numTensors, results,
+  }) + '\n');
+}
+
+main().catch((err) => {
+  process.stdout.write(JSON.stringify({ error: String(err && err.message ? err.message : err) }) + '\n');
+  process.exit(1);
+});

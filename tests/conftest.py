@@ -1,0 +1,48 @@
+"""Shared fixtures: the `belka` CLI as a subprocess and small models built once per session."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
+
+
+def run_belka(*args, env: dict | None = None, timeout: float = 900, cwd: Path = ROOT):
+    """Run `belka ARGS...` the way a user does; return the CompletedProcess (text mode)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "app.cli", *map(str, args)], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def convert_ok(*args, **kwargs) -> dict:
+    """Run a conversion with --json --quiet, assert success, return the JSON summary."""
+    proc = run_belka("convert", *args, "--json", "--quiet", **kwargs)
+    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:{proc.stdout[-2000:]}\nstderr:{proc.stderr[-4000:]}"
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def small_mobilenet(models_dir) -> dict:
+    """MobileNetV2 alpha 0.35 / 96 px, seeded untrained weights, all three formats, verified."""
+    summary = convert_ok("mobilenet-v2", "--weights", "none", "--alpha", "0.35", "--size", "96",
+                         "--out", models_dir)
+    summary["dir"] = Path(summary["path"])
+    summary["manifest"] = json.loads((summary["dir"] / "manifest.json").read_text())
+    return summary
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` with its bytes, to prove a folder was left untouched."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
