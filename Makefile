@@ -9,6 +9,8 @@ NPM_STAMP := node_modules/.belka-installed
 DEFAULT_MODEL := models/mobilenet-v2/manifest.json
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# The Docker image installs without the test tools: `make setup PIP_EXTRAS=`.
+PIP_EXTRAS ?= [test]
 
 .PHONY: run test setup models chromium bench clean
 
@@ -20,11 +22,12 @@ test: setup chromium
 	@$(BIN)/python -m pytest -q
 
 setup: $(PIP_STAMP) $(NPM_STAMP)
+	@:
 
 $(PIP_STAMP): pyproject.toml constraints.txt
 	@echo "Setting up the Python environment in $(VENV)/ (TensorFlow is large: a few minutes the first time) ..."
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]' 2>&1 \
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.$(PIP_EXTRAS)' 2>&1 \
 		| { grep -v "^WARNING: Location .* is ignored" || true; }; test $${PIPESTATUS[0]} -eq 0
 	@touch $@
 
@@ -35,6 +38,7 @@ $(NPM_STAMP): package.json package-lock.json
 
 # The default model: ImageNet weights when they can be downloaded, else untrained ones (said loudly).
 models: $(DEFAULT_MODEL)
+	@:
 
 $(DEFAULT_MODEL): | setup
 	@$(BIN)/belka convert mobilenet-v2 --weights imagenet; status=$$?; \

@@ -103,9 +103,9 @@ def preprocess(image: np.ndarray, spec: dict) -> np.ndarray:
     return (lo + pixels * (hi - lo) / 255.0).astype(np.float32)
 
 
-def convert(quantize: str, alpha: float, size: int, out: Path) -> tuple[dict, float]:
+def convert(quantize: str, alpha: float, size: int, weights: str, out: Path) -> tuple[dict, float]:
     """Run the real CLI; return (its JSON summary, wall-clock seconds)."""
-    cmd = [sys.executable, "-m", "app.cli", "convert", "mobilenet-v2", "--weights", "none",
+    cmd = [sys.executable, "-m", "app.cli", "convert", "mobilenet-v2", "--weights", weights,
            "--alpha", str(alpha), "--size", str(size), "--quantize", quantize,
            "--out", str(out), "--json", "--quiet"]
     started = time.perf_counter()
@@ -169,6 +169,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "convert.json")
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--alpha", type=float, default=1.0)
+    parser.add_argument("--weights", default="none",
+                        help="none (default, works offline), imagenet (needs the internet once) or a file")
     args = parser.parse_args()
 
     photos = load_photos()
@@ -177,7 +179,7 @@ def main() -> None:
         summaries, seconds = {}, {}
         for q in QUANTIZATIONS:
             print(f"converting --quantize {q} ...", file=sys.stderr)
-            summaries[q], seconds[q] = convert(q, args.alpha, args.size, tmp)
+            summaries[q], seconds[q] = convert(q, args.alpha, args.size, args.weights, tmp)
 
         manifest = json.loads((Path(summaries["none"]["path"]) / "manifest.json").read_text())
         batch = np.stack([preprocess(img, manifest["preprocessing"]) for img in photos.values()])
@@ -211,8 +213,8 @@ def main() -> None:
         "machine": machine_info(),
         "versions": manifest["versions"],
         "tfjs_runtime": runtime,
-        "model": {"source": "mobilenet-v2", "alpha": args.alpha, "size": args.size, "weights": "none",
-                  "note": WEIGHTS_NOTE},
+        "model": {"source": "mobilenet-v2", "alpha": args.alpha, "size": args.size, "weights": args.weights,
+                  "note": WEIGHTS_NOTE if args.weights == "none" else None},
         "preprocessing": manifest["preprocessing"],
         "photos": {"source": "skimage.data", "names": list(photos)},
         "reference": "float32 (--quantize none) TF.js graph model, same photos",
