@@ -21,6 +21,6 @@ class Settings:
         settings = cls(
             host=env.get("BELKA_HOST", cls.host),
             port=int(env.get("BELKA_PORT", cls.port)),
-            models_dir=Path(env["BELKA_MODELS_DIR"]) if "BELKA_MODELS_DIR" in env else PROJECT_ROOT / "models",
+            models_dir=Path(env.get("BELKA_MODELS_DIR", PROJECT_ROOT / "models")),
         )
         return replace(settings, **{k: v for k, v in overrides.items() if v is not None})

@@ -75,8 +75,8 @@ def convert(load_source: Callable[[], SourceModel], request: Request, source_kin
     started = time.perf_counter()
     if request.out.is_dir():
         remove_stale_staging(request.out)
-    with progress.step("Loading the source model"):
-        source = load_source()
+    with progress.step("Loading the source model"), tf_runtime.quiet_stdout():
+        source = load_source()  # Keras prints download progress: keep stdout for --json
     if not source.weights.get("trained", True):
         progress.warn("UNTRAINED WEIGHTS: this model's predictions are meaningless (random but "
                       "deterministic). Fine for trying the app; the manifest and the page say so.")

@@ -35,6 +35,7 @@ PROBE_SEED = 1234
 PROBE_COUNT = 4
 RUNNER = Path(__file__).resolve().parent / "tfjs_runner.mjs"
 TFJS_FORMATS = ("graph", "layers")
+NODE_TIMEOUT_S = 1800
 
 
 def probe_batch(height: int, width: int, value_range, seed: int = PROBE_SEED) -> np.ndarray:
@@ -67,8 +68,11 @@ def run_tfjs(model_dir: Path, formats, batch: np.ndarray) -> tuple[dict, dict]:
             "out_dir": str(tmp),
         }
         (tmp / "request.json").write_text(json.dumps(request))
-        proc = subprocess.run([node, str(RUNNER), str(tmp / "request.json")],
-                              capture_output=True, text=True, timeout=1800)
+        try:
+            proc = subprocess.run([node, str(RUNNER), str(tmp / "request.json")],
+                                  capture_output=True, text=True, timeout=NODE_TIMEOUT_S)
+        except subprocess.TimeoutExpired as exc:
+            raise VerificationFailed(f"TF.js took more than {NODE_TIMEOUT_S} s to run the model") from exc
         last = (proc.stdout.strip().splitlines() or [""])[-1]
         try:
             reply = json.loads(last)
