@@ -1,4 +1,8 @@
-"""The converted models on disk: models/*/manifest.json read into ModelInfo."""
+"""The converted models on disk: models/*/manifest.json read into ModelInfo.
+
+The registry re-reads a manifest only when its file changed, so a model converted
+(or re-converted) while the server runs shows up on the next request.
+"""
 from __future__ import annotations
 
 import json
@@ -25,18 +29,40 @@ class ModelInfo:
         return sum(f["bytes"] for f in self.manifest["files"])
 
 
-def load_models(models_dir: Path) -> dict[str, ModelInfo]:
-    """Every folder with a readable manifest.json; hidden (staging) folders are skipped."""
-    models = {}
-    if not models_dir.is_dir():
+class Registry:
+    def __init__(self, models_dir: Path):
+        self.models_dir = models_dir
+        self._cache: dict[Path, tuple[tuple[int, int], ModelInfo | None]] = {}
+
+    def all(self) -> dict[str, ModelInfo]:
+        """Every folder with a readable manifest.json; hidden (staging) folders are skipped."""
+        models, cache = {}, {}
+        if self.models_dir.is_dir():
+            for manifest_path in sorted(self.models_dir.glob("[!.]*/manifest.json")):
+                try:
+                    stat = manifest_path.stat()
+                except OSError:
+                    continue
+                key = (stat.st_ino, stat.st_mtime_ns)
+                cached = self._cache.get(manifest_path)
+                info = cached[1] if cached and cached[0] == key else _read(manifest_path)
+                cache[manifest_path] = (key, info)
+                if info is not None:
+                    models[info.name] = info
+        self._cache = cache
         return models
-    for manifest_path in sorted(models_dir.glob("*/manifest.json")):
-        folder = manifest_path.parent
-        if folder.name.startswith("."):
-            continue
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        models[folder.name] = ModelInfo(name=folder.name, path=folder, manifest=manifest)
-    return models
+
+    def get(self, name: str) -> ModelInfo | None:
+        return self.all().get(name)
+
+
+def _read(manifest_path: Path) -> ModelInfo | None:
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return ModelInfo(name=manifest_path.parent.name, path=manifest_path.parent, manifest=manifest)
+
+
+def load_models(models_dir: Path) -> dict[str, ModelInfo]:
+    return Registry(models_dir).all()

@@ -1,0 +1,129 @@
+"""Static files for the browser: model artifacts (/models), our ES modules (/static) and
+the TF.js bundles from npm (/vendor).
+
+Rules, the same for the three roots:
+- Nothing outside the root: no "..", no hidden names (dotfiles, the converter's
+  staging folders), no symlinks anywhere on the path, regular files only. All 404.
+- Explicit content types (JSON, JS modules, WebAssembly, weight shards...).
+- Every response has an ETag; If-None-Match gives 304.
+- Caching. Model weights are content-addressed: model.json is served with each
+  shard path suffixed by ``?v=<sha256 prefix>`` (from the manifest), and a shard
+  requested with its current hash is cached for a year as immutable. Everything
+  else (model.json, manifest.json, code) is ``no-cache``: the browser keeps it
+  but revalidates it with its ETag, so a re-converted model or a new release
+  is picked up on the next load.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import FileResponse, Response
+
+CONTENT_TYPES = {
+    ".json": "application/json",
+    ".bin": "application/octet-stream",
+    ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8",
+    ".wasm": "application/wasm",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".map": "application/json",
+}
+MODEL_FORMAT_DIRS = ("graph", "layers")  # what the browser loads; saved_model/ stays server-side
+IMMUTABLE = "public, max-age=31536000, immutable"
+REVALIDATE = "no-cache"
+
+router = APIRouter(include_in_schema=False)
+
+
+def safe_path(root: Path, relative: str) -> Path:
+    """``root/relative`` if it is a regular file reached without hidden names or symlinks, else 404."""
+    parts = relative.split("/")
+    if not relative or any(p in ("", ".", "..") or p.startswith(".") or "\\" in p or "\0" in p for p in parts):
+        raise HTTPException(404)
+    path = root
+    for part in parts:
+        path = path / part
+        if path.is_symlink():
+            raise HTTPException(404)
+    if not path.is_file():
+        raise HTTPException(404)
+    return path
+
+
+def _content_type(path: Path) -> str:
+    return CONTENT_TYPES.get(path.suffix.lower(), "application/octet-stream")
+
+
+def _not_modified(request: Request, etag: str) -> bool:
+    header = request.headers.get("if-none-match", "")
+    return etag in (tag.strip() for tag in header.split(",")) or header.strip() == "*"
+
+
+def _respond(request: Request, etag: str, cache: str, *, path: Path | None = None,
+             body: bytes | None = None, media_type: str) -> Response:
+    headers = {"ETag": etag, "Cache-Control": cache}
+    if _not_modified(request, etag):
+        return Response(status_code=304, headers=headers)
+    if body is not None:
+        return Response(body, media_type=media_type, headers=headers)
+    return FileResponse(path, media_type=media_type, headers=headers)
+
+
+def _stat_etag(path: Path) -> str:
+    stat = path.stat()
+    return f'W/"{stat.st_size:x}-{stat.st_mtime_ns:x}"'
+
+
+@router.api_route("/static/{relative:path}", methods=["GET", "HEAD"])
+def static_file(relative: str, request: Request) -> Response:
+    path = safe_path(request.app.state.settings.static_dir, relative)
+    return _respond(request, _stat_etag(path), REVALIDATE, path=path, media_type=_content_type(path))
+
+
+@router.api_route("/vendor/{relative:path}", methods=["GET", "HEAD"])
+def vendor_file(relative: str, request: Request) -> Response:
+    """TF.js from node_modules/@tensorflow (npm), e.g. /vendor/tfjs/dist/tf.min.js."""
+    path = safe_path(request.app.state.settings.vendor_dir, relative)
+    return _respond(request, _stat_etag(path), REVALIDATE, path=path, media_type=_content_type(path))
+
+
+@router.api_route("/models/{name}/{relative:path}", methods=["GET", "HEAD"])
+def model_file(name: str, relative: str, request: Request) -> Response:
+    info = request.app.state.registry.get(name)
+    if info is None:
+        raise HTTPException(404)
+    hashes = {f["path"]: f["sha256"] for f in info.manifest["files"]}
+    if relative == "manifest.json":
+        path = safe_path(info.path, relative)
+        return _respond(request, f'"{_sha256(path.read_bytes())[:32]}"', REVALIDATE, path=path,
+                        media_type="application/json")
+    if relative.split("/", 1)[0] not in MODEL_FORMAT_DIRS or relative not in hashes:
+        raise HTTPException(404)
+    path = safe_path(info.path, relative)
+    if path.name == "model.json":
+        body = _content_addressed_model_json(path, hashes)
+        return _respond(request, f'"{_sha256(body)[:32]}"', REVALIDATE, body=body,
+                        media_type="application/json")
+    version = request.query_params.get("v")
+    cache = IMMUTABLE if version and hashes[relative].startswith(version) else REVALIDATE
+    return _respond(request, f'"{hashes[relative][:32]}"', cache, path=path, media_type=_content_type(path))
+
+
+def _content_addressed_model_json(path: Path, hashes: dict[str, str]) -> bytes:
+    """model.json with every weight path suffixed by ?v=<hash>, so shards can be cached forever."""
+    model = json.loads(path.read_text())
+    folder = path.parent.name
+    for group in model.get("weightsManifest", []):
+        group["paths"] = [f"{p}?v={hashes[f'{folder}/{p}'][:16]}" if f"{folder}/{p}" in hashes else p
+                          for p in group["paths"]]
+    return json.dumps(model).encode()
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

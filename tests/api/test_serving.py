@@ -1,0 +1,158 @@
+"""Files for the browser: headers, content types, caching, and no way out of the roots."""
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.settings import Settings
+
+
+@pytest.fixture
+def site(small_mobilenet, tmp_path):
+    """A models folder holding a copy of the small model, a static folder, and a client."""
+    models = tmp_path / "models"
+    shutil.copytree(small_mobilenet["dir"], models / "tiny")
+    static = tmp_path / "static"
+    static.mkdir()
+    (static / "app.js").write_text("export const x = 1;\n")
+    (static / ".secret").write_text("hidden")
+    (tmp_path / "outside.txt").write_text("outside")
+    settings = Settings(models_dir=models, static_dir=static)
+    app = create_app(settings)
+    return {"app": app, "client": TestClient(app), "models": models, "static": static, "root": tmp_path}
+
+
+def raw_get(app, path: str) -> int:
+    """Send ``path`` to the app exactly as written (HTTP clients would normalise the dots)."""
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+             "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+             "root_path": "", "headers": [(b"host", b"testserver")], "server": ("testserver", 80),
+             "client": ("127.0.0.1", 1234)}
+    asyncio.run(app(scope, receive, send))
+    return sent[0]["status"]
+
+
+def test_security_headers_on_pages_and_files(site):
+    for url in ("/", "/healthz", "/models/tiny/manifest.json", "/vendor/tfjs/dist/tf.min.js", "/nope"):
+        headers = site["client"].get(url).headers
+        assert headers["cross-origin-opener-policy"] == "same-origin", url
+        assert headers["cross-origin-embedder-policy"] == "require-corp", url
+        assert headers["x-content-type-options"] == "nosniff", url
+        csp = headers["content-security-policy"]
+        assert "default-src 'self'" in csp and "script-src 'self' 'wasm-unsafe-eval'" in csp, url
+        assert "unsafe-inline" not in csp and "*" not in csp, url
+
+
+@pytest.mark.parametrize("url, content_type", [
+    ("/models/tiny/manifest.json", "application/json"),
+    ("/models/tiny/graph/model.json", "application/json"),
+    ("/models/tiny/layers/model.json", "application/json"),
+    ("/models/tiny/graph/group1-shard1of2.bin", "application/octet-stream"),
+    ("/vendor/tfjs/dist/tf.min.js", "text/javascript; charset=utf-8"),
+    ("/vendor/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm", "application/wasm"),
+    ("/static/app.js", "text/javascript; charset=utf-8"),
+])
+def test_content_types(site, url, content_type):
+    response = site["client"].get(url)
+    assert response.status_code == 200, url
+    assert response.headers["content-type"] == content_type
+
+
+def test_etag_and_304_for_every_kind_of_file(site):
+    client = site["client"]
+    for url in ("/models/tiny/manifest.json", "/models/tiny/graph/model.json",
+                "/models/tiny/graph/group1-shard1of2.bin", "/vendor/tfjs/dist/tf.min.js", "/static/app.js"):
+        first = client.get(url)
+        etag = first.headers["etag"]
+        again = client.get(url, headers={"If-None-Match": etag})
+        assert again.status_code == 304, url
+        assert again.content == b"" and again.headers["etag"] == etag
+        assert client.get(url, headers={"If-None-Match": '"other"'}).status_code == 200
+
+
+def test_weights_are_content_addressed_and_cached_forever(site):
+    client = site["client"]
+    manifest = json.loads((site["models"] / "tiny" / "manifest.json").read_text())
+    hashes = {f["path"]: f["sha256"] for f in manifest["files"]}
+    model = client.get("/models/tiny/graph/model.json")
+    assert model.headers["cache-control"] == "no-cache"  # revalidated: it names the current shards
+    paths = [p for group in model.json()["weightsManifest"] for p in group["paths"]]
+    assert paths and all("?v=" in p for p in paths)
+    for p in paths:
+        name, version = p.split("?v=")
+        assert hashes[f"graph/{name}"].startswith(version)
+        shard = client.get(f"/models/tiny/graph/{p}")
+        assert shard.headers["cache-control"] == "public, max-age=31536000, immutable"
+        assert len(shard.content) == (site["models"] / "tiny" / "graph" / name).stat().st_size
+    stale = client.get("/models/tiny/graph/" + paths[0].split("?v=")[0] + "?v=0000")
+    assert stale.headers["cache-control"] == "no-cache"
+
+
+def test_reconverted_model_gets_new_urls_and_etags(site):
+    client = site["client"]
+    before = client.get("/models/tiny/graph/model.json")
+    folder = site["models"] / "tiny"
+    shard = folder / "graph" / "group1-shard1of2.bin"
+    data = bytearray(shard.read_bytes())
+    data[0] ^= 1
+    shard.write_bytes(bytes(data))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for entry in manifest["files"]:
+        if entry["path"] == "graph/group1-shard1of2.bin":
+            entry["sha256"] = "f" * 64
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    after = client.get("/models/tiny/graph/model.json", headers={"If-None-Match": before.headers["etag"]})
+    assert after.status_code == 200  # the registry noticed the new manifest
+    assert after.json()["weightsManifest"][0]["paths"][0].endswith("?v=ffffffffffffffff")
+
+
+@pytest.mark.parametrize("path", [
+    "/models/tiny/../tiny/manifest.json",
+    "/models/tiny/graph/../../tiny/manifest.json",
+    "/models/tiny/graph/../../../outside.txt",
+    "/models/tiny/%2e%2e/%2e%2e/outside.txt",
+    "/models/tiny/saved_model/saved_model.pb",
+    "/models/tiny/graph/",
+    "/models/nope/manifest.json",
+    "/static/../outside.txt",
+    "/static/.secret",
+    "/static/%2esecret",
+    "/vendor/../package.json",
+    "/vendor/tfjs/../../../pyproject.toml",
+])
+def test_no_way_out_of_the_roots(site, path):
+    assert raw_get(site["app"], path) == 404
+
+
+def test_symlinks_and_hidden_folders_are_404(site):
+    models, static, root = site["models"], site["static"], site["root"]
+    (static / "link.js").symlink_to(root / "outside.txt")
+    (static / "dir").symlink_to(root)
+    assert site["client"].get("/static/link.js").status_code == 404
+    assert site["client"].get("/static/dir/outside.txt").status_code == 404
+    shard = models / "tiny" / "graph" / "group1-shard2of2.bin"
+    shard.rename(root / "moved.bin")
+    shard.symlink_to(root / "moved.bin")
+    assert site["client"].get("/models/tiny/graph/group1-shard2of2.bin").status_code == 404
+    shutil.copytree(models / "tiny", models / ".tiny.tmp-1-abc")
+    assert site["client"].get("/models/.tiny.tmp-1-abc/manifest.json").status_code == 404
+    assert site["client"].get("/healthz").json()["models"] == ["tiny"]
+
+
+def test_errors_have_one_json_shape(site):
+    response = site["client"].get("/models/nope/manifest.json")
+    assert response.status_code == 404
+    assert response.json() == {"error": {"code": "not_found", "message": "Not Found", "detail": None}}
