@@ -29,7 +29,7 @@ def test_layers_and_graph_models_run_in_chromium(server, page, small_mobilenet):
     batch = verify.probe_batch(96, 96, [-1, 1], seed=11)[:2]
     expected = verify.run_saved_model(folder / "saved_model", manifest["signature"], batch)
     page.goto(server + "/healthz")
-    page.add_script_tag(url="/vendor/tfjs/dist/tf.min.js")
+    page.add_script_tag(url="/vendor/tfjs/dist/tf.es2017.min.js")
     result = page.evaluate(LOAD_AND_RUN, {"name": folder.name, "input": batch.ravel().tolist(),
                                           "shape": list(batch.shape)})
     assert result["version"] == "4.22.0"
