@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import shutil
 
@@ -41,7 +42,9 @@ def raw_get(app, path: str) -> int:
              "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
              "root_path": "", "headers": [(b"host", b"testserver")], "server": ("testserver", 80),
              "client": ("127.0.0.1", 1234)}
-    asyncio.run(app(scope, receive, send))
+    # In a thread of its own: Playwright's sync API may hold an event loop in this one.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, app(scope, receive, send)).result()
     return sent[0]["status"]
 
 

@@ -1,12 +1,14 @@
 """A real server (uvicorn on 127.0.0.1, a free port) and Debian's Chromium driven by Playwright."""
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +16,11 @@ from tests.conftest import ROOT
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
+                 "--disable-sync", "--no-first-run", "--disable-quic",
+                 # WebGPU (and WebGL) on the CPU through SwiftShader, so all four TF.js backends run
+                 # on machines without a GPU. Never --disable-gpu: it turns WebGPU off.
+                 "--enable-unsafe-webgpu", "--use-angle=swiftshader", "--enable-features=Vulkan",
+                 "--use-webgpu-adapter=swiftshader"]
 
 
 def _free_port() -> int:
@@ -23,10 +29,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def server(small_mobilenet):
+@contextlib.contextmanager
+def serve(models_dir: Path, **env_vars: str):
+    """`belka serve` on a free port for ``models_dir`` (extra BELKA_* settings as keyword
+    arguments); yields its base URL and stops it afterwards."""
     port = _free_port()
-    env = {**os.environ, "BELKA_MODELS_DIR": str(small_mobilenet["dir"].parent)}
+    env = {**os.environ, "BELKA_MODELS_DIR": str(models_dir), **env_vars}
     proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
@@ -40,13 +48,24 @@ def server(small_mobilenet):
                 proc.kill()
                 pytest.fail("server did not start: " + proc.stderr.read().decode()[-2000:])
             time.sleep(0.2)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=20)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
 
 
 @pytest.fixture(scope="session")
+def server(small_mobilenet):
+    with serve(small_mobilenet["dir"].parent) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
 def browser():
+    """Chromium for one test module. Not for the whole session: Playwright's sync API keeps an
+    asyncio loop running on the main thread while it is open, and asyncio.run() (used by
+    tests/api) then fails with "cannot be called from a running event loop"."""
     from playwright.sync_api import sync_playwright
 
     if not os.path.exists(CHROMIUM):
@@ -57,13 +76,20 @@ def browser():
         browser.close()
 
 
-@pytest.fixture
-def page(browser):
-    context = browser.new_context()
+def new_page(browser, **context_options):
+    """A page in a fresh context (own localStorage and cache); ``page.errors`` collects
+    console errors and uncaught exceptions."""
+    context = browser.new_context(**context_options)
     page = context.new_page()
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("console", lambda m: m.type == "error" and errors.append(m.text))
     page.errors = errors
+    return page
+
+
+@pytest.fixture
+def page(browser):
+    page = new_page(browser)
     yield page
-    context.close()
+    page.context.close()

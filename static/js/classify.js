@@ -1,0 +1,329 @@
+/**
+ * The classify page, "is it a squirrel?": an image (file, drop or paste) goes
+ * through the model's preprocessing and its TF.js graph model, in the browser, on
+ * the backend the user picked.
+ *
+ * Every operation (start, backend switch, classification) runs one at a time in
+ * order, through `serial()`, so a backend switch never races a classification.
+ *
+ * Test and debug API, `window.belka`:
+ *   ready            Promise, settles once the model is loaded and warmed up:
+ *                    {ok: true, backend} or {ok: false, error} (it never rejects)
+ *   config           the page config {model, models, squirrelClasses}
+ *   backend()        the active TF.js backend ("webgpu", "webgl", "wasm", "cpu")
+ *   choice()         the user's choice ("auto" or a backend name)
+ *   setBackend(c)    Promise: switch like the <select> does (remembered, re-runs the image)
+ *   classifyBlob(b)  Promise: classify a Blob/File like a dropped file; resolves to null
+ *                    when it is not a readable image (the page shows why), else to
+ *                    {top5: [{index, label, probability}], logits: [...] (null when
+ *                    the model outputs probabilities), probabilities: [...],
+ *                    input: [...] (the flattened float32 [1, H, W, 3] the model got),
+ *                    inferenceMs, totalMs, backend, verdict: {squirrel, text}}
+ *   lastResult()     the latest such result, or null
+ *   runs()           how many classifications have finished
+ *   timings()        {loadMs, warmupMs, medianMs, samples}
+ *   numTensors()     tf.memory().numTensors
+ *   idle()           Promise that resolves when the operations queued so far are done
+ */
+import { activateBackend, CHOICES, initialChoice, rememberChoice } from './backend.js';
+import { readPageConfig } from './config.js';
+import { formatMs } from './format.js';
+import { Classifier, downloadFacts } from './model.js';
+import { squirrelVerdict, topK } from './predictions.js';
+import { decodeImage, ImageDecodeError, modelRegion, toModelInput } from './preprocess.js';
+import { tf, tfLoadProblem } from './tf.js';
+import { RecentMedian, since } from './timings.js';
+import * as view from './view.js';
+
+const MEDIAN_OF_LAST = 20;
+
+const config = readPageConfig();
+
+const state = {
+  choice: 'auto',
+  backend: null,
+  classifier: null,
+  warmupMs: null,
+  lastMs: null,
+  inference: new RecentMedian(MEDIAN_OF_LAST),
+  image: null, // the Blob shown now; re-classified when the backend changes
+  result: null,
+  runs: 0,
+};
+
+// ---------------------------------------------------------------- one operation at a time
+
+let queue = Promise.resolve();
+
+/** Runs `task` after every operation queued before it; resolves or rejects with its result. */
+function serial(task) {
+  const run = queue.then(task);
+  queue = run.catch(() => {});
+  return run;
+}
+
+// ---------------------------------------------------------------- operations
+
+/** Picks the backend, loads and warms up the model. */
+async function start() {
+  const problem = tfLoadProblem();
+  if (problem) {
+    view.showMessage('model', 'error', 'The page cannot run models.', problem);
+    return { ok: false, error: problem };
+  }
+  const { choice, source, ignored } = initialChoice();
+  if (source === 'url') rememberChoice(choice);
+  try {
+    await useBackend(choice);
+    if (ignored != null) {
+      view.showBackendNote(`Unknown backend "${ignored}" in the address (use ${CHOICES.join(', ')}).`);
+    }
+    await loadModel();
+    view.showStatus('Ready: choose, drop or paste an image.');
+    return { ok: true, backend: state.backend };
+  } catch (error) {
+    view.showStatus('Not ready.');
+    reportError(error);
+    return { ok: false, error: error.message };
+  }
+}
+
+/**
+ * Activates the backend for `choice` and shows what happened (fallbacks included).
+ * Resolves to true when the active backend changed (timings then start afresh).
+ */
+async function useBackend(choice) {
+  state.choice = choice;
+  view.showStatus(choice === 'auto' ? 'Choosing a backend…' : `Starting the ${choice} backend…`);
+  let result;
+  try {
+    result = await activateBackend(choice);
+  } catch (error) {
+    state.backend = null;
+    renderBackend();
+    view.showMessage('backend', 'error', 'No backend available.', error.message);
+    error.reported = true;
+    throw error;
+  }
+  const changed = result.backend !== state.backend;
+  state.backend = result.backend;
+  if (changed) {
+    state.inference.clear();
+    state.warmupMs = null;
+    state.lastMs = null;
+  }
+  const failed = result.failures.map((f) => `${f.backend} (${f.reason})`).join(', ');
+  if (choice !== 'auto' && result.backend !== choice) {
+    const reason = result.failures.find((f) => f.backend === choice)?.reason ?? 'unavailable';
+    view.showMessage('backend', 'warning', `The ${choice} backend is unavailable here:`,
+      `${reason}. Running on ${result.backend} instead.`);
+    view.showBackendNote(`${choice} is unavailable; using ${result.backend}.`);
+  } else {
+    view.clearMessage('backend');
+    view.showBackendNote(failed ? `Not available here: ${failed}.` : null);
+  }
+  renderBackend();
+  return changed;
+}
+
+/** Loads the page's model on the active backend (again, after a switch) and warms it up. */
+async function loadModel() {
+  if (!config.model) throw new Error('No model to load.');
+  view.showStatus(`Loading the model ${config.model}…`);
+  const previous = state.classifier;
+  state.classifier = null;
+  previous?.dispose();
+  let classifier;
+  try {
+    classifier = await Classifier.load(config.model);
+  } catch (error) {
+    view.showMessage('model', 'error', `The model "${config.model}" could not be loaded.`, error.message);
+    error.reported = true;
+    throw error;
+  }
+  view.clearMessage('model');
+  view.showModel(classifier.manifest, downloadFacts(classifier.manifest), classifier.loadMs);
+  view.showStatus(`Warming up on ${state.backend}…`);
+  try {
+    state.warmupMs = await classifier.warmUp();
+  } catch (error) {
+    classifier.dispose();
+    view.showMessage('model', 'error', `The model does not run on the ${state.backend} backend.`,
+      `${error.message} Pick another backend.`);
+    error.reported = true;
+    throw error;
+  }
+  state.classifier = classifier;
+  renderBackend();
+}
+
+/** Switches backend (the <select>, or belka.setBackend), then re-runs the current image. */
+async function changeBackend(choice) {
+  if (!CHOICES.includes(choice)) throw new Error(`Unknown backend "${choice}".`);
+  rememberChoice(choice);
+  try {
+    // The model's weights live on the backend that loaded them: load it again on the new one.
+    if (await useBackend(choice) || !state.classifier) await loadModel();
+  } catch (error) {
+    view.showStatus('Not ready.');
+    reportError(error);
+    return null;
+  }
+  if (state.image) return classify(state.image);
+  view.showStatus('Ready: choose, drop or paste an image.');
+  return null;
+}
+
+/** Decodes, previews, preprocesses and classifies one image; shows and returns the result. */
+async function classify(blob) {
+  const started = performance.now();
+  const classifier = state.classifier;
+  if (!classifier) {
+    view.showMessage('image', 'error', 'No model is loaded.', 'See the message above; reload the page to try again.');
+    return null;
+  }
+  view.showStatus('Classifying…');
+  let bitmap;
+  try {
+    bitmap = await decodeImage(blob);
+  } catch (error) {
+    state.image = null;
+    view.clearImageAndResult();
+    view.showStatus('Choose, drop or paste an image.');
+    view.showMessage('image', 'error', 'That file is not an image we can read.', error.message);
+    if (error instanceof ImageDecodeError) return null;
+    throw error;
+  }
+  view.clearMessage('image');
+  state.image = blob;
+  const spec = classifier.preprocessing;
+  let input;
+  try {
+    view.showPreview(bitmap, modelRegion(bitmap.height, bitmap.width, spec), blob.name || 'Pasted image');
+    input = toModelInput(bitmap, spec);
+    const { output, probabilities, ms } = await classifier.run(input);
+    const inputData = await input.data();
+    const top5 = topK(probabilities, classifier.labels, 5);
+    const verdict = squirrelVerdict(top5[0], config.squirrelClasses);
+    state.result = {
+      top5, verdict, backend: state.backend, inferenceMs: ms, totalMs: since(started),
+      logits: classifier.manifest.output.kind === 'logits' ? output : null,
+      probabilities, input: inputData,
+    };
+    state.runs += 1;
+    state.lastMs = ms;
+    state.inference.add(ms);
+    view.showResult(verdict, top5, config.squirrelClasses, classifier.manifest.weights?.trained !== false);
+    view.showModelInput(inputData, spec);
+    view.showStatus(`Classified on ${state.backend}: inference ${formatMs(ms)}, ` +
+      `${formatMs(state.result.totalMs)} from file to answer.`);
+    renderBackend();
+    return plainResult(state.result);
+  } catch (error) {
+    view.showStatus('Classification failed.');
+    view.showMessage('image', 'error', 'Classification failed.', error.message);
+    throw error;
+  } finally {
+    bitmap.close();
+    input?.dispose();
+  }
+}
+
+// ---------------------------------------------------------------- helpers
+
+function renderBackend() {
+  view.showBackend({
+    choice: state.choice, backend: state.backend, warmupMs: state.warmupMs,
+    medianMs: state.inference.median(), runs: state.inference.count, lastMs: state.lastMs,
+  });
+}
+
+function reportError(error) {
+  if (!error.reported && !document.querySelector('#messages .banner-error')) {
+    view.showMessage('model', 'error', 'Something went wrong.', error.message);
+  }
+  console.warn(error);
+}
+
+/** A result with plain arrays (what page.evaluate and JSON can carry). */
+function plainResult(result) {
+  if (!result) return null;
+  return {
+    ...result,
+    logits: result.logits ? Array.from(result.logits) : null,
+    probabilities: Array.from(result.probabilities),
+    input: Array.from(result.input),
+  };
+}
+
+/** Classifies a user's file; errors are shown in the page, not thrown at the event loop. */
+function classifyFromUser(file) {
+  if (!file) return;
+  serial(() => classify(file)).catch((error) => console.warn(error));
+}
+
+// ---------------------------------------------------------------- wiring
+
+function wireInputs() {
+  const fileInput = document.getElementById('file-input');
+  fileInput.addEventListener('change', () => {
+    classifyFromUser(fileInput.files[0]);
+    fileInput.value = ''; // choosing the same file again classifies it again
+  });
+
+  let dragDepth = 0;
+  document.addEventListener('dragenter', (event) => {
+    if (!event.dataTransfer?.types.includes('Files')) return;
+    dragDepth += 1;
+    view.setDragging(true);
+  });
+  document.addEventListener('dragleave', () => {
+    dragDepth = Math.max(0, dragDepth - 1);
+    if (dragDepth === 0) view.setDragging(false);
+  });
+  document.addEventListener('dragover', (event) => event.preventDefault());
+  document.addEventListener('drop', (event) => {
+    event.preventDefault(); // never navigate to the dropped file
+    dragDepth = 0;
+    view.setDragging(false);
+    classifyFromUser(event.dataTransfer?.files[0]);
+  });
+
+  document.addEventListener('paste', (event) => {
+    const item = Array.from(event.clipboardData?.items ?? []).find((i) => i.kind === 'file');
+    if (!item) return;
+    event.preventDefault();
+    classifyFromUser(item.getAsFile());
+  });
+
+  const select = document.getElementById('backend-select');
+  select.addEventListener('change', () => {
+    serial(() => changeBackend(select.value)).catch((error) => console.warn(error));
+  });
+}
+
+function exposeApi(ready) {
+  window.belka = {
+    ready,
+    config,
+    backend: () => state.backend,
+    choice: () => state.choice,
+    setBackend: (choice) => serial(() => changeBackend(choice)),
+    classifyBlob: (blob) => serial(() => classify(blob)),
+    lastResult: () => plainResult(state.result),
+    runs: () => state.runs,
+    timings: () => ({
+      loadMs: state.classifier?.loadMs ?? null, warmupMs: state.warmupMs,
+      medianMs: state.inference.median(), samples: state.inference.count,
+    }),
+    numTensors: () => tf.memory().numTensors,
+    idle: () => queue.then(() => {}),
+  };
+}
+
+if (config.model) {
+  wireInputs();
+  exposeApi(serial(start));
+} else {
+  exposeApi(Promise.resolve({ ok: false, error: 'No model: run `belka convert mobilenet-v2`.' }));
+}
