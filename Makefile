@@ -58,8 +58,9 @@ chromium:
 		SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-bench: setup
+bench: setup chromium
 	@$(BIN)/python bench/convert_bench.py
+	@$(BIN)/python bench/browser_bench.py
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache
