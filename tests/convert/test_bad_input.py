@@ -35,53 +35,24 @@ def files(tmp_path_factory):
     return folder
 
 
-def test_missing_model_file(files, tmp_path):
-    proc = run_belka("convert", "keras", files / "nope.keras", "--labels", files / "three.txt",
-                     "--out", tmp_path / "out")
-    assert_rejected(proc, "no such file", out=tmp_path / "out")
+@pytest.mark.parametrize("model, labels, fragments", [
+    ("nope.keras", "three.txt", ["no such file"]),
+    (".", "three.txt", ["is a folder", "belka convert saved-model"]),
+    ("notes.keras", "three.txt", ["not a Keras model file"]),
+    ("truncated.h5", "three.txt", ["damaged HDF5 file"]),
+    ("weights_only.h5", "three.txt", ["holds only weights"]),
+    ("three_classes.h5", "two.txt", ["outputs 3 classes but the labels file has 2 labels"]),
+    ("three_classes.h5", "none.txt", ["--labels", "no such file"]),
+    ("not_an_image_model.h5", "three.txt", ["one RGB image input"]),
+])
+def test_bad_keras_input(files, tmp_path, model, labels, fragments):
+    proc = run_belka("convert", "keras", files / model, "--labels", files / labels, "--out", tmp_path / "out")
+    assert_rejected(proc, *fragments, out=tmp_path / "out")
 
 
-def test_folder_given_as_keras_file(files, tmp_path):
-    proc = run_belka("convert", "keras", files, "--labels", files / "three.txt", "--out", tmp_path / "out")
-    assert_rejected(proc, "is a folder", "belka convert saved-model", out=tmp_path / "out")
-
-
-def test_text_file_is_not_a_keras_model(files, tmp_path):
-    proc = run_belka("convert", "keras", files / "notes.keras", "--labels", files / "three.txt",
-                     "--out", tmp_path / "out")
-    assert_rejected(proc, "not a Keras model file", out=tmp_path / "out")
-
-
-def test_truncated_h5(files, tmp_path):
-    proc = run_belka("convert", "keras", files / "truncated.h5", "--labels", files / "three.txt",
-                     "--out", tmp_path / "out")
-    assert_rejected(proc, "damaged HDF5 file", out=tmp_path / "out")
-
-
-def test_weights_only_h5(files, tmp_path):
+def test_weights_only_file_really_has_no_model(files):
     with h5py.File(files / "weights_only.h5") as h5:
         assert "model_config" not in h5.attrs
-    proc = run_belka("convert", "keras", files / "weights_only.h5", "--labels", files / "three.txt",
-                     "--out", tmp_path / "out")
-    assert_rejected(proc, "holds only weights", out=tmp_path / "out")
-
-
-def test_labels_count_must_match_outputs(files, tmp_path):
-    proc = run_belka("convert", "keras", files / "three_classes.h5", "--labels", files / "two.txt",
-                     "--out", tmp_path / "out")
-    assert_rejected(proc, "outputs 3 classes but the labels file has 2 labels", out=tmp_path / "out")
-
-
-def test_missing_labels_file(files, tmp_path):
-    proc = run_belka("convert", "keras", files / "three_classes.h5", "--labels", files / "none.txt",
-                     "--out", tmp_path / "out")
-    assert_rejected(proc, "--labels", "no such file", out=tmp_path / "out")
-
-
-def test_model_without_an_image_input(files, tmp_path):
-    proc = run_belka("convert", "keras", files / "not_an_image_model.h5", "--labels", files / "three.txt",
-                     "--out", tmp_path / "out")
-    assert_rejected(proc, "one RGB image input", out=tmp_path / "out")
 
 
 def test_folder_that_is_not_a_saved_model(files, tmp_path):
