@@ -130,8 +130,8 @@ def test_chelsea_on_each_backend_matches_tensorflow(browser, server, small_mobil
 
 
 def test_backends_agree(backend_results):
-    if set(backend_results) != set(BACKENDS):
-        pytest.skip(f"needs the results of every backend, got {sorted(backend_results)}")
+    assert set(backend_results) == set(BACKENDS), (
+        f"runs after test_chelsea_on_each_backend_matches_tensorflow; got {sorted(backend_results)}")
     reference = backend_results["cpu"]
     for backend in BACKENDS:
         got = backend_results[backend]
@@ -222,6 +222,7 @@ def test_drop_and_paste_an_image(wasm_page):
     assert wasm_page.locator("#preview-caption").inner_text().startswith("image.png · 200×300 px")
     assert wasm_page.errors == []
 
+
 def center_crop_resize_reference(rgb: np.ndarray, size, value_range) -> np.ndarray:
     """The manifest's preprocessing in Python: floor-centred square crop, TensorFlow's bilinear
     resize (half-pixel centres, no antialiasing), p -> lo + p * (hi - lo) / 255."""
@@ -265,6 +266,7 @@ def test_exif_orientation_is_applied(wasm_page, chelsea_png, tmp_path):
     assert "sideways.jpg · 451×300 px" in wasm_page.locator("#preview-caption").inner_text()
     assert np.abs(rotated - plain).mean() < 0.02  # JPEG noise only (values span -1..1)
     assert wasm_page.errors == []
+
 
 def test_non_image_file_shows_a_readable_error(wasm_page, chelsea_png):
     result = classify_file(wasm_page, {"name": "notes.png", "mimeType": "image/png",
