@@ -1,24 +1,44 @@
-"""The FastAPI app: create_app(settings) wires the pages, the files and /healthz."""
+"""The FastAPI app: create_app(settings) wires the pages, the files, the API and /healthz."""
 from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse
 
 from app import __version__, errors, files, pages
+from app.api import models as models_api
+from app.api import predict as predict_api
 from app.headers import SecurityHeadersMiddleware
+from app.inference.service import Services
 from app.registry import Registry
 from app.settings import Settings
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
-    app = FastAPI(title="Belka", version=__version__)
+    registry = Registry(settings.models_dir)
+    services = Services(registry, settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await asyncio.to_thread(services.load_all)  # each SavedModel loaded once, at start-up
+        yield
+        await services.close()
+
+    app = FastAPI(title="Belka", version=__version__, lifespan=lifespan,
+                  description="Belka's REST API: the converted models and server-side predictions, "
+                              "to check what the browser computes against TensorFlow.")
     app.state.settings = settings
-    app.state.registry = Registry(settings.models_dir)
+    app.state.registry = registry
+    app.state.services = services
     app.add_middleware(SecurityHeadersMiddleware)
     errors.install(app)
     app.include_router(pages.router)
     app.include_router(files.router)
+    app.include_router(models_api.router)
+    app.include_router(predict_api.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz(request: Request) -> dict:

@@ -17,13 +17,22 @@ class Settings:
     default_model: str = "mobilenet-v2"
     # ImageNet classes that count as "squirrel" for the verdict (335: fox squirrel).
     squirrel_classes: tuple[int, ...] = (335,)
+    # The predict API: upload limits and request batching.
+    max_upload_bytes: int = 10 * 1024 * 1024
+    max_pixels: int = 40_000_000
+    batching: bool = True
+    batch_max: int = 32
+    batch_wait_ms: float = 5.0
+    queue_max: int = 256
     static_dir: Path = PROJECT_ROOT / "static"
     vendor_dir: Path = PROJECT_ROOT / "node_modules" / "@tensorflow"
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
-        """Settings from BELKA_HOST, BELKA_PORT, BELKA_MODELS_DIR, BELKA_MODEL and
-        BELKA_SQUIRREL_CLASSES (comma-separated class indices); non-None overrides win."""
+        """Settings from BELKA_HOST, BELKA_PORT, BELKA_MODELS_DIR, BELKA_MODEL,
+        BELKA_SQUIRREL_CLASSES (comma-separated class indices), BELKA_MAX_UPLOAD_MB,
+        BELKA_MAX_MEGAPIXELS, BELKA_BATCHING (1/0), BELKA_BATCH_MAX, BELKA_BATCH_WAIT_MS and
+        BELKA_QUEUE_MAX; non-None overrides win."""
         env = os.environ
         values = {}
         if "BELKA_HOST" in env:
@@ -37,8 +46,27 @@ class Settings:
         if "BELKA_SQUIRREL_CLASSES" in env:
             values["squirrel_classes"] = tuple(
                 _int("BELKA_SQUIRREL_CLASSES", v) for v in env["BELKA_SQUIRREL_CLASSES"].split(",") if v.strip())
+        if "BELKA_MAX_UPLOAD_MB" in env:
+            values["max_upload_bytes"] = int(_number("BELKA_MAX_UPLOAD_MB", env["BELKA_MAX_UPLOAD_MB"]) * 1024 * 1024)
+        if "BELKA_MAX_MEGAPIXELS" in env:
+            values["max_pixels"] = int(_number("BELKA_MAX_MEGAPIXELS", env["BELKA_MAX_MEGAPIXELS"]) * 1e6)
+        if "BELKA_BATCHING" in env:
+            values["batching"] = env["BELKA_BATCHING"].strip().lower() not in ("0", "false", "no", "off")
+        if "BELKA_BATCH_MAX" in env:
+            values["batch_max"] = _int("BELKA_BATCH_MAX", env["BELKA_BATCH_MAX"])
+        if "BELKA_BATCH_WAIT_MS" in env:
+            values["batch_wait_ms"] = _number("BELKA_BATCH_WAIT_MS", env["BELKA_BATCH_WAIT_MS"])
+        if "BELKA_QUEUE_MAX" in env:
+            values["queue_max"] = _int("BELKA_QUEUE_MAX", env["BELKA_QUEUE_MAX"])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return replace(cls(), **values)
+
+
+def _number(name: str, text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise SystemExit(f"belka: error: {name} must be a number (got {text!r})") from None
 
 
 def _int(name: str, text: str) -> int:

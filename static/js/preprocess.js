@@ -6,7 +6,8 @@
  * The exact convention (the Python side implements the same, so both feed the model
  * the same numbers):
  *   1. decode, EXIF orientation applied, no colour-space conversion (ICC profiles are
- *      ignored, as Pillow does by default), alpha not premultiplied then dropped;
+ *      ignored, as Pillow does by default); transparent pixels composited over WHITE
+ *      (the server does the same: app/inference/preprocess.py);
  *   2. RGB pixels 0..255 (tf.browser.fromPixels, 3 channels);
  *   3. crop "center": the largest centred square, side = min(h, w),
  *      top = floor((h - side) / 2), left = floor((w - side) / 2); "none": keep all
@@ -74,16 +75,33 @@ function checkSpec(spec) {
 }
 
 /**
+ * The pixels of an image drawn over an opaque white background, as ImageData: how
+ * transparent pictures are flattened, on both sides (the server composites the same way).
+ */
+export function opaquePixels(source) {
+  const width = source.width ?? source.videoWidth;
+  const height = source.height ?? source.videoHeight;
+  const canvas = new OffscreenCanvas(width, height);
+  const context = canvas.getContext('2d');
+  context.fillStyle = '#ffffff';
+  context.fillRect(0, 0, width, height);
+  context.drawImage(source, 0, 0);
+  return context.getImageData(0, 0, width, height);
+}
+
+/**
  * The model input for an image: float32 [1, H, W, 3], computed inside tf.tidy so no
- * intermediate tensor survives. `source` is anything tf.browser.fromPixels takes
- * (ImageBitmap, ImageData, canvas, <img>, <video>). The caller disposes the result.
+ * intermediate tensor survives. `source` is an ImageBitmap (a decoded picture, flattened
+ * over white first) or anything else tf.browser.fromPixels takes (ImageData, canvas,
+ * <img>, <video>). The caller disposes the result.
  */
 export function toModelInput(source, spec) {
   checkSpec(spec);
   const [outHeight, outWidth] = spec.size;
   const [lo, hi] = spec.value_range;
+  const opaque = source instanceof ImageBitmap ? opaquePixels(source) : source;
   return tf.tidy(() => {
-    const pixels = tf.browser.fromPixels(source, 3); // int32 [h, w, 3], 0..255
+    const pixels = tf.browser.fromPixels(opaque, 3); // int32 [h, w, 3], 0..255
     const [height, width] = pixels.shape;
     const region = modelRegion(height, width, spec);
     const cropped = tf.slice(pixels, [region.top, region.left, 0], [region.height, region.width, 3]);

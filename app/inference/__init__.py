@@ -1,0 +1,1 @@
+"""Server-side inference: preprocessing, the classifier, request batching."""

@@ -1,0 +1,108 @@
+"""The manifest's preprocessing spec, on the server (static/js/preprocess.js is its twin).
+
+Spec (from manifest.json)::
+
+    {"size": [H, W], "crop": "center" | "none", "resize": "bilinear", "color": "rgb",
+     "value_range": [lo, hi], "exif_orientation": true}
+
+Steps, identical on both sides:
+
+1. Decode; apply the EXIF orientation (browsers do it by default); animated images
+   give their first frame.
+2. To RGB, 8 bits per channel, from every mode Pillow knows: L, LA, P (palette, with
+   or without transparency), CMYK, I;16 (16-bit grey, scaled to 0..255), RGBA...
+   Transparent pixels are composited over WHITE (``BACKGROUND``): the page draws the
+   picture onto a white canvas the same way.
+3. Crop "center": the largest centred square, ``side = min(h, w)``,
+   ``top = (h - side) // 2``, ``left = (w - side) // 2``; "none" keeps everything.
+4. Resize to [H, W], bilinear, half-pixel centres, no corner alignment, no
+   antialiasing: TensorFlow's ``tf.image.resize(..., "bilinear")``, the same kernel as
+   TF.js's ``tf.image.resizeBilinear(x, size, false, true)``.
+5. ``p -> lo + p * (hi - lo) / 255`` as float32; a batch of one: [1, H, W, 3].
+"""
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from app import tf_runtime
+
+BACKGROUND = (255, 255, 255)
+
+
+class ImageError(ValueError):
+    """The upload cannot be turned into a model input; ``status`` is the HTTP status to answer."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+def decode(data: bytes, max_pixels: int) -> Image.Image:
+    """Bytes -> upright RGB image (first frame), or ImageError with a reason a person can act on."""
+    if not data:
+        raise ImageError("the file is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageError(f"the image is {width}x{height} pixels; the limit is "
+                                 f"{max_pixels / 1e6:.0f} megapixels", status=413)
+            image.seek(0)  # animated GIF/WebP/PNG: the first frame
+            image.load()
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"the image declares too many pixels ({exc})", status=413) from exc
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for bad data
+        reason = "it is truncated" if "truncated" in str(exc) else "it is not an image Pillow can read"
+        raise ImageError(f"the file could not be decoded as an image: {reason}") from exc
+    try:
+        image = ImageOps.exif_transpose(image)
+    except Exception:  # noqa: BLE001 - a damaged EXIF block: keep the pixels as stored
+        pass
+    return to_rgb(image)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode -> RGB, transparency composited over BACKGROUND."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        pixels = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if image.mode.startswith("I;16") or pixels.max() > 255 else 255.0
+        grey = np.clip(np.rint(pixels * 255.0 / peak), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    if (image.mode == "P" and "transparency" in image.info) or image.mode in ("LA", "PA", "La", "RGBa"):
+        image = image.convert("RGBA")
+    if image.mode == "RGBA":
+        background = Image.new("RGBA", image.size, BACKGROUND + (255,))
+        return Image.alpha_composite(background, image).convert("RGB")
+    return image.convert("RGB")
+
+
+def center_square(height: int, width: int) -> tuple[int, int, int]:
+    """(top, left, side) of the largest centred square."""
+    side = min(height, width)
+    return (height - side) // 2, (width - side) // 2, side
+
+
+def to_model_input(image: Image.Image, spec: dict) -> np.ndarray:
+    """An RGB image -> float32 [1, H, W, 3] exactly as the spec says."""
+    if spec.get("resize", "bilinear") != "bilinear" or spec.get("color", "rgb") != "rgb":
+        raise ValueError(f"unsupported preprocessing spec {spec}")
+    pixels = np.asarray(image, dtype=np.float32)
+    if spec.get("crop", "center") == "center":
+        top, left, side = center_square(*pixels.shape[:2])
+        pixels = pixels[top:top + side, left:left + side]
+    tf = tf_runtime.tensorflow()
+    resized = tf.image.resize(pixels[None], spec["size"], method="bilinear", antialias=False).numpy()
+    lo, hi = spec["value_range"]
+    return (lo + resized * ((hi - lo) / 255.0)).astype(np.float32)
+
+
+def preprocess_bytes(data: bytes, spec: dict, max_pixels: int) -> np.ndarray:
+    return to_model_input(decode(data, max_pixels), spec)
