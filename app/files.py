@@ -86,10 +86,20 @@ def static_file(relative: str, request: Request) -> Response:
     return _respond(request, _stat_etag(path), REVALIDATE, path=path, media_type=_content_type(path))
 
 
+# /vendor/<first>/... -> node_modules/<package folder>/...: only these npm packages are served.
+VENDOR_PACKAGES = {"swagger-ui": "swagger-ui-dist"}  # anything else: node_modules/@tensorflow/<first>
+
+
 @router.api_route("/vendor/{relative:path}", methods=["GET", "HEAD"])
 def vendor_file(relative: str, request: Request) -> Response:
-    """TF.js from node_modules/@tensorflow (npm), e.g. /vendor/tfjs/dist/tf.min.js."""
-    path = safe_path(request.app.state.settings.vendor_dir, relative)
+    """Browser libraries from npm: TF.js (/vendor/tfjs/dist/tf.es2017.min.js is
+    node_modules/@tensorflow/tfjs/dist/...) and Swagger UI for /docs (/vendor/swagger-ui/...)."""
+    node_modules = request.app.state.settings.node_modules
+    first, _, rest = relative.partition("/")
+    if first in VENDOR_PACKAGES:
+        path = safe_path(node_modules / VENDOR_PACKAGES[first], rest)
+    else:
+        path = safe_path(node_modules / "@tensorflow", relative)
     return _respond(request, _stat_etag(path), REVALIDATE, path=path, media_type=_content_type(path))
 
 

@@ -27,7 +27,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         await services.close()
 
-    app = FastAPI(title="Belka", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="Belka", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Belka's REST API: the converted models and server-side predictions, "
                               "to check what the browser computes against TensorFlow.")
     app.state.settings = settings
@@ -44,6 +44,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def healthz(request: Request) -> dict:
         """Liveness for the Docker health check, with the models the server can see."""
         return {"status": "ok", "models": sorted(request.app.state.registry.all())}
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(request: Request):
+        """Swagger UI for the OpenAPI schema, from npm (FastAPI's default loads it from a CDN)."""
+        return pages.TEMPLATES.TemplateResponse(request, "docs.html", {"openapi_url": app.openapi_url})
 
     @app.get("/favicon.ico", include_in_schema=False)
     def favicon() -> FileResponse:

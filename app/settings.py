@@ -25,7 +25,7 @@ class Settings:
     batch_wait_ms: float = 5.0
     queue_max: int = 256
     static_dir: Path = PROJECT_ROOT / "static"
-    vendor_dir: Path = PROJECT_ROOT / "node_modules" / "@tensorflow"
+    node_modules: Path = PROJECT_ROOT / "node_modules"
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":

@@ -67,6 +67,8 @@ def test_security_headers_on_pages_and_files(site):
     ("/vendor/tfjs/dist/tf.min.js", "text/javascript; charset=utf-8"),
     ("/vendor/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm", "application/wasm"),
     ("/static/app.js", "text/javascript; charset=utf-8"),
+    ("/vendor/swagger-ui/swagger-ui-bundle.js", "text/javascript; charset=utf-8"),
+    ("/vendor/swagger-ui/swagger-ui.css", "text/css; charset=utf-8"),
 ])
 def test_content_types(site, url, content_type):
     response = site["client"].get(url)
@@ -135,6 +137,8 @@ def test_reconverted_model_gets_new_urls_and_etags(site):
     "/static/%2esecret",
     "/vendor/../package.json",
     "/vendor/tfjs/../../../pyproject.toml",
+    "/vendor/swagger-ui/../../package.json",
+    "/vendor/swagger-ui/",
 ])
 def test_no_way_out_of_the_roots(site, path):
     assert raw_get(site["app"], path) == 404
