@@ -47,17 +47,21 @@ async def predict(name: str, request: Request,
     settings = request.app.state.settings
     _check_declared_size(request, settings.max_upload_bytes)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type == "multipart/form-data":
-        images, preprocess_ms, options = await _from_upload(request, service.classifier.manifest, settings)
-    elif content_type == "application/json":
-        images, options = await _from_json(request, service.classifier.input_shape, settings.max_upload_bytes)
-        preprocess_ms = 0.0
-    else:
-        raise BadRequest(415, "send multipart/form-data with a 'file' field, or application/json with "
-                              "'instances'")
+    with service.batcher.incoming():  # the batcher may wait a few ms for this request
+        if content_type == "multipart/form-data":
+            images, preprocess_ms, options = await _from_upload(request, service.classifier.manifest, settings)
+        elif content_type == "application/json":
+            images, options = await _from_json(request, service.classifier.input_shape, settings.max_upload_bytes)
+            preprocess_ms = 0.0
+        else:
+            raise BadRequest(415, "send multipart/form-data with a 'file' field, or application/json with "
+                                  "'instances'")
     k = _option(options, "top_k", top_k, int, lambda v: 1 <= v <= 1000, "an integer from 1 to 1000")
     with_logits = _option(options, "include_logits", include_logits, bool, lambda v: True, "true or false")
 
+    if len(images) > service.batcher.max_queue:  # could never fit: "retry later" would be a lie
+        raise BadRequest(413, f"{len(images)} instances in one request; the limit is "
+                              f"{service.batcher.max_queue}")
     try:
         result = await service.batcher.submit(images)
     except QueueFull as exc:
@@ -81,8 +85,8 @@ async def predict(name: str, request: Request,
 
 def _check_declared_size(request: Request, limit: int) -> None:
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit + 64 * 1024:
-        raise BadRequest(413, f"the request is {int(declared) / 1e6:.1f} MB; the limit is {limit / 1e6:.1f} MB")
+    if declared is not None and declared.isdecimal() and int(declared) > limit + 64 * 1024:
+        raise BadRequest(413, f"the request is {_size(int(declared))}; the limit is {_size(limit)}")
 
 
 async def _from_upload(request: Request, manifest: dict, settings):
@@ -97,7 +101,7 @@ async def _from_upload(request: Request, manifest: dict, settings):
         raise BadRequest(422, "the multipart body needs a 'file' field holding the image")
     data = await upload.read(settings.max_upload_bytes + 1)
     if len(data) > settings.max_upload_bytes:
-        raise BadRequest(413, f"the file is over the {settings.max_upload_bytes / 1e6:.1f} MB limit")
+        raise BadRequest(413, f"the file is over the {_size(settings.max_upload_bytes)} limit")
     start = time.perf_counter()
     try:
         images = await asyncio.to_thread(preprocess_bytes, data, manifest["preprocessing"], settings.max_pixels)
@@ -110,12 +114,12 @@ async def _from_upload(request: Request, manifest: dict, settings):
 async def _from_json(request: Request, input_shape: tuple, limit: int):
     body = await request.body()
     if len(body) > limit:
-        raise BadRequest(413, f"the request is over the {limit / 1e6:.1f} MB limit")
+        raise BadRequest(413, f"the request is over the {_size(limit)} limit")
     if not body:
         raise BadRequest(400, "the request body is empty")
     try:
         payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # also too deep, or an integer of over 4300 digits
         raise BadRequest(400, f"the body is not valid JSON: {exc}") from exc
     if not isinstance(payload, dict) or "instances" not in payload:
         raise BadRequest(422, 'expected a JSON object {"instances": [...]}')
@@ -127,7 +131,7 @@ async def _from_json(request: Request, input_shape: tuple, limit: int):
         array = np.asarray(instances)
     except ValueError as exc:  # ragged nesting
         raise BadRequest(422, f"'instances' is not a regular array; expected shape {expected}") from exc
-    if array.dtype.kind not in "iuf":
+    if array.dtype.kind not in "iuf" or _holds_booleans(instances, array.ndim):
         raise BadRequest(422, "'instances' must hold numbers only (no strings, booleans or nulls)")
     if array.shape[1:] != tuple(input_shape):
         raise BadRequest(422, f"'instances' has shape {list(array.shape)}; the model takes {expected}")
@@ -135,6 +139,14 @@ async def _from_json(request: Request, input_shape: tuple, limit: int):
     if not np.isfinite(array).all():
         raise BadRequest(422, "'instances' holds NaN or infinite values")
     return array, {k: payload[k] for k in ("top_k", "include_logits") if k in payload}
+
+
+def _holds_booleans(instances: list, ndim: int) -> bool:
+    """JSON true/false among numbers: numpy would silently read them as 1 and 0."""
+    values = instances
+    for _ in range(ndim - 1):
+        values = [value for row in values for value in row]
+    return any(isinstance(value, bool) for value in values)
 
 
 def _option(options: dict, key: str, default, kind, valid, wanted: str):
@@ -146,8 +158,11 @@ def _option(options: dict, key: str, default, kind, valid, wanted: str):
         text = value.strip().lower()
         if kind is bool and text in ("true", "1", "false", "0"):
             value = text in ("true", "1")
-        elif kind is int and text.lstrip("-").isdigit():
-            value = int(text)
+        elif kind is int:
+            try:
+                value = int(text)
+            except ValueError:  # "x", "--5", "²" (str.isdigit() accepts it, int() does not)
+                pass
     if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
         value = None
     if kind is bool and not isinstance(value, bool):
@@ -155,3 +170,11 @@ def _option(options: dict, key: str, default, kind, valid, wanted: str):
     if value is None or (isinstance(value, float) and math.isnan(value)) or not valid(value):
         raise BadRequest(422, f"{key} must be {wanted}")
     return value
+
+
+def _size(n: int) -> str:
+    """Bytes for people: 10 MiB, 40 KiB, 512 bytes."""
+    for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} bytes"

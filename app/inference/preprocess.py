@@ -10,7 +10,7 @@ Steps, identical on both sides:
 1. Decode; apply the EXIF orientation (browsers do it by default); animated images
    give their first frame.
 2. To RGB, 8 bits per channel, from every mode Pillow knows: L, LA, P (palette, with
-   or without transparency), CMYK, I;16 (16-bit grey, scaled to 0..255), RGBA...
+   or without transparency), CMYK, I;16 (16-bit grey: its high byte), RGBA...
    Transparent pixels are composited over WHITE (``BACKGROUND``): the page draws the
    picture onto a white canvas the same way.
 3. Crop "center": the largest centred square, ``side = min(h, w)``,
@@ -52,13 +52,15 @@ def decode(data: bytes, max_pixels: int) -> Image.Image:
             width, height = image.size
             if width * height > max_pixels:
                 raise ImageError(f"the image is {width}x{height} pixels; the limit is "
-                                 f"{max_pixels / 1e6:.0f} megapixels", status=413)
+                                 f"{max_pixels / 1e6:g} megapixels", status=413)
             image.seek(0)  # animated GIF/WebP/PNG: the first frame
             image.load()
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"the image declares too many pixels ({exc})", status=413) from exc
+        # Pillow's own guard (above ~89 megapixels) fired before ours: name the server's limit
+        raise ImageError(f"the image declares too many pixels; the limit is {max_pixels / 1e6:g} megapixels",
+                         status=413) from exc
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types for bad data
         reason = "it is truncated" if "truncated" in str(exc) else "it is not an image Pillow can read"
         raise ImageError(f"the file could not be decoded as an image: {reason}") from exc
@@ -72,10 +74,12 @@ def decode(data: bytes, max_pixels: int) -> Image.Image:
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any Pillow mode -> RGB, transparency composited over BACKGROUND."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        pixels = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if image.mode.startswith("I;16") or pixels.max() > 255 else 255.0
-        grey = np.clip(np.rint(pixels * 255.0 / peak), 0, 255).astype(np.uint8)
-        return Image.fromarray(grey, "L").convert("RGB")
+        # 16-bit grey keeps its high byte (v >> 8), as Chromium decodes it: bit-identical
+        # with the page (rounding v * 255 / 65535 instead differs by one level on 1/4 of values).
+        pixels = np.asarray(image).astype(np.int64)
+        if image.mode.startswith("I;16") or pixels.max() > 255:
+            pixels = pixels >> 8
+        return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "L").convert("RGB")
     if (image.mode == "P" and "transparency" in image.info) or image.mode in ("LA", "PA", "La", "RGBa"):
         image = image.convert("RGBA")
     if image.mode == "RGBA":
