@@ -61,6 +61,7 @@ chromium:
 bench: setup chromium
 	@$(BIN)/python bench/convert_bench.py
 	@$(BIN)/python bench/browser_bench.py
+	@$(BIN)/python bench/load_bench.py
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache
