@@ -93,3 +93,34 @@ def page(browser):
     page = new_page(browser)
     yield page
     page.context.close()
+
+
+# SwiftShader's WebGPU needs a few seconds to compile its shaders on 2 cores.
+READY_TIMEOUT_MS = 120_000
+
+
+def open_classify(browser, url: str, *, page=None, timeout: float = READY_TIMEOUT_MS):
+    """Opens the classify page at ``url`` (a new context unless ``page`` is given) and waits
+    until its model is loaded and warmed up; returns (page, the belka.ready value)."""
+    page = page or new_page(browser)
+    page.set_default_timeout(timeout)
+    page.goto(url)
+    ready = page.evaluate("window.belka.ready")
+    return page, ready
+
+
+def classify_file(page, files) -> dict | None:
+    """Picks ``files`` in the page's file input and waits until the page is done with it."""
+    page.set_input_files("#file-input", files)
+    page.evaluate("window.belka.idle()")
+    return page.evaluate("window.belka.lastResult()")
+
+
+@pytest.fixture(scope="module")
+def wasm_page(browser, server):
+    """One classify page on the wasm backend (fast), shared by a module's tests that do not
+    switch backend."""
+    page, ready = open_classify(browser, server + "/?backend=wasm")
+    assert ready == {"ok": True, "backend": "wasm"}, ready
+    yield page
+    page.context.close()

@@ -13,12 +13,10 @@ import numpy as np
 import pytest
 
 from app.convert import verify
-from tests.browser.conftest import new_page, serve
+from tests.browser.conftest import classify_file, new_page, open_classify, serve
 
 BACKENDS = ["webgpu", "webgl", "wasm", "cpu"]
 ATOL = 1e-4
-# SwiftShader's WebGPU needs a few seconds to compile its shaders on 2 cores.
-READY_TIMEOUT_MS = 120_000
 
 
 @pytest.fixture(scope="module")
@@ -38,34 +36,8 @@ def backend_results() -> dict:
     return {}
 
 
-def open_classify(browser, url: str, *, page=None, timeout: float = READY_TIMEOUT_MS):
-    """Opens the classify page at ``url`` (a new context unless ``page`` is given) and waits
-    until its model is loaded and warmed up; returns (page, the belka.ready value)."""
-    page = page or new_page(browser)
-    page.set_default_timeout(timeout)
-    page.goto(url)
-    ready = page.evaluate("window.belka.ready")
-    return page, ready
-
-
-def classify_file(page, files) -> dict | None:
-    """Picks ``files`` in the page's file input and waits until the page is done with it."""
-    page.set_input_files("#file-input", files)
-    page.evaluate("window.belka.idle()")
-    return page.evaluate("window.belka.lastResult()")
-
-
 def short_label(label: str) -> str:
     return label.split(",")[0].strip()
-
-
-@pytest.fixture(scope="module")
-def wasm_page(browser, server):
-    """One page on the wasm backend (fast), shared by the tests that do not switch backend."""
-    page, ready = open_classify(browser, server + "/?backend=wasm")
-    assert ready == {"ok": True, "backend": "wasm"}, ready
-    yield page
-    page.context.close()
 
 
 def test_page_loads_with_no_console_errors(browser, server, small_mobilenet):

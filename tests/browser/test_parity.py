@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from app.inference.preprocess import preprocess_bytes
-from tests.browser.test_classify import open_classify
+from tests.browser.conftest import open_classify
 
 BACKENDS = ["webgpu", "webgl", "wasm", "cpu"]
 LOGITS_ATOL = 1e-4  # float32 model, browser vs server, same input tensor
@@ -164,15 +164,6 @@ def pixel_scale(spec) -> float:
 @pytest.fixture(scope="module")
 def predict_url(server, small_mobilenet) -> str:
     return f"{server}/api/models/{small_mobilenet['dir'].name}/predict"
-
-
-@pytest.fixture(scope="module")
-def wasm_page(browser, server):
-    """One page on the wasm backend, shared by every test here that does not need another."""
-    page, ready = open_classify(browser, server + "/?backend=wasm")
-    assert ready == {"ok": True, "backend": "wasm"}, ready
-    yield page
-    page.context.close()
 
 
 def _page_inputs(page, cases: dict[str, bytes], mime: str, spec: dict) -> dict[str, np.ndarray]:
