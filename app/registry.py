@@ -36,24 +36,33 @@ class Registry:
 
     def all(self) -> dict[str, ModelInfo]:
         """Every folder with a readable manifest.json; hidden (staging) folders are skipped."""
-        models, cache = {}, {}
-        if self.models_dir.is_dir():
-            for manifest_path in sorted(self.models_dir.glob("[!.]*/manifest.json")):
-                try:
-                    stat = manifest_path.stat()
-                except OSError:
-                    continue
-                key = (stat.st_ino, stat.st_mtime_ns)
-                cached = self._cache.get(manifest_path)
-                info = cached[1] if cached and cached[0] == key else _read(manifest_path)
-                cache[manifest_path] = (key, info)
-                if info is not None:
-                    models[info.name] = info
-        self._cache = cache
-        return models
+        if not self.models_dir.is_dir():
+            self._cache = {}
+            return {}
+        paths = sorted(self.models_dir.glob("[!.]*/manifest.json"))
+        self._cache = {p: v for p, v in self._cache.items() if p in paths}  # forget removed models
+        models = (self._load(p) for p in paths)
+        return {info.name: info for info in models if info is not None}
 
     def get(self, name: str) -> ModelInfo | None:
-        return self.all().get(name)
+        """One model by folder name (only its manifest is looked at: this is on the request path)."""
+        if not name or name.startswith(".") or "/" in name or "\\" in name:
+            return None
+        return self._load(self.models_dir / name / "manifest.json")
+
+    def _load(self, manifest_path: Path) -> ModelInfo | None:
+        """The ModelInfo for a manifest, re-read only when the file changed."""
+        try:
+            stat = manifest_path.stat()
+        except OSError:
+            self._cache.pop(manifest_path, None)
+            return None
+        key = (stat.st_ino, stat.st_mtime_ns)
+        cached = self._cache.get(manifest_path)
+        if cached is None or cached[0] != key:
+            cached = (key, _read(manifest_path))
+            self._cache[manifest_path] = cached
+        return cached[1]
 
 
 def _read(manifest_path: Path) -> ModelInfo | None:
