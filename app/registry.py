@@ -72,6 +72,3 @@ def _read(manifest_path: Path) -> ModelInfo | None:
         return None
     return ModelInfo(name=manifest_path.parent.name, path=manifest_path.parent, manifest=manifest)
 
-
-def load_models(models_dir: Path) -> dict[str, ModelInfo]:
-    return Registry(models_dir).all()

@@ -12,7 +12,7 @@ import pytest
 
 from app.convert import pipeline, sources, verify
 from app.convert.errors import VerificationFailed
-from app.registry import load_models
+from app.registry import Registry
 from tests.conftest import ROOT, convert_ok, snapshot
 
 ARGS = ["mobilenet-v2", "--weights", "none", "--alpha", "0.35", "--size", "96", "--name", "squirrel"]
@@ -77,7 +77,7 @@ def test_killed_conversion_is_cleaned_up_by_the_next_one(out_with_previous):
     # and the app ignores hidden folders.
     assert hidden_leftovers(out)
     assert snapshot(out / "squirrel") == before
-    assert list(load_models(out)) == ["squirrel"]
+    assert list(Registry(out).all()) == ["squirrel"]
 
     summary = convert_ok(*ARGS, "--seed", "4", "--formats", "graph,saved", "--out", out)
     assert summary["formats"] == ["graph", "saved"]
