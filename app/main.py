@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse
 
 from app import __version__, errors, files, pages
+from app.api import explain as explain_api
 from app.api import models as models_api
 from app.api import predict as predict_api
 from app.headers import SecurityHeadersMiddleware
@@ -28,8 +29,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await services.close()
 
     app = FastAPI(title="Belka", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
-                  description="Belka's REST API: the converted models and server-side predictions, "
-                              "to check what the browser computes against TensorFlow.")
+                  description="Belka's REST API: the converted models, server-side predictions "
+                              "and explanations (Grad-CAM, occlusion), to check what the browser computes against "
+                              "TensorFlow.")
     app.state.settings = settings
     app.state.registry = registry
     app.state.services = services
@@ -39,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(files.router)
     app.include_router(models_api.router)
     app.include_router(predict_api.router)
+    app.include_router(explain_api.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz(request: Request) -> dict:

@@ -89,3 +89,87 @@ PREDICT_REQUEST_BODY = {
         },
     },
 }
+
+
+class LayerInfo(BaseModel):
+    name: str
+    class_name: str = Field(description="the Keras layer class, e.g. Conv2D, ReLU, Add")
+    shape: list[int] = Field(description="its output [h, w, channels] for one image")
+
+
+class GradCamFacts(BaseModel):
+    layer: str = Field(description="the layer whose activations were weighted")
+    score_kind: str = Field(description='"logit" (pre-softmax; Belka\'s models) or "probability" '
+                                        '(models that end in softmax): what was differentiated')
+    score: float = Field(description="that score for the class, on this image")
+
+
+class OcclusionFacts(BaseModel):
+    patch: int = Field(description="the grey square's side, in input pixels")
+    stride: int
+    rows: list[int] = Field(description="the patch's top edge for each row of drops")
+    cols: list[int] = Field(description="its left edge for each column")
+    drops: list[list[float]] = Field(description="p(clean) - p(occluded) for each position (signed)")
+    baseline_probability: float
+
+
+class ExplainTimings(BaseModel):
+    preprocess_ms: float
+    explain_ms: float = Field(description="the gradient pass, or every occluded batch")
+    total_ms: float
+
+
+class ExplainResponse(BaseModel):
+    model: str
+    method: str = Field(description="gradcam or occlusion")
+    class_index: int
+    label: str
+    probability: float = Field(description="the class's probability on the (unoccluded) image")
+    heatmap: list[list[float]] = Field(description="[h, w] in [0, 1]: Grad-CAM at the layer's resolution, "
+                                                   "occlusion at the input's")
+    heatmap_shape: list[int]
+    overlay_png: str = Field(description="base64 PNG: the model input with the heatmap (jet colormap) "
+                                         "resized bilinearly over it at 50% opacity")
+    gradcam: GradCamFacts | None = None
+    occlusion: OcclusionFacts | None = None
+    timings: ExplainTimings
+
+
+_EXPLAIN_OPTIONS = {
+    "method": {"type": "string", "enum": ["gradcam", "occlusion"]},
+    "class_index": {"type": "integer", "minimum": 0},
+    "layer": {"type": "string"},
+    "patch": {"type": "integer", "minimum": 1},
+    "stride": {"type": "integer", "minimum": 1},
+    "format": {"type": "string", "enum": ["json", "png"]},
+}
+
+EXPLAIN_REQUEST_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": {"type": "string", "format": "binary",
+                             "description": "an image; the server applies the manifest's preprocessing"},
+                    **_EXPLAIN_OPTIONS,
+                },
+            },
+        },
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["instances"],
+                "properties": {
+                    "instances": {"type": "array", "minItems": 1, "maxItems": 1,
+                                  "description": "one preprocessed input [H, W, 3] (e.g. what the page fed "
+                                                 "its model)",
+                                  "items": {"type": "array"}},
+                    **_EXPLAIN_OPTIONS,
+                },
+            },
+        },
+    },
+}

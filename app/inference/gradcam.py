@@ -51,11 +51,21 @@ def default_layer(model) -> str:
     return layers[-1][0]
 
 
-def gradcam(model, images: np.ndarray, class_index: int, layer: str) -> np.ndarray:
-    """Heatmaps [N, h, w] in [0, 1] for ``class_index`` at ``layer`` (see the module doc)."""
-    tf = tf_runtime.tensorflow()
+def split_at(model, layer: str):
+    """The model as a function of its input with two outputs: ``layer``'s activations and the
+    model's output (KeyError-free: raises ValueError naming the layers when ``layer`` is unknown)."""
     keras = tf_runtime.tf_keras()
-    split = keras.Model(model.inputs, [model.get_layer(layer).output, model.output])
+    names = [name for name, _ in spatial_layers(model)]
+    if layer not in names:
+        raise ValueError(f"no layer with a spatial output named {layer!r}")
+    return keras.Model(model.inputs, [model.get_layer(layer).output, model.output])
+
+
+def gradcam(split, images: np.ndarray, class_index: int) -> tuple[np.ndarray, np.ndarray]:
+    """Heatmaps [N, h, w] in [0, 1] for ``class_index`` at the split's layer (see the module
+    doc), and the model's outputs [N, classes] for the same images. ``split`` is
+    ``split_at(model, layer)``."""
+    tf = tf_runtime.tensorflow()
     x = tf.constant(images, dtype=tf.float32)
     with tf.GradientTape() as tape:
         activations, outputs = split(x, training=False)
@@ -63,5 +73,10 @@ def gradcam(model, images: np.ndarray, class_index: int, layer: str) -> np.ndarr
     grads = tape.gradient(score, activations)
     weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)          # [N, 1, 1, C]
     cam = tf.nn.relu(tf.reduce_sum(activations * weights, axis=-1)).numpy()  # [N, h, w]
-    peak = cam.reshape(len(cam), -1).max(axis=1).reshape(-1, 1, 1)
-    return np.divide(cam, peak, out=np.zeros_like(cam), where=peak > 0).astype(np.float32)
+    return normalise(cam), outputs.numpy()
+
+
+def normalise(maps: np.ndarray) -> np.ndarray:
+    """Each map divided by its maximum (all zeros where the maximum is not positive)."""
+    peak = maps.reshape(len(maps), -1).max(axis=1).reshape(-1, *([1] * (maps.ndim - 1)))
+    return np.divide(maps, peak, out=np.zeros_like(maps), where=peak > 0).astype(np.float32)

@@ -1,4 +1,4 @@
-"""The server's loaded models: one Classifier + Batcher per classification model, loaded
+"""The server's loaded models: one Classifier + Batcher (+ Explainer) per classification model, loaded
 once (at start-up for the models present then, on first use for models converted later)
 and reloaded when the model's manifest changes."""
 from __future__ import annotations
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from app.inference.batching import Batcher
 from app.inference.classifier import Classifier
+from app.inference.explainer import Explainer
 from app.registry import ModelInfo, Registry
 from app.settings import Settings
 
@@ -17,6 +18,7 @@ class ModelService:
     info: ModelInfo
     classifier: Classifier
     batcher: Batcher
+    explainer: Explainer
 
 
 class Services:
@@ -31,7 +33,7 @@ class Services:
         s = self.settings
         batcher = Batcher(classifier.predict, max_batch=s.batch_max if s.batching else 1,
                           max_wait_ms=s.batch_wait_ms, max_queue=s.queue_max)
-        return ModelService(info, classifier, batcher)
+        return ModelService(info, classifier, batcher, Explainer(classifier))
 
     def load_all(self) -> None:
         """Load every classifier now (start-up), so the first request does not pay for it."""

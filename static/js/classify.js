@@ -24,12 +24,22 @@
  *   timings()        {loadMs, warmupMs, medianMs, samples}
  *   numTensors()     tf.memory().numTensors
  *   idle()           Promise that resolves when the operations queued so far are done
+ *   explain(r)       Promise: explain the current image (static/js/explain.js), r =
+ *                    {method: "gradcam"|"occlusion", classIndex, layer, patch, stride},
+ *                    each optional (default: the card's controls, the top-1 class);
+ *                    resolves to {method, classIndex, heatmap: [...] (h * w), shape: [h, w],
+ *                    ms, and layer, scoreKind, score (Grad-CAM) or patch, stride, rows,
+ *                    cols, drops, baseline, images (occlusion)}, or {error} when it cannot
+ *                    run, or null when cancelled
+ *   cancelExplain()  stops a running occlusion map
+ *   explanations()   how many explanations have finished
  */
 import { activateBackend, CHOICES, initialChoice, rememberChoice } from './backend.js';
 import { readPageConfig } from './config.js';
 import { formatMs } from './format.js';
 import { Classifier, downloadFacts } from './model.js';
 import { squirrelVerdict, topK } from './predictions.js';
+import { ExplainController } from './explain.js';
 import { decodeImage, ImageDecodeError, modelRegion, toModelInput } from './preprocess.js';
 import { tf, tfLoadProblem } from './tf.js';
 import { RecentMedian, since } from './timings.js';
@@ -61,6 +71,13 @@ function serial(task) {
   queue = run.catch(() => {});
   return run;
 }
+
+const explainer = config.model ? new ExplainController({
+  serial,
+  showMessage: view.showMessage,
+  clearMessage: view.clearMessage,
+  squirrelClass: config.squirrelClasses[0],
+}) : null;
 
 // ---------------------------------------------------------------- operations
 
@@ -132,6 +149,7 @@ async function loadModel() {
   view.showStatus(`Loading the model ${config.model}…`);
   const previous = state.classifier;
   state.classifier = null;
+  explainer.modelChanged(null, null);
   previous?.dispose();
   let classifier;
   try {
@@ -154,6 +172,7 @@ async function loadModel() {
     throw error;
   }
   state.classifier = classifier;
+  explainer.modelChanged(classifier, state.backend);
   renderBackend();
 }
 
@@ -199,7 +218,8 @@ async function classify(blob) {
   const spec = classifier.preprocessing;
   let input;
   try {
-    view.showPreview(bitmap, modelRegion(bitmap.height, bitmap.width, spec), blob.name || 'Pasted image');
+    const region = modelRegion(bitmap.height, bitmap.width, spec);
+    view.showPreview(bitmap, region, blob.name || 'Pasted image');
     input = toModelInput(bitmap, spec);
     const { output, probabilities, ms } = await classifier.run(input);
     const inputData = await input.data();
@@ -215,6 +235,7 @@ async function classify(blob) {
     state.inference.add(ms);
     view.showResult(verdict, top5, config.squirrelClasses, classifier.manifest.weights?.trained !== false);
     view.showModelInput(inputData, spec);
+    explainer.imageClassified(state.result, bitmap, region);
     view.showStatus(`Classified on ${state.backend}: inference ${formatMs(ms)}, ` +
       `${formatMs(state.result.totalMs)} from file to answer.`);
     renderBackend();
@@ -259,6 +280,7 @@ function plainResult(result) {
 /** Classifies a user's file; errors are shown in the page, not thrown at the event loop. */
 function classifyFromUser(file) {
   if (!file) return;
+  explainer.cancel(); // a running occlusion map would hold the queue
   serial(() => classify(file)).catch((error) => console.warn(error));
 }
 
@@ -298,6 +320,7 @@ function wireInputs() {
 
   const select = document.getElementById('backend-select');
   select.addEventListener('change', () => {
+    explainer.cancel();
     serial(() => changeBackend(select.value)).catch((error) => console.warn(error));
   });
 }
@@ -318,6 +341,9 @@ function exposeApi(ready) {
     }),
     numTensors: () => tf.memory().numTensors,
     idle: () => queue.then(() => {}),
+    explain: (request) => explainer?.explain(request) ?? Promise.resolve({ error: 'No model.' }),
+    cancelExplain: () => explainer?.cancel(),
+    explanations: () => explainer?.count ?? 0,
   };
 }
 

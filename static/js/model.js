@@ -103,9 +103,7 @@ export class Classifier {
   async run(input) {
     const start = performance.now();
     const [output, probabilities] = tf.tidy(() => {
-      const y = this.graph.predict(input);
-      if (!(y instanceof tf.Tensor)) throw new Error('The model has more than one output.');
-      const row = tf.reshape(y, [-1]);
+      const row = tf.reshape(this.outputsOf(input), [-1]);
       return [row, this.manifest.output.kind === 'logits' ? tf.softmax(row) : row];
     });
     try {
@@ -114,6 +112,19 @@ export class Classifier {
     } finally {
       tf.dispose([output, probabilities]);
     }
+  }
+
+  /** The model's raw output [N, classes] for a batch [N, H, W, 3] (call inside tf.tidy). */
+  outputsOf(batch) {
+    const y = this.graph.predict(batch);
+    if (!(y instanceof tf.Tensor)) throw new Error('The model has more than one output.');
+    return y;
+  }
+
+  /** Class probabilities [N, classes] for a batch [N, H, W, 3] (call inside tf.tidy). */
+  probabilitiesOf(batch) {
+    const y = this.outputsOf(batch);
+    return this.manifest.output.kind === 'logits' ? tf.softmax(y) : y;
   }
 
   /** One inference on zeros, so the backend compiles its kernels now; resolves to its ms. */

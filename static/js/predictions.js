@@ -34,3 +34,23 @@ export function squirrelVerdict(top1, squirrelClasses) {
   const article = /^[aeiou]/i.test(name) ? 'an' : 'a';
   return { squirrel: false, text: `Not a squirrel: looks like ${article} ${name} (${percent})` };
 }
+
+/**
+ * The class index a person typed: "281", "tabby, tabby cat (281)" (a suggestion), a name
+ * ("fox squirrel", any of a label's comma-separated names, any case), else the first
+ * label containing the text. null when nothing matches.
+ */
+export function findClass(text, labels) {
+  const query = text.trim().toLowerCase();
+  if (!query) return null;
+  const number = /^(\d+)$/.exec(query) ?? /\((\d+)\)$/.exec(query);
+  if (number) {
+    const index = Number(number[1]);
+    return index < labels.length ? index : null;
+  }
+  const names = labels.map((label) => label.toLowerCase().split(',').map((n) => n.trim()));
+  const exact = names.findIndex((list) => list.includes(query));
+  if (exact >= 0) return exact;
+  const partial = labels.findIndex((label) => label.toLowerCase().includes(query));
+  return partial >= 0 ? partial : null;
+}

@@ -33,7 +33,8 @@ def test_spatial_layers_and_default(layers_model):
 def test_heatmaps_are_normalised_and_at_the_layer_resolution(layers_model, layer, size):
     batch = verify.probe_batch(96, 96, [-1, 1], seed=4)[:2]
     logits = layers_model(batch, training=False).numpy()
-    heat = gradcam.gradcam(layers_model, batch, int(logits[0].argmax()), layer)
+    heat, outputs = gradcam.gradcam(gradcam.split_at(layers_model, layer), batch, int(logits[0].argmax()))
+    np.testing.assert_allclose(outputs, logits, atol=1e-5)
     assert heat.shape == (2, size, size)
     assert heat.min() >= 0 and heat.max() <= 1
     assert heat[0].max() == pytest.approx(1.0)  # the top class has positive evidence somewhere
@@ -52,7 +53,7 @@ def test_heatmap_follows_the_evidence_for_the_class():
     model = keras.Model(inputs, logits)
     image = np.zeros((1, 16, 16, 3), np.float32)
     image[0, 2:5, 10:13] = 1.0  # a bright square, top right
-    heat = gradcam.gradcam(model, image, 1, "features")[0]
+    heat = gradcam.gradcam(gradcam.split_at(model, "features"), image, 1)[0][0]
     assert heat.shape == (16, 16)
     assert np.unravel_index(heat.argmax(), heat.shape) == (3, 11)  # the square's centre
     outside = np.ones_like(heat, bool)

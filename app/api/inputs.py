@@ -1,0 +1,148 @@
+"""Reading a model input from a request, shared by predict and explain.
+
+Two request forms:
+- ``multipart/form-data`` with ``file``: the server decodes and preprocesses the
+  image as the manifest says (app/inference/preprocess.py);
+- ``application/json`` ``{"instances": [[H][W][3] numbers, ...]}``: inputs that are
+  already preprocessed, e.g. exactly what the browser fed its model.
+
+Options (``top_k``, ``class_index``...) may also come in the body: form fields or JSON
+keys, next to the image. ``option()`` reads one, with the query value as the default.
+Bad input raises BadRequest (a 4xx with a message for the client), never a 500.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from fastapi import HTTPException, Request
+from starlette.datastructures import UploadFile
+
+from app.inference.preprocess import ImageError, preprocess_bytes
+
+
+class BadRequest(HTTPException):
+    """A 4xx with a message for the client."""
+
+
+@dataclass
+class ModelInput:
+    images: np.ndarray                 # float32 [N, H, W, 3], ready for the model
+    preprocess_ms: float               # 0 for tensors sent as instances
+    options: dict = field(default_factory=dict)  # option values found in the body
+
+
+async def read_model_input(request: Request, manifest: dict, settings, option_names: tuple[str, ...]) -> ModelInput:
+    """The request's images (multipart file or JSON instances) and the body's options."""
+    check_declared_size(request, settings.max_upload_bytes)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        return await _from_upload(request, manifest, settings, option_names)
+    if content_type == "application/json":
+        input_shape = tuple(manifest["input"]["shape"][1:])
+        return await _from_json(request, input_shape, settings.max_upload_bytes, option_names)
+    raise BadRequest(415, "send multipart/form-data with a 'file' field, or application/json with 'instances'")
+
+
+def check_declared_size(request: Request, limit: int) -> None:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdecimal() and int(declared) > limit + 64 * 1024:
+        raise BadRequest(413, f"the request is {size_text(int(declared))}; the limit is {size_text(limit)}")
+
+
+async def _from_upload(request: Request, manifest: dict, settings, option_names) -> ModelInput:
+    try:
+        form = await request.form(max_files=1, max_fields=16)
+    except HTTPException:
+        raise
+    except Exception as exc:  # noqa: BLE001 - malformed multipart bodies
+        raise BadRequest(400, f"malformed multipart body: {exc}") from exc
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise BadRequest(422, "the multipart body needs a 'file' field holding the image")
+    data = await upload.read(settings.max_upload_bytes + 1)
+    if len(data) > settings.max_upload_bytes:
+        raise BadRequest(413, f"the file is over the {size_text(settings.max_upload_bytes)} limit")
+    start = time.perf_counter()
+    try:
+        images = await asyncio.to_thread(preprocess_bytes, data, manifest["preprocessing"], settings.max_pixels)
+    except ImageError as exc:
+        raise BadRequest(exc.status, str(exc)) from exc
+    options = {k: v for k, v in form.items() if k in option_names and isinstance(v, str)}
+    return ModelInput(images, (time.perf_counter() - start) * 1000, options)
+
+
+async def _from_json(request: Request, input_shape: tuple, limit: int, option_names) -> ModelInput:
+    body = await request.body()
+    if len(body) > limit:
+        raise BadRequest(413, f"the request is over the {size_text(limit)} limit")
+    if not body:
+        raise BadRequest(400, "the request body is empty")
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # also too deep, or an integer of over 4300 digits
+        raise BadRequest(400, f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(payload, dict) or "instances" not in payload:
+        raise BadRequest(422, 'expected a JSON object {"instances": [...]}')
+    instances = payload["instances"]
+    expected = [len(instances) if isinstance(instances, list) else "N", *input_shape]
+    if not isinstance(instances, list) or not instances:
+        raise BadRequest(422, f"'instances' must be a non-empty list of inputs shaped {list(input_shape)}")
+    try:
+        array = np.asarray(instances)
+    except ValueError as exc:  # ragged nesting
+        raise BadRequest(422, f"'instances' is not a regular array; expected shape {expected}") from exc
+    if array.dtype.kind not in "iuf" or _holds_booleans(instances, array.ndim):
+        raise BadRequest(422, "'instances' must hold numbers only (no strings, booleans or nulls)")
+    if array.shape[1:] != tuple(input_shape):
+        raise BadRequest(422, f"'instances' has shape {list(array.shape)}; the model takes {expected}")
+    array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+        raise BadRequest(422, "'instances' holds NaN or infinite values")
+    return ModelInput(array, 0.0, {k: payload[k] for k in option_names if k in payload})
+
+
+def _holds_booleans(instances: list, ndim: int) -> bool:
+    """JSON true/false among numbers: numpy would silently read them as 1 and 0."""
+    values = instances
+    for _ in range(ndim - 1):
+        values = [value for row in values for value in row]
+    return any(isinstance(value, bool) for value in values)
+
+
+def option(options: dict, key: str, default, kind, valid, wanted: str):
+    """``key`` from the body when given there (JSON value or form string), else ``default``
+    (the query value). ``kind`` is int, bool or str; ``valid`` checks the value."""
+    if key not in options:
+        return default
+    value = options[key]
+    if isinstance(value, str):
+        text = value.strip()
+        if kind is bool and text.lower() in ("true", "1", "false", "0"):
+            value = text.lower() in ("true", "1")
+        elif kind is int:
+            try:
+                value = int(text)
+            except ValueError:  # "x", "--5", "²" (str.isdigit() accepts it, int() does not)
+                pass
+        elif kind is str:
+            value = text
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        value = None
+    if kind is not int and not isinstance(value, kind):
+        value = None
+    if value is None or (isinstance(value, float) and math.isnan(value)) or not valid(value):
+        raise BadRequest(422, f"{key} must be {wanted}")
+    return value
+
+
+def size_text(n: int) -> str:
+    """Bytes for people: 10 MiB, 40 KiB, 512 bytes."""
+    for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} bytes"

@@ -1,0 +1,105 @@
+"""Explanations for one classifier: Grad-CAM on its layers model, occlusion on its SavedModel.
+
+The layers model (``layers/``, the very files the browser differentiates) is read on
+the first Grad-CAM request, not at start-up: most servers never explain anything.
+Explanations run one at a time per model (they are heavy: a gradient pass, or a few
+hundred occluded images), on the caller's thread.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from app.inference import gradcam, occlusion
+from app.inference.classifier import Classifier, softmax
+
+
+class ExplainError(ValueError):
+    """A request the model cannot explain (unknown layer, no layers model, bad patch)."""
+
+
+@dataclass
+class Explanation:
+    heatmap: np.ndarray              # [h, w] in [0, 1]
+    outputs: np.ndarray              # the model's raw output row for the image
+    probabilities: np.ndarray        # softmax of it (or the outputs, for probability models)
+    explain_ms: float
+    occlusion: occlusion.Occlusion | None = None
+
+
+class Explainer:
+    def __init__(self, classifier: Classifier):
+        self.classifier = classifier
+        self.manifest = classifier.manifest
+        self._layers_model = None
+        self._splits: dict[str, object] = {}
+        self._lock = threading.Lock()       # one explanation at a time
+        self._load_lock = threading.Lock()  # one read of the layers model
+
+    @property
+    def has_layers_model(self) -> bool:
+        return "layers" in self.manifest["formats"]
+
+    @property
+    def score_kind(self) -> str:
+        """What Grad-CAM differentiates: the pre-softmax "logit", or the "probability" for
+        models that end in softmax."""
+        return "logit" if self.classifier.is_logits else "probability"
+
+    def layers(self) -> list[tuple[str, str, list[int]]]:
+        """(name, class name, [h, w, channels]) of every layer Grad-CAM can use, in model order."""
+        model = self._model()
+        return [(name, model.get_layer(name).__class__.__name__, shape)
+                for name, shape in gradcam.spatial_layers(model)]
+
+    def default_layer(self) -> str:
+        return gradcam.default_layer(self._model())
+
+    def gradcam(self, image: np.ndarray, class_index: int, layer: str | None) -> tuple[str, Explanation]:
+        """(the layer used, the explanation) for one model input [H, W, 3]."""
+        with self._lock:
+            model = self._model()
+            layer = layer or gradcam.default_layer(model)
+            split = self._splits.get(layer)
+            if split is None:
+                try:
+                    split = gradcam.split_at(model, layer)
+                except ValueError as exc:
+                    names = [name for name, _ in gradcam.spatial_layers(model)]
+                    raise ExplainError(f"{exc}; GET /api/models/{self.classifier.info.name}/layers lists the {len(names)} "
+                                       f"layers (e.g. {', '.join(names[-3:])})") from exc
+                self._splits[layer] = split
+            start = time.perf_counter()
+            heatmaps, outputs = gradcam.gradcam(split, image[None], class_index)
+            ms = (time.perf_counter() - start) * 1000
+        row = outputs[0]
+        probabilities = softmax(row[None])[0] if self.classifier.is_logits else row
+        return layer, Explanation(heatmaps[0], row, probabilities, ms)
+
+    def occlusion(self, image: np.ndarray, class_index: int, patch: int, stride: int) -> Explanation:
+        """The occlusion map of one model input [H, W, 3], with a patch of the value range's middle."""
+        lo, hi = self.manifest["preprocessing"]["value_range"]
+        try:
+            occlusion.check_params(*image.shape[:2], patch, stride)
+        except ValueError as exc:
+            raise ExplainError(str(exc)) from exc
+        with self._lock:
+            start = time.perf_counter()
+            result = occlusion.occlusion(lambda batch: self.classifier.predict(batch).probabilities,
+                                         image, class_index, patch, stride, fill=(lo + hi) / 2)
+            ms = (time.perf_counter() - start) * 1000
+        clean = self.classifier.predict(image[None])
+        return Explanation(result.heatmap, clean.outputs[0], clean.probabilities[0], ms, result)
+
+    def _model(self):
+        if not self.has_layers_model:
+            raise ExplainError("this model has no TF.js layers model (layers/), which Grad-CAM needs; "
+                               "convert it from Keras with --formats graph,layers,saved, or use "
+                               "method=occlusion")
+        with self._load_lock:
+            if self._layers_model is None:
+                self._layers_model = gradcam.load_layers_model(self.classifier.info.path)
+        return self._layers_model

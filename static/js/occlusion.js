@@ -1,0 +1,126 @@
+/**
+ * Occlusion sensitivity in the browser: where does hiding part of the picture hurt the
+ * class most? Needs no gradients, so it runs on every backend, with the fast graph model.
+ *
+ * The same steps as the server (app/inference/occlusion.py):
+ *   1. a grey square (`patch` pixels; grey = the middle of the model's value range)
+ *      slides over the model input with step `stride`: positions 0, stride, ... up to
+ *      size - patch, plus size - patch itself when the steps miss it;
+ *   2. every occluded image goes through the model (in batches); the drop of the class
+ *      probability, p(clean) - p(occluded), is recorded for the position (signed);
+ *   3. every pixel gets the mean drop of the patches that covered it;
+ *   4. heatmap = ReLU of that map divided by its maximum: [H, W] in [0, 1].
+ *
+ * Hundreds of model calls take a while, so the work goes in batches sized to take about
+ * `targetBatchMs` each, and the page gets the main thread back between batches: the
+ * progress bar moves, the Cancel button works.
+ */
+import { tf } from './tf.js';
+import { since } from './timings.js';
+
+/** Raised (name "AbortError") when the caller's AbortSignal fires between batches. */
+export class CancelledError extends Error {
+  constructor() {
+    super('Cancelled.');
+    this.name = 'AbortError';
+  }
+}
+
+/** Where the patch's leading edge goes along an axis of `size` pixels (step 1). */
+export function positions(size, patch, stride) {
+  const found = [];
+  for (let p = 0; p <= size - patch; p += stride) found.push(p);
+  if (found[found.length - 1] !== size - patch) found.push(size - patch);
+  return found;
+}
+
+/** Why `patch` and `stride` cannot be used on an H x W input, or null when they can. */
+export function paramsProblem(height, width, patch, stride) {
+  const most = Math.min(height, width);
+  if (!Number.isInteger(patch) || patch < 1 || patch > most) {
+    return `The patch must be from 1 to ${most} pixels (the input is ${height}×${width}).`;
+  }
+  if (!Number.isInteger(stride) || stride < 1 || stride > patch) {
+    return `The stride must be from 1 to the patch size (${patch}), so every pixel is covered.`;
+  }
+  return null;
+}
+
+/** The default patch (1/7 of the input's shorter side) and stride (half the patch). */
+export function defaultParams(height, width) {
+  const patch = Math.max(1, Math.round(Math.min(height, width) / 7));
+  return { patch, stride: Math.max(1, Math.floor(patch / 2)) };
+}
+
+const nextTask = () => new Promise((resolve) => { setTimeout(resolve, 0); });
+
+/**
+ * The occlusion map of `input` (float32 [1, H, W, 3], not disposed here) for class
+ * `classIndex`. `probabilities(batch)` maps a [N, H, W, 3] tensor to [N, classes]
+ * probabilities (called inside tf.tidy). Options: patch, stride, fill (the patch's
+ * value), signal (AbortSignal), onProgress(done, total), targetBatchMs.
+ * Resolves to {heatmap: Float32Array (H * W), shape: [H, W], drops: Float32Array
+ * (rows.length * cols.length), rows, cols, baseline, images, ms}.
+ */
+export async function occlusionMap(probabilities, input, classIndex,
+  { patch, stride, fill, signal, onProgress = () => {}, targetBatchMs = 80 }) {
+  const start = performance.now();
+  const [, height, width] = input.shape;
+  const problem = paramsProblem(height, width, patch, stride);
+  if (problem) throw new Error(problem);
+  const rows = positions(height, patch, stride);
+  const cols = positions(width, patch, stride);
+  const spots = rows.flatMap((top) => cols.map((left) => [top, left]));
+  const scoreOf = (batch) => tf.tidy(() => tf.squeeze(tf.slice(probabilities(batch), [0, classIndex], [-1, 1]), [1]));
+
+  const baselineTensor = scoreOf(input);
+  const baseline = (await baselineTensor.data())[0];
+  baselineTensor.dispose();
+  const drops = new Float32Array(spots.length);
+  let batchSize = 2;
+  onProgress(0, spots.length);
+  for (let done = 0; done < spots.length;) {
+    if (signal?.aborted) throw new CancelledError();
+    const chunk = spots.slice(done, done + batchSize);
+    const began = performance.now();
+    const scores = tf.tidy(() => {
+      const mask = new Float32Array(chunk.length * height * width);
+      chunk.forEach(([top, left], k) => {
+        for (let y = top; y < top + patch; y += 1) {
+          mask.fill(1, (k * height + y) * width + left, (k * height + y) * width + left + patch);
+        }
+      });
+      const m = tf.tensor4d(mask, [chunk.length, height, width, 1]);
+      const batch = tf.add(tf.mul(input, tf.sub(1, m)), tf.mul(m, fill)); // [N, H, W, 3]
+      return scoreOf(batch);
+    });
+    const values = await scores.data();
+    scores.dispose();
+    values.forEach((p, k) => { drops[done + k] = baseline - p; });
+    done += chunk.length;
+    onProgress(done, spots.length);
+    // Aim each batch at targetBatchMs: big enough to batch, small enough to stay responsive.
+    const ms = Math.max(1, since(began));
+    batchSize = Math.max(1, Math.min(64, Math.round(chunk.length * (targetBatchMs / ms))));
+    await nextTask(); // let the page paint and handle clicks (Cancel) between batches
+  }
+
+  const total = new Float64Array(height * width);
+  const count = new Uint32Array(height * width);
+  spots.forEach(([top, left], k) => {
+    for (let y = top; y < top + patch; y += 1) {
+      for (let x = left; x < left + patch; x += 1) {
+        total[y * width + x] += drops[k];
+        count[y * width + x] += 1;
+      }
+    }
+  });
+  const heatmap = new Float32Array(height * width);
+  let peak = 0;
+  for (let i = 0; i < heatmap.length; i += 1) {
+    heatmap[i] = Math.max(0, total[i] / count[i]);
+    peak = Math.max(peak, heatmap[i]);
+  }
+  for (let i = 0; i < heatmap.length; i += 1) heatmap[i] = peak > 0 ? heatmap[i] / peak : 0;
+  return { heatmap, shape: [height, width], drops, rows, cols, baseline, images: spots.length, ms: since(start) };
+}
