@@ -50,11 +50,6 @@ def overlay_png(pixels: np.ndarray, heatmap: np.ndarray, opacity: float = 0.5) -
     return png(np.round(blended).astype(np.uint8))
 
 
-def grey_png(heatmap: np.ndarray) -> bytes:
-    """The raw heatmap as an 8-bit greyscale PNG at its own resolution (0 black, 1 white)."""
-    return png(np.round(np.clip(heatmap, 0, 1) * 255).astype(np.uint8))
-
-
 def png(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG")
