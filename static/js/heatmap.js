@@ -38,11 +38,14 @@ export async function drawHeatmap(canvas, heatmap, shape) {
   }
   const image = new ImageData(canvas.width, canvas.height);
   values.forEach((v, i) => {
-    const [r, g, b] = jet(v);
+    const [r, g, b] = JET_TABLE[Math.round(Math.min(1, Math.max(0, v)) * 255)];
     image.data.set([r, g, b, 255], i * 4);
   });
   canvas.getContext('2d').putImageData(image, 0, 0);
 }
+
+// jet at 256 levels: a few hundred thousand pixels are coloured per heatmap.
+const JET_TABLE = Array.from({ length: 256 }, (_, level) => jet(level / 255));
 
 /** The raw heatmap as a greyscale PNG Blob at its own resolution (0 black, 1 white). */
 export function heatmapPng(heatmap, shape) {

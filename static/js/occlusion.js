@@ -100,8 +100,9 @@ export async function occlusionMap(probabilities, input, classIndex,
     done += chunk.length;
     onProgress(done, spots.length);
     // Aim each batch at targetBatchMs: big enough to batch, small enough to stay responsive.
-    const ms = Math.max(1, since(began));
-    batchSize = Math.max(1, Math.min(64, Math.round(chunk.length * (targetBatchMs / ms))));
+    // Powers of two only: WebGL and WebGPU compile shaders for every new batch shape.
+    const wanted = (chunk.length * targetBatchMs) / Math.max(1, since(began));
+    batchSize = 2 ** Math.min(6, Math.max(0, Math.round(Math.log2(Math.max(1, wanted)))));
     await nextTask(); // let the page paint and handle clicks (Cancel) between batches
   }
 
