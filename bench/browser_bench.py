@@ -83,9 +83,12 @@ def convert(out: Path, alpha: float, size: int, quantize: str) -> dict:
     return json.loads(proc.stdout)
 
 
-def open_page(browser, url: str):
+def open_page(browser, url: str, timeout_ms: float | None = None):
+    """A fresh context with the page at ``url``: (context, page, its belka.ready value)."""
     context = browser.new_context()
     page = context.new_page()
+    if timeout_ms is not None:
+        page.set_default_timeout(timeout_ms)
     page.goto(url)
     status = page.evaluate("window.belka.ready")
     return context, page, status

@@ -72,6 +72,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from app.inference.occlusion import default_params, positions  # noqa: E402
+from bench.browser_bench import open_page  # noqa: E402
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, serve  # noqa: E402
 
 BACKENDS = ("webgpu", "webgl", "wasm", "cpu")
@@ -147,19 +149,6 @@ def convert(out: Path, alpha: float, size: int) -> dict:
     return json.loads(proc.stdout)
 
 
-def occlusion_defaults(height: int, width: int) -> tuple[int, int]:
-    """The page's (and the server's) default patch and stride."""
-    patch = max(1, round(min(height, width) / 7))
-    return patch, max(1, patch // 2)
-
-
-def positions(size: int, patch: int, stride: int) -> list[int]:
-    found = list(range(0, size - patch + 1, stride))
-    if found[-1] != size - patch:
-        found.append(size - patch)
-    return found
-
-
 def pearson(a, b) -> float | None:
     """Pearson r of two heatmaps (None when their sizes differ or one is constant)."""
     a = np.asarray(a, dtype=np.float64).ravel()
@@ -171,15 +160,6 @@ def pearson(a, b) -> float | None:
 
 def ms(value: float) -> float:
     return round(value, 1)
-
-
-def open_page(browser, url: str):
-    context = browser.new_context()
-    page = context.new_page()
-    page.set_default_timeout(READY_TIMEOUT_MS)
-    page.goto(url)
-    status = page.evaluate("window.belka.ready")
-    return context, page, status
 
 
 def gradcam_in_page(page, layer: str, class_index: int, runs: int) -> tuple[dict, list | None]:
@@ -220,7 +200,7 @@ def occlusion_in_page(page, class_index: int, patch: int, stride: int, timeout_s
 
 def measure_backend(browser, base: str, backend: str, png: str, args, class_index: int | None,
                     patch: int, stride: int) -> dict:
-    context, page, status = open_page(browser, f"{base}/?backend={backend}")
+    context, page, status = open_page(browser, f"{base}/?backend={backend}", READY_TIMEOUT_MS)
     try:
         if not status.get("ok"):
             return {"available": False, "error": status.get("error")}
@@ -418,7 +398,7 @@ def main() -> None:
 
     png = chelsea_png()
     png_b64 = base64.b64encode(png).decode()
-    patch, stride = occlusion_defaults(args.size, args.size)
+    patch, stride = default_params(args.size, args.size)
     images = len(positions(args.size, patch, stride)) ** 2
     tmp = Path(tempfile.mkdtemp(prefix="belka-explain-bench-"))
     browser_results: dict = {}

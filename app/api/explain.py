@@ -23,7 +23,7 @@ from fastapi.responses import Response
 
 from app.api.inputs import BadRequest, option, read_model_input
 from app.api.schemas import EXPLAIN_REQUEST_BODY, ErrorResponse, ExplainResponse, LayerInfo
-from app.inference import heatmap_image
+from app.inference import heatmap_image, occlusion
 from app.inference.explainer import ExplainError
 
 router = APIRouter(prefix="/api", tags=["explain"])
@@ -53,7 +53,11 @@ async def layers(name: str, request: Request):
     return [{"name": n, "class_name": c, "shape": s} for n, c, s in found]
 
 
-@router.post("/models/{name}/explain", response_model=ExplainResponse, responses=ERRORS,
+@router.post("/models/{name}/explain", response_model=ExplainResponse,
+             responses={**ERRORS, 200: {"description": "the explanation (JSON), or with format=png the overlay "
+                                                       "picture alone",
+                                        "content": {"image/png": {"schema": {"type": "string",
+                                                                             "format": "binary"}}}}},
              openapi_extra={"requestBody": EXPLAIN_REQUEST_BODY})
 async def explain(name: str, request: Request,
                   method: str = Query("gradcam", description="gradcam or occlusion"),
@@ -88,10 +92,10 @@ async def explain(name: str, request: Request,
                    "layer must be a layer name (GET /api/models/{name}/layers lists them)")
     patch = _valid(option(opts, "patch", patch, int, _any, "an integer"), lambda v: v is None or v >= 1,
                    "patch must be a positive integer")
-    patch = patch or max(1, round(min(height, width) / 7))
     stride = _valid(option(opts, "stride", stride, int, _any, "an integer"), lambda v: v is None or v >= 1,
                     "stride must be a positive integer")
-    stride = stride or max(1, patch // 2)
+    patch = patch or occlusion.default_params(height, width)[0]
+    stride = stride or max(1, patch // 2)  # half the patch, as by default
 
     if class_index is None:  # the top-1, as the page's default
         class_index = int((await asyncio.to_thread(service.classifier.predict, image[None])).outputs[0].argmax())

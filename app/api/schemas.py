@@ -55,40 +55,33 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
-PREDICT_REQUEST_BODY = {
-    "required": True,
-    "content": {
-        "multipart/form-data": {
-            "schema": {
-                "type": "object",
-                "required": ["file"],
-                "properties": {
-                    "file": {"type": "string", "format": "binary",
-                             "description": "an image (PNG, JPEG, GIF, WebP, BMP, TIFF...); the server "
-                                            "applies the manifest's preprocessing"},
-                    "top_k": {"type": "integer", "minimum": 1, "maximum": 1000},
-                    "include_logits": {"type": "boolean"},
-                },
-            },
+def image_or_tensor_body(options: dict, max_instances: int | None = None) -> dict:
+    """The OpenAPI request body of an endpoint that takes a multipart ``file`` (an image) or
+    JSON ``instances`` (preprocessed tensors), each with ``options`` next to it."""
+    instances = {"type": "array", "minItems": 1,
+                 "description": "already-preprocessed inputs, each [H, W, 3] float numbers "
+                                "(exactly what the browser fed its model)",
+                 "items": {"type": "array"}}
+    if max_instances is not None:
+        instances["maxItems"] = max_instances
+    file = {"type": "string", "format": "binary",
+            "description": "an image (PNG, JPEG, GIF, WebP, BMP, TIFF...); the server applies the "
+                           "manifest's preprocessing"}
+    return {
+        "required": True,
+        "content": {
+            "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                                               "properties": {"file": file, **options}}},
+            "application/json": {"schema": {"type": "object", "required": ["instances"],
+                                            "properties": {"instances": instances, **options}}},
         },
-        "application/json": {
-            "schema": {
-                "type": "object",
-                "required": ["instances"],
-                "properties": {
-                    "instances": {
-                        "type": "array", "minItems": 1,
-                        "description": "already-preprocessed inputs, each [H, W, 3] float numbers "
-                                       "(exactly what the browser fed its model)",
-                        "items": {"type": "array"},
-                    },
-                    "top_k": {"type": "integer", "minimum": 1, "maximum": 1000},
-                    "include_logits": {"type": "boolean"},
-                },
-            },
-        },
-    },
-}
+    }
+
+
+PREDICT_REQUEST_BODY = image_or_tensor_body({
+    "top_k": {"type": "integer", "minimum": 1, "maximum": 1000},
+    "include_logits": {"type": "boolean"},
+})
 
 
 class LayerInfo(BaseModel):
@@ -135,41 +128,11 @@ class ExplainResponse(BaseModel):
     timings: ExplainTimings
 
 
-_EXPLAIN_OPTIONS = {
+EXPLAIN_REQUEST_BODY = image_or_tensor_body({
     "method": {"type": "string", "enum": ["gradcam", "occlusion"]},
     "class_index": {"type": "integer", "minimum": 0},
     "layer": {"type": "string"},
     "patch": {"type": "integer", "minimum": 1},
     "stride": {"type": "integer", "minimum": 1},
     "format": {"type": "string", "enum": ["json", "png"]},
-}
-
-EXPLAIN_REQUEST_BODY = {
-    "required": True,
-    "content": {
-        "multipart/form-data": {
-            "schema": {
-                "type": "object",
-                "required": ["file"],
-                "properties": {
-                    "file": {"type": "string", "format": "binary",
-                             "description": "an image; the server applies the manifest's preprocessing"},
-                    **_EXPLAIN_OPTIONS,
-                },
-            },
-        },
-        "application/json": {
-            "schema": {
-                "type": "object",
-                "required": ["instances"],
-                "properties": {
-                    "instances": {"type": "array", "minItems": 1, "maxItems": 1,
-                                  "description": "one preprocessed input [H, W, 3] (e.g. what the page fed "
-                                                 "its model)",
-                                  "items": {"type": "array"}},
-                    **_EXPLAIN_OPTIONS,
-                },
-            },
-        },
-    },
-}
+}, max_instances=1)

@@ -38,6 +38,12 @@ def positions(size: int, patch: int, stride: int) -> list[int]:
     return found
 
 
+def default_params(height: int, width: int) -> tuple[int, int]:
+    """The default (patch, stride): 1/7 of the input's shorter side, and half of that."""
+    patch = max(1, round(min(height, width) / 7))
+    return patch, max(1, patch // 2)
+
+
 def check_params(height: int, width: int, patch: int, stride: int) -> None:
     """ValueError with a reason when the patch or stride cannot be used on an H x W input."""
     if not 1 <= patch <= min(height, width):

@@ -77,8 +77,9 @@ export async function occlusionMap(probabilities, input, classIndex,
   const baseline = (await baselineTensor.data())[0];
   baselineTensor.dispose();
   const drops = new Float32Array(spots.length);
-  let batchSize = 2;
+  let batchSize = 1; // grows (or not) from the first batch's time
   onProgress(0, spots.length);
+  await nextTask();
   for (let done = 0; done < spots.length;) {
     if (signal?.aborted) throw new CancelledError();
     const chunk = spots.slice(done, done + batchSize);

@@ -1,6 +1,7 @@
 """Property-based API tests: schemathesis generates requests from the app's own OpenAPI
-schema (/openapi.json) for GET /api/models and POST /api/models/{name}/predict, valid and
-invalid ones, and no answer may be a server error (5xx).
+schema (/openapi.json) for GET /api/models, POST /api/models/{name}/predict, GET
+/api/models/{name}/layers and POST /api/models/{name}/explain, valid and invalid ones, and no
+answer may be a server error (5xx).
 
 The ``name`` path parameter is pinned to the real model so that the generated bodies reach
 the request parsing and validation code instead of stopping at a 404.
@@ -51,14 +52,17 @@ def test_no_server_errors(case):
         assert set(error) == {"code", "message", "detail"}, error
 
 
-def test_the_generated_requests_reached_both_operations():
-    """A guard for the test above: it really ran, and predict requests got past the 404."""
+def test_the_generated_requests_reached_every_operation():
+    """A guard for the test above: it really ran, and predict and explain requests got past the 404."""
     listing = STATUSES.get("GET /api/models")
     predict = STATUSES.get("POST /api/models/{name}/predict")
-    if listing is None or predict is None:
+    explain = STATUSES.get("POST /api/models/{name}/explain")
+    if listing is None or predict is None or explain is None:
         pytest.skip("run together with test_no_server_errors")
     assert listing[200] > 0, listing
     assert sum(predict.values()) >= MAX_EXAMPLES // 2, predict
     assert sum(n for status, n in predict.items() if status != 404) > 0, predict
     assert predict[200] > 0, predict  # schemathesis's generated PNGs really went through the model
+    assert sum(n for status, n in explain.items() if status != 404) >= MAX_EXAMPLES // 2, explain
+    assert STATUSES["GET /api/models/{name}/layers"][200] > 0
     assert not any(path.startswith("/healthz") for path in STATUSES)
