@@ -77,6 +77,19 @@ def build_parser() -> argparse.ArgumentParser:
     _user_model_args(saved, formats="graph,saved")
     saved.set_defaults(handler=_convert_saved_model)
 
+    ssd = sources.add_parser("coco-ssd", help="an SSD object detector: the TF model zoo's COCO SSD MobileNet V2, "
+                             "or your own TF Object Detection API SavedModel", epilog=EXIT_CODES_HELP)
+    ssd.add_argument("--source", default="zoo", metavar="zoo|DIR",
+                     help="zoo: download ssd_mobilenet_v2_320x320_coco17 from the TF model zoo (needs the "
+                          "internet once); DIR: an Object Detection API SavedModel folder (default zoo)")
+    ssd.add_argument("--size", type=_size, default=None, metavar="HxW",
+                     help="the detector's input size (the zoo model: 320x320; needed for DIR)")
+    ssd.add_argument("--labels", type=Path, default=None,
+                     help="class names, one per score column after the background (default: COCO's, "
+                          "by id 1..90)")
+    _common_convert_args(ssd, formats="graph,saved")
+    ssd.set_defaults(handler=_convert_coco_ssd)
+
     verify = commands.add_parser("verify", help="re-check a converted model: file hashes, then TF.js "
                                  "against TensorFlow on the probe batch", epilog=EXIT_CODES_HELP)
     verify.add_argument("model_dir", type=Path, help="e.g. models/mobilenet-v2")
@@ -126,14 +139,26 @@ def _value_range(text: str) -> tuple[float, float]:
     return lo, hi
 
 
+def _size(text: str) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 320x320, got {text!r}") from None
+    if not (16 <= height <= 2048 and 16 <= width <= 2048):
+        raise argparse.ArgumentTypeError(f"height and width must be from 16 to 2048 pixels, got {text!r}")
+    return height, width
+
+
 def _run_conversion(args, source_kind: str, default_name: str, load) -> int:
-    from app.convert import pipeline
+    from app.convert import detector, pipeline
     from app.convert.progress import Progress
 
     request = pipeline.Request(name=args.name or default_name, out=args.out,
                                formats=args.formats, quantize=args.quantize)
-    progress = Progress(pipeline.STEPS, enabled=not args.quiet)
-    result = pipeline.convert(load, request, source_kind, progress)
+    if source_kind == "coco-ssd":
+        result = detector.convert(load, request, Progress(detector.STEPS, enabled=not args.quiet))
+    else:
+        result = pipeline.convert(load, request, source_kind, Progress(pipeline.STEPS, enabled=not args.quiet))
     if args.json:
         print(json.dumps(result, indent=2))
     if not args.quiet:
@@ -169,6 +194,15 @@ def _convert_saved_model(args) -> int:
 
     return _run_conversion(args, "saved-model", _default_name(args.folder, args.quantize),
                            lambda: sources.saved_model(args.folder, args.labels, args.value_range, args.crop))
+
+
+def _convert_coco_ssd(args) -> int:
+    from app.convert import detector
+
+    name = "coco-ssd" if args.source == "zoo" else Path(args.source).resolve().name.split(".")[0] or "detector"
+    if args.quantize != "none":
+        name += f"-{args.quantize}"
+    return _run_conversion(args, "coco-ssd", name, lambda: detector.load_source(args.source, args.size, args.labels))
 
 
 def _default_name(path: Path, quantize: str) -> str:

@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse
 
 from app import __version__, errors, files, pages
+from app.api import detect as detect_api
 from app.api import explain as explain_api
 from app.api import models as models_api
 from app.api import predict as predict_api
@@ -42,6 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(models_api.router)
     app.include_router(predict_api.router)
     app.include_router(explain_api.router)
+    app.include_router(detect_api.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz(request: Request) -> dict:

@@ -46,3 +46,22 @@ def small_mobilenet(models_dir) -> dict:
 def snapshot(folder: Path) -> dict[str, bytes]:
     """Every file under ``folder`` with its bytes, to prove a folder was left untouched."""
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="session")
+def small_detector(tmp_path_factory) -> dict:
+    """An untrained (seeded) SSD-style detector, 64 px, 8x8 anchors, two classes ("square",
+    "circle"), exported like the Object Detection API (tests/detectors.py) and converted with
+    `belka convert coco-ssd --source DIR`."""
+    from tests.detectors import build_head, export_detector
+
+    folder = tmp_path_factory.mktemp("detector")
+    export_detector(build_head(64, 8, 2), folder / "squares", 64, 8)
+    (folder / "labels.txt").write_text("square\ncircle\n")
+    out = tmp_path_factory.mktemp("detector-out")
+    summary = convert_ok("coco-ssd", "--source", folder / "squares", "--size", "64x64",
+                         "--labels", folder / "labels.txt", "--out", out)
+    summary["source"] = folder
+    summary["dir"] = out / "squares"
+    summary["manifest"] = json.loads((summary["dir"] / "manifest.json").read_text())
+    return summary

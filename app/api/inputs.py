@@ -22,7 +22,7 @@ import numpy as np
 from fastapi import HTTPException, Request
 from starlette.datastructures import UploadFile
 
-from app.inference.preprocess import ImageError, preprocess_bytes
+from app.inference.preprocess import ImageError, decode, to_model_input
 
 
 class BadRequest(HTTPException):
@@ -34,6 +34,7 @@ class ModelInput:
     images: np.ndarray                 # float32 [N, H, W, 3], ready for the model
     preprocess_ms: float               # 0 for tensors sent as instances
     options: dict = field(default_factory=dict)  # option values found in the body
+    picture_size: tuple[int, int] | None = None  # an upload's (height, width), upright
 
 
 async def read_model_input(request: Request, manifest: dict, settings, option_names: tuple[str, ...]) -> ModelInput:
@@ -69,11 +70,12 @@ async def _from_upload(request: Request, manifest: dict, settings, option_names)
         raise BadRequest(413, f"the file is over the {size_text(settings.max_upload_bytes)} limit")
     start = time.perf_counter()
     try:
-        images = await asyncio.to_thread(preprocess_bytes, data, manifest["preprocessing"], settings.max_pixels)
+        picture = await asyncio.to_thread(decode, data, settings.max_pixels)
+        images = await asyncio.to_thread(to_model_input, picture, manifest["preprocessing"])
     except ImageError as exc:
         raise BadRequest(exc.status, str(exc)) from exc
     options = {k: v for k, v in form.items() if k in option_names and isinstance(v, str)}
-    return ModelInput(images, (time.perf_counter() - start) * 1000, options)
+    return ModelInput(images, (time.perf_counter() - start) * 1000, options, (picture.height, picture.width))
 
 
 async def _from_json(request: Request, input_shape: tuple, limit: int, option_names) -> ModelInput:
@@ -116,7 +118,7 @@ def _holds_booleans(instances: list, ndim: int) -> bool:
 
 def option(options: dict, key: str, default, kind, valid, wanted: str):
     """``key`` from the body when given there (JSON value or form string), else ``default``
-    (the query value). ``kind`` is int, bool or str; ``valid`` checks the value."""
+    (the query value). ``kind`` is int, float, bool or str; ``valid`` checks the value."""
     if key not in options:
         return default
     value = options[key]
@@ -129,11 +131,18 @@ def option(options: dict, key: str, default, kind, valid, wanted: str):
                 value = int(text)
             except ValueError:  # "x", "--5", "²" (str.isdigit() accepts it, int() does not)
                 pass
+        elif kind is float:
+            try:
+                value = float(text)
+            except ValueError:
+                pass
         elif kind is str:
             value = text
     if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
         value = None
-    if kind is not int and not isinstance(value, kind):
+    elif kind is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        value = None
+    elif kind in (bool, str) and not isinstance(value, kind):
         value = None
     if value is None or (isinstance(value, float) and math.isnan(value)) or not valid(value):
         raise BadRequest(422, f"{key} must be {wanted}")

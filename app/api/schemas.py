@@ -136,3 +136,31 @@ EXPLAIN_REQUEST_BODY = image_or_tensor_body({
     "stride": {"type": "integer", "minimum": 1},
     "format": {"type": "string", "enum": ["json", "png"]},
 }, max_instances=1)
+
+
+class Detection(BaseModel):
+    bbox: list[float] = Field(description="[x, y, width, height] in the picture's pixels (as coco-ssd's bbox)")
+    box: dict[str, float] = Field(description="ymin, xmin, ymax, xmax as fractions of the picture")
+    class_id: int = Field(description="the dataset's class id (COCO: 1..90)")
+    label: str
+    score: float
+
+
+class DetectTimings(BaseModel):
+    preprocess_ms: float
+    inference_ms: float
+    postprocess_ms: float = Field(description="best class per box, threshold, non-max suppression")
+
+
+class DetectResponse(BaseModel):
+    model: str
+    image: dict[str, int] = Field(description="the picture's width and height in pixels")
+    detections: list[Detection]
+    timings: DetectTimings
+
+
+DETECT_REQUEST_BODY = image_or_tensor_body({
+    "score_threshold": {"type": "number", "minimum": 0, "maximum": 1},
+    "iou_threshold": {"type": "number", "minimum": 0, "maximum": 1},
+    "max_boxes": {"type": "integer", "minimum": 1, "maximum": 100},
+}, max_instances=1)

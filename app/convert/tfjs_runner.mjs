@@ -4,9 +4,14 @@
 // Usage: node tfjs_runner.mjs REQUEST.json
 // REQUEST = {
 //   "input":  {"path": "probe.bin", "shape": [N, H, W, C], "dtype": "float32"},
-//   "models": [{"format": "graph" | "layers", "dir": "/abs/path/graph"}],
+//   "models": [{"format": "graph" | "layers", "dir": "/abs/path/graph",
+//               "outputs": ["Identity:0", ...]}],   // optional, graph models only
 //   "out_dir": "/abs/path"        // outputs are written as <format>.bin
 // }
+// Without "outputs" the model must have one output, run on the whole batch. With
+// "outputs" (a detector: boxes and scores) each image of the batch runs alone (such
+// models take a batch of one) through executeAsync, and each named output is written
+// as <format>-<k>.bin, the images' rows concatenated.
 // Prints one JSON line on stdout: {"tfjs_version", "backend", "results": [...]}
 // or {"error": "..."} with exit code 1.
 //
@@ -55,13 +60,43 @@ async function readInput({ path: file, shape, dtype }) {
   return tf.tensor(values, shape, dtype);
 }
 
-async function runModel({ format, dir }, input, outDir) {
+async function writeTensor(tensor, file) {
+  const values = await tensor.data();
+  await writeFile(file, Buffer.from(values.buffer, values.byteOffset, values.byteLength));
+}
+
+/** Runs each image of `input` alone through a graph model's named `outputs`. */
+async function runNamedOutputs(model, input, outputs, format, outDir) {
+  const rows = outputs.map(() => []);
+  for (let i = 0; i < input.shape[0]; i += 1) {
+    const image = tf.slice(input, [i], [1]);
+    const results = await model.executeAsync(image, outputs);
+    image.dispose();
+    (Array.isArray(results) ? results : [results]).forEach((t, k) => rows[k].push(t));
+  }
+  const written = [];
+  for (let k = 0; k < outputs.length; k += 1) {
+    const joined = tf.concat(rows[k], 0);
+    const file = path.join(outDir, `${format}-${k}.bin`);
+    await writeTensor(joined, file);
+    written.push({ name: outputs[k], file, shape: joined.shape, dtype: joined.dtype });
+    tf.dispose([joined, ...rows[k]]);
+  }
+  return written;
+}
+
+async function runModel({ format, dir, outputs }, input, outDir) {
   let t0 = performance.now();
   const model = format === 'graph'
     ? await tf.loadGraphModel(fileHandler(dir))
     : await tf.loadLayersModel(fileHandler(dir));
   const loadMs = performance.now() - t0;
   t0 = performance.now();
+  if (outputs) {
+    const written = await runNamedOutputs(model, input, outputs, format, outDir);
+    model.dispose();
+    return { format, outputs: written, load_ms: loadMs, predict_ms: performance.now() - t0 };
+  }
   const output = model.predict(input);
   if (Array.isArray(output) || !(output instanceof tf.Tensor)) {
     tf.dispose(output);

@@ -53,8 +53,11 @@ def probe_batch(height: int, width: int, value_range, seed: int = PROBE_SEED) ->
     return (lo + pixels * (hi - lo) / 255.0).astype(np.float32)
 
 
-def run_tfjs(model_dir: Path, formats, batch: np.ndarray) -> tuple[dict, dict]:
-    """Run ``model_dir/<format>/`` for each format in TF.js; return ({format: outputs}, runtime info)."""
+def run_tfjs(model_dir: Path, formats, batch: np.ndarray, output_names: list[str] | None = None) -> tuple[dict, dict]:
+    """Run ``model_dir/<format>/`` for each format in TF.js; return ({format: outputs}, runtime info).
+
+    With ``output_names`` (graph node names, e.g. a detector's boxes and scores) each image runs
+    alone and a format's outputs are {name: array}; else the model's one output, as an array."""
     node = shutil.which("node")
     if node is None:
         raise BelkaError("Node.js is needed to check the TF.js models (`node` is not on PATH); "
@@ -64,7 +67,8 @@ def run_tfjs(model_dir: Path, formats, batch: np.ndarray) -> tuple[dict, dict]:
         (tmp / "input.bin").write_bytes(np.ascontiguousarray(batch, dtype=np.float32).tobytes())
         request = {
             "input": {"path": str(tmp / "input.bin"), "shape": list(batch.shape), "dtype": "float32"},
-            "models": [{"format": f, "dir": str((model_dir / f).resolve())} for f in formats],
+            "models": [{"format": f, "dir": str((model_dir / f).resolve()),
+                        **({"outputs": output_names} if output_names else {})} for f in formats],
             "out_dir": str(tmp),
         }
         (tmp / "request.json").write_text(json.dumps(request))
@@ -86,13 +90,21 @@ def run_tfjs(model_dir: Path, formats, batch: np.ndarray) -> tuple[dict, dict]:
             raise VerificationFailed(f"TF.js could not run the converted model: {message}")
         outputs = {}
         for result in reply["results"]:
-            values = np.fromfile(result["file"], dtype=np.float32)
-            outputs[result["format"]] = values.reshape(result["shape"])
+            if "outputs" in result:
+                outputs[result["format"]] = {o["name"]: _read(o) for o in result["outputs"]}
+            else:
+                outputs[result["format"]] = _read(result)
         runtime = {"tfjs_version": reply["tfjs_version"], "backend": reply["backend"],
                    "node_version": subprocess.run([node, "--version"], capture_output=True,
                                                   text=True).stdout.strip(),
                    "load_ms": {r["format"]: round(r["load_ms"], 1) for r in reply["results"]}}
         return outputs, runtime
+
+
+def _read(written: dict) -> np.ndarray:
+    """An output the runner wrote: float32 (or int32) values of the given shape."""
+    dtype = np.int32 if written.get("dtype") == "int32" else np.float32
+    return np.fromfile(written["file"], dtype=dtype).reshape(written["shape"])
 
 
 def run_saved_model(saved_model_dir: Path, signature: dict, batch: np.ndarray) -> np.ndarray:

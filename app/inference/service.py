@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from app.inference.batching import Batcher
 from app.inference.classifier import Classifier
+from app.inference.detection import Detector
 from app.inference.explainer import Explainer
 from app.registry import ModelInfo, Registry
 from app.settings import Settings
@@ -26,6 +27,7 @@ class Services:
         self.registry = registry
         self.settings = settings
         self._loaded: dict[str, ModelService] = {}
+        self._detectors: dict[str, Detector] = {}
         self._lock = asyncio.Lock()
 
     def _make(self, info: ModelInfo) -> ModelService:
@@ -40,6 +42,8 @@ class Services:
         for info in self.registry.all().values():
             if info.task == "classification" and "saved" in info.manifest["formats"]:
                 self._loaded[info.name] = self._make(info)
+            elif info.task == "detection" and "saved" in info.manifest["formats"]:
+                self._detectors[info.name] = Detector(info)
 
     async def get(self, name: str) -> ModelService | None:
         """The service for ``name``; None when there is no such classifier with a SavedModel."""
@@ -58,6 +62,21 @@ class Services:
                 if old is not None:
                     await old.batcher.close()
         return service
+
+    async def detector(self, name: str) -> Detector | None:
+        """The detector ``name`` (loaded again when its manifest changed); None when there is no
+        such detector with a SavedModel."""
+        info = self.registry.get(name)
+        if info is None or info.task != "detection" or "saved" not in info.manifest["formats"]:
+            return None
+        detector = self._detectors.get(name)
+        if detector is None or detector.manifest is not info.manifest:
+            async with self._lock:
+                detector = self._detectors.get(name)
+                if detector is None or detector.manifest is not info.manifest:
+                    detector = await asyncio.to_thread(Detector, info)
+                    self._detectors[name] = detector
+        return detector
 
     async def close(self) -> None:
         for service in self._loaded.values():

@@ -1,0 +1,69 @@
+"""Small SSD-style detectors built in the tests, exported like the TF Object Detection API's
+SavedModels (no pretrained detector can be downloaded here).
+
+The signature is the zoo's: ``input_tensor`` uint8 [1, None, None, 3] in, and among the
+outputs ``raw_detection_boxes`` [1, N, 4] (decoded anchor boxes, ymin/xmin/ymax/xmax as
+fractions) and ``raw_detection_scores`` [1, N, 1 + classes] (sigmoid, column 0 the
+background), plus the post-NMS outputs (``detection_boxes``...) that Belka cuts away.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from app import tf_runtime
+
+
+def anchors(grid: int, scale: float) -> np.ndarray:
+    """One anchor per grid cell: [grid * grid, 4] as (y centre, x centre, height, width)."""
+    centres = (np.arange(grid) + 0.5) / grid
+    cy, cx = np.meshgrid(centres, centres, indexing="ij")
+    size = np.full(grid * grid, scale)
+    return np.stack([cy.ravel(), cx.ravel(), size, size], axis=1).astype(np.float32)
+
+
+def build_head(size: int, grid: int, classes: int, seed: int = 0):
+    """A tf_keras conv net: image [size, size, 3] in [-1, 1] -> (box encodings [N, 4], class logits
+    [N, 1 + classes]) with N = grid * grid."""
+    keras = tf_runtime.tf_keras()
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((size, size, 3))
+    x = inputs
+    for filters in (16, 32, 32):
+        x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu")(x)
+    while x.shape[1] > grid:
+        x = keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu")(x)
+    encodings = keras.layers.Reshape((grid * grid, 4))(keras.layers.Conv2D(4, 1)(x))
+    logits = keras.layers.Reshape((grid * grid, classes + 1))(keras.layers.Conv2D(classes + 1, 1)(x))
+    return keras.Model(inputs, [encodings, logits])
+
+
+def export_detector(head, out: Path, size: int, grid: int, anchor_scale: float = 0.25) -> Path:
+    """Write ``head`` as an Object Detection API-style SavedModel (see the module doc)."""
+    tf = tf_runtime.tensorflow()
+    prior = tf.constant(anchors(grid, anchor_scale))
+
+    class Detector(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = head
+
+        @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8, name="input_tensor")])
+        def serve(self, input_tensor):
+            x = tf.image.resize(tf.cast(input_tensor, tf.float32), (size, size)) / 127.5 - 1.0
+            encodings, logits = self.head(x, training=False)
+            ty, tx, th, tw = tf.unstack(encodings / [10.0, 10.0, 5.0, 5.0], axis=-1)  # SSD's box coder
+            yc, xc = ty * prior[:, 2] + prior[:, 0], tx * prior[:, 3] + prior[:, 1]
+            h, w = tf.exp(th) * prior[:, 2], tf.exp(tw) * prior[:, 3]
+            boxes = tf.stack([yc - h / 2, xc - w / 2, yc + h / 2, xc + w / 2], axis=-1)
+            scores = tf.sigmoid(logits)
+            nms = tf.image.combined_non_max_suppression(boxes[:, :, None, :], scores[:, :, 1:], 20, 20, 0.5, 0.3)
+            return {"raw_detection_boxes": boxes, "raw_detection_scores": scores,
+                    "detection_boxes": nms.nmsed_boxes, "detection_scores": nms.nmsed_scores,
+                    "detection_classes": nms.nmsed_classes + 1,
+                    "num_detections": tf.cast(nms.valid_detections, tf.float32)}
+
+    module = Detector()
+    tf.saved_model.save(module, str(out), signatures={"serving_default": module.serve})
+    return out
