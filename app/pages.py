@@ -34,3 +34,12 @@ def classify_page(request: Request):
         "squirrelClasses": list(settings.squirrel_classes),
     }
     return TEMPLATES.TemplateResponse(request, "classify.html", {"config": config, "model": model})
+
+
+@router.get("/detect", response_class=HTMLResponse)
+def detect_page(request: Request):
+    models = request.app.state.registry.all()
+    detectors = [m for m in models.values() if m.task == "detection" and "graph" in m.manifest["formats"]]
+    model = next((m for m in detectors if m.name == "coco-ssd"), detectors[0] if detectors else None)
+    config = {"model": model.name if model else None, "models": [m.name for m in detectors]}
+    return TEMPLATES.TemplateResponse(request, "detect.html", {"config": config, "model": model})

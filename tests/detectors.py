@@ -67,3 +67,58 @@ def export_detector(head, out: Path, size: int, grid: int, anchor_scale: float =
     module = Detector()
     tf.saved_model.save(module, str(out), signatures={"serving_default": module.serve})
     return out
+
+
+def square_frames(rng, count: int, size: int, side: int):
+    """Grey noise (0..100) with one white square of ``side`` pixels somewhere: images [count,
+    size, size, 3] uint8 and the squares' boxes (ymin, xmin, ymax, xmax) as fractions."""
+    images = rng.integers(0, 100, (count, size, size, 1)).repeat(3, axis=3).astype(np.uint8)
+    boxes = np.zeros((count, 4), np.float32)
+    for k in range(count):
+        top, left = rng.integers(0, size - side + 1, 2)
+        images[k, top:top + side, left:left + side] = 255
+        boxes[k] = [top / size, left / size, (top + side) / size, (left + side) / size]
+    return images, boxes
+
+
+def train_square_detector(size: int = 64, grid: int = 8, side: int = 16, steps: int = 400, seed: int = 0):
+    """A head (build_head, one class: "square") trained here to find the white square: the anchor
+    whose cell holds the square's centre learns the class and the box (SSD's encoding against
+    that anchor), every other anchor the background."""
+    tf = tf_runtime.tensorflow()
+    keras = tf_runtime.tf_keras()
+    head = build_head(size, grid, 1, seed)
+    prior = anchors(grid, side / size)
+    optimizer = keras.optimizers.Adam(2e-3)
+    rng = np.random.default_rng(seed)
+
+    def targets(boxes):
+        count = len(boxes)
+        cy, cx = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+        h, w = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+        cell = np.minimum((cy * grid).astype(int), grid - 1) * grid + np.minimum((cx * grid).astype(int), grid - 1)
+        classes = np.zeros((count, grid * grid, 2), np.float32)
+        classes[:, :, 0] = 1
+        classes[np.arange(count), cell] = [0, 1]
+        a = prior[cell]
+        encodings = np.stack([(cy - a[:, 0]) / a[:, 2] * 10, (cx - a[:, 1]) / a[:, 3] * 10,
+                              np.log(h / a[:, 2]) * 5, np.log(w / a[:, 3]) * 5], axis=1).astype(np.float32)
+        return classes, cell, encodings
+
+    @tf.function
+    def step(x, classes, cell, encodings):
+        with tf.GradientTape() as tape:
+            predicted, logits = head(x, training=True)
+            class_loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(classes, logits)) * 10
+            chosen = tf.gather(predicted, cell, batch_dims=1)
+            box_loss = tf.reduce_mean(tf.keras.losses.huber(encodings, chosen))
+            loss = class_loss + box_loss
+        optimizer.apply_gradients(zip(tape.gradient(loss, head.trainable_variables), head.trainable_variables))
+        return loss
+
+    for _ in range(steps):
+        images, boxes = square_frames(rng, 32, size, side)
+        classes, cell, encodings = targets(boxes)
+        step(tf.constant(images / 127.5 - 1.0, tf.float32), tf.constant(classes), tf.constant(cell),
+             tf.constant(encodings))
+    return head

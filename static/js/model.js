@@ -21,8 +21,8 @@ export function modelUrl(name, path) {
   return `/models/${encodeURIComponent(name)}/${path}`;
 }
 
-/** Fetches and checks /models/<name>/manifest.json. */
-export async function loadManifest(name) {
+/** Fetches and checks /models/<name>/manifest.json (a model for `task`). */
+export async function loadManifest(name, task = 'classification') {
   const url = modelUrl(name, 'manifest.json');
   let response;
   try {
@@ -39,17 +39,22 @@ export async function loadManifest(name) {
   } catch (cause) {
     throw new ModelLoadError(`${url} is not valid JSON.`, { cause });
   }
-  const problem = manifestProblem(manifest);
+  const problem = manifestProblem(manifest, task);
   if (problem) throw new ModelLoadError(`${url}: ${problem}.`);
   return manifest;
 }
 
-function manifestProblem(m) {
-  if (m.task !== 'classification') return `task is "${m.task}", not "classification"`;
+function manifestProblem(m, task) {
+  if (m.task !== task) return `task is "${m.task}", not "${task}"`;
   if (!m.formats?.graph) return 'the model has no TF.js graph format';
   const p = m.preprocessing;
   if (!p || !Array.isArray(p.size) || !Array.isArray(p.value_range)) return 'no preprocessing spec';
   if (!Array.isArray(m.labels) || m.labels.length === 0) return 'no labels';
+  if (task === 'detection') {
+    if (!m.output?.boxes?.node || !m.output?.scores?.node) return 'no boxes and scores outputs';
+    if (!m.postprocessing) return 'no postprocessing defaults';
+    return null;
+  }
   if (!['logits', 'probabilities'].includes(m.output?.kind)) return `unknown output kind "${m.output?.kind}"`;
   return null;
 }

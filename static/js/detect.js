@@ -1,0 +1,406 @@
+/**
+ * The detect page, "what's in the room?": the webcam (or a photo or video file) through a
+ * converted detector (detector.js), boxes drawn on a canvas over the picture.
+ *
+ * Frames are processed back to back: the next frame is taken only when the last one's
+ * boxes are drawn, so there is never more than one frame in flight and nothing queues up.
+ * The loop waits while the tab is hidden. Stopping releases the camera.
+ *
+ * Test and debug API, `window.belka`:
+ *   ready            Promise: {ok: true, backend} once the detector is loaded and warmed up,
+ *                    or {ok: false, error} (it never rejects)
+ *   config           {model, models}
+ *   backend()        the active TF.js backend
+ *   setBackend(c)    Promise: switch like the <select> does
+ *   startCamera()    Promise: {ok: true} or {ok: false, error} (the message the page shows)
+ *   stopCamera()     stops the loop and releases the camera
+ *   cameraActive()   whether a camera track is live
+ *   detectBlob(b)    Promise: detect in an image Blob like a picked file: {detections: [{bbox,
+ *                    box, classId, label, score}], width, height, inferenceMs, input: [...]
+ *                    (the flattened float32 model input), backend}
+ *   setOptions(o)    {scoreThreshold, maxBoxes}, like the sliders
+ *   frames()         how many frames the loop has processed
+ *   lastResult()     the latest frame's {frame, detections, width, height, inferenceMs}
+ *   maxInFlight()    the most frames ever being processed at once (1 by design)
+ *   traceFrames(n)   Promise: the next n frames the loop processes, each {frame, detections,
+ *                    width, height, input: [...]} (the model input that frame became)
+ *   numTensors()     tf.memory().numTensors
+ *   idle()           Promise: the operations queued so far are done
+ */
+import { activateBackend, CHOICES, initialChoice, rememberChoice } from './backend.js';
+import { Camera, cameraProblem } from './camera.js';
+import { readPageConfig } from './config.js';
+import { Detector } from './detector.js';
+import { formatMs } from './format.js';
+import { decodeImage } from './preprocess.js';
+import { tf, tfLoadProblem } from './tf.js';
+import { RecentMedian } from './timings.js';
+import { showMessage, clearMessage, showBackendNote } from './view.js';
+
+const config = readPageConfig();
+const $ = (id) => document.getElementById(id);
+const video = $('video');
+const camera = new Camera(video);
+
+const state = {
+  choice: 'auto',
+  backend: null,
+  detector: null,
+  options: { scoreThreshold: 0.5, maxBoxes: 20 },
+  loop: 0, // the running loop's id; 0 when stopped
+  frames: 0,
+  inFlight: 0,
+  maxInFlight: 0,
+  inference: new RecentMedian(20),
+  frameTimes: [],
+  last: null,
+  objectUrl: null,
+  trace: null, // {count, frames, resolve} while traceFrames() collects
+};
+
+let queue = Promise.resolve();
+function serial(task) {
+  const run = queue.then(task);
+  queue = run.catch(() => {});
+  return run;
+}
+
+// ---------------------------------------------------------------- start, backend
+
+async function start() {
+  const problem = tfLoadProblem();
+  if (problem) {
+    showMessage('model', 'error', 'The page cannot run models.', problem);
+    return { ok: false, error: problem };
+  }
+  const { choice, source } = initialChoice();
+  if (source === 'url') rememberChoice(choice);
+  try {
+    await useBackend(choice);
+    await loadDetector();
+    setStatus('Ready: start the camera, or pick a photo or a video.');
+    return { ok: true, backend: state.backend };
+  } catch (error) {
+    setStatus('Not ready.');
+    if (!error.reported) showMessage('model', 'error', 'Something went wrong.', error.message);
+    return { ok: false, error: error.message };
+  }
+}
+
+async function useBackend(choice) {
+  state.choice = choice;
+  const result = await activateBackend(choice);
+  const changed = result.backend !== state.backend;
+  state.backend = result.backend;
+  $('backend-select').value = choice;
+  setField('backend', state.backend);
+  if (choice !== 'auto' && result.backend !== choice) {
+    showBackendNote(`${choice} is unavailable; using ${result.backend}.`);
+  } else {
+    showBackendNote(null);
+  }
+  return changed;
+}
+
+async function loadDetector() {
+  setStatus(`Loading the detector ${config.model}…`);
+  state.detector?.dispose();
+  state.detector = null;
+  let detector;
+  try {
+    detector = await Detector.load(config.model);
+    setStatus(`Warming up on ${state.backend}…`);
+    await detector.warmUp();
+  } catch (error) {
+    detector?.dispose();
+    showMessage('model', 'error', `The detector "${config.model}" could not be loaded.`, error.message);
+    error.reported = true;
+    throw error;
+  }
+  clearMessage('model');
+  state.detector = detector;
+  if (state.frames === 0) {
+    state.options = { scoreThreshold: detector.defaults.scoreThreshold, maxBoxes: detector.defaults.maxBoxes };
+    syncSliders();
+  }
+  const [height, width] = detector.manifest.preprocessing.size;
+  setField('input', `${width}×${height} px, ${detector.manifest.labels.filter((l) => l != null).length} classes`);
+}
+
+async function changeBackend(choice) {
+  if (!CHOICES.includes(choice)) throw new Error(`Unknown backend "${choice}".`);
+  rememberChoice(choice);
+  const wasRunning = state.loop !== 0;
+  pauseLoop();
+  if (await useBackend(choice) || !state.detector) await loadDetector();
+  if (wasRunning) runLoop();
+}
+
+// ---------------------------------------------------------------- the loop
+
+function pauseLoop() {
+  state.loop = 0;
+}
+
+const nextFrame = () => new Promise((resolve) => { requestAnimationFrame(() => resolve()); });
+const visible = () => new Promise((resolve) => {
+  const onChange = () => {
+    if (!document.hidden) {
+      document.removeEventListener('visibilitychange', onChange);
+      resolve();
+    }
+  };
+  document.addEventListener('visibilitychange', onChange);
+});
+
+/** Processes video frames one after another until stopped (or replaced by another loop). */
+async function runLoop() {
+  const id = performance.now() + Math.random();
+  state.loop = id;
+  while (state.loop === id) {
+    if (document.hidden) {
+      setStatus('Paused while the tab is hidden.');
+      await visible();
+      continue;
+    }
+    if (video.readyState < 2 || !state.detector) {
+      await nextFrame();
+      continue;
+    }
+    await detectFrame(video);
+    await nextFrame();
+  }
+}
+
+/** One frame: detect, draw, count. */
+async function detectFrame(source) {
+  state.inFlight += 1;
+  state.maxInFlight = Math.max(state.maxInFlight, state.inFlight);
+  try {
+    const tracing = state.trace != null;
+    const result = await state.detector.detect(source, { ...state.options, keepInput: tracing });
+    state.frames += 1;
+    if (tracing && state.trace) {
+      state.trace.frames.push({ frame: state.frames, ...result, input: Array.from(result.input) });
+      if (state.trace.frames.length >= state.trace.count) {
+        state.trace.resolve(state.trace.frames);
+        state.trace = null;
+      }
+    }
+    state.last = { frame: state.frames, ...result };
+    state.inference.add(result.inferenceMs);
+    const now = performance.now();
+    state.frameTimes.push(now);
+    while (state.frameTimes.length > 1 && now - state.frameTimes[0] > 2000) state.frameTimes.shift();
+    drawBoxes(result);
+    showStats();
+    return result;
+  } finally {
+    state.inFlight -= 1;
+  }
+}
+
+// ---------------------------------------------------------------- sources
+
+async function startCamera() {
+  stopSources();
+  setStatus('Starting the camera…');
+  try {
+    await camera.start();
+  } catch (error) {
+    const text = cameraProblem(error);
+    showMessage('camera', 'error', 'No camera.', text);
+    setStatus('Camera not available.');
+    return { ok: false, error: text };
+  }
+  clearMessage('camera');
+  showStage('video');
+  $('camera-start').hidden = true;
+  $('camera-stop').hidden = false;
+  setStatus('Detecting…');
+  runLoop();
+  return { ok: true };
+}
+
+function stopSources() {
+  pauseLoop();
+  camera.stop();
+  video.pause();
+  video.removeAttribute('src');
+  if (state.objectUrl) URL.revokeObjectURL(state.objectUrl);
+  state.objectUrl = null;
+  $('camera-start').hidden = false;
+  $('camera-stop').hidden = true;
+}
+
+function stopCamera() {
+  stopSources();
+  clearOverlay();
+  showStage(null);
+  setStatus('Camera stopped (released).');
+}
+
+async function detectFile(file) {
+  if (!state.detector) return null;
+  stopSources();
+  if (file.type.startsWith('video/')) {
+    state.objectUrl = URL.createObjectURL(file);
+    video.src = state.objectUrl;
+    video.loop = true;
+    try {
+      await video.play();
+    } catch (error) {
+      showMessage('image', 'error', 'That video cannot be played here.', error.message);
+      return null;
+    }
+    clearMessage('image');
+    showStage('video');
+    runLoop();
+    return null;
+  }
+  let bitmap;
+  try {
+    bitmap = await decodeImage(file);
+  } catch (error) {
+    showMessage('image', 'error', 'That file is not an image or video we can read.', error.message);
+    return null;
+  }
+  clearMessage('image');
+  try {
+    const canvas = $('frame-canvas');
+    canvas.width = bitmap.width;
+    canvas.height = bitmap.height;
+    canvas.getContext('2d').drawImage(bitmap, 0, 0);
+    showStage('image');
+    const result = await state.detector.detect(bitmap, { ...state.options, keepInput: true });
+    state.last = { frame: state.frames, ...result };
+    drawBoxes(result);
+    setStatus(`${result.detections.length} object(s) in ${formatMs(result.inferenceMs)} on ${state.backend}.`);
+    return { ...result, input: Array.from(result.input), backend: state.backend };
+  } finally {
+    bitmap.close();
+  }
+}
+
+// ---------------------------------------------------------------- drawing
+
+function showStage(kind) {
+  $('stage-empty').hidden = kind != null;
+  video.hidden = kind !== 'video';
+  $('frame-canvas').hidden = kind !== 'image';
+}
+
+function clearOverlay() {
+  const overlay = $('overlay');
+  overlay.getContext('2d').clearRect(0, 0, overlay.width, overlay.height);
+  $('detections').replaceChildren();
+}
+
+const COLORS = ['#ff7a1a', '#2ec4b6', '#e71d36', '#7b2cbf', '#3a86ff', '#8ac926'];
+
+function drawBoxes({ detections, width, height }) {
+  const overlay = $('overlay');
+  if (overlay.width !== width || overlay.height !== height) {
+    overlay.width = width;
+    overlay.height = height;
+  }
+  const ctx = overlay.getContext('2d');
+  ctx.clearRect(0, 0, width, height);
+  const line = Math.max(2, Math.round(width / 320));
+  ctx.lineWidth = line;
+  ctx.font = `${Math.max(12, Math.round(width / 40))}px system-ui, sans-serif`;
+  ctx.textBaseline = 'top';
+  for (const d of detections) {
+    const [x, y, w, h] = d.bbox;
+    const color = COLORS[d.classId % COLORS.length];
+    ctx.strokeStyle = color;
+    ctx.strokeRect(x, y, w, h);
+    const text = `${d.label} ${Math.round(d.score * 100)}%`;
+    const textWidth = ctx.measureText(text).width + 8;
+    const textHeight = Math.max(12, Math.round(width / 40)) + 6;
+    const ty = y >= textHeight ? y - textHeight : y;
+    ctx.fillStyle = color;
+    ctx.fillRect(x - line / 2, ty, textWidth, textHeight);
+    ctx.fillStyle = '#fff';
+    ctx.fillText(text, x + 4, ty + 3);
+  }
+  $('detections').replaceChildren(...detections.map((d) => {
+    const item = document.createElement('li');
+    item.textContent = d.label;
+    const score = document.createElement('span');
+    score.textContent = `${Math.round(d.score * 100)}%`;
+    item.append(score);
+    return item;
+  }));
+}
+
+function showStats() {
+  const times = state.frameTimes;
+  const fps = times.length > 1 ? ((times.length - 1) * 1000) / (times[times.length - 1] - times[0]) : null;
+  setField('fps', fps == null ? '—' : fps.toFixed(1));
+  setField('inference', `${formatMs(state.inference.median())} (median of ${state.inference.count})`);
+}
+
+function setField(name, text) {
+  const element = document.querySelector(`[data-field="${name}"]`);
+  if (element) element.textContent = text;
+}
+
+function setStatus(text) {
+  $('status').textContent = text;
+}
+
+function syncSliders() {
+  $('threshold').value = String(state.options.scoreThreshold);
+  $('threshold-value').textContent = state.options.scoreThreshold.toFixed(2);
+  $('max-boxes').value = String(state.options.maxBoxes);
+  $('max-boxes-value').textContent = String(state.options.maxBoxes);
+}
+
+function setOptions({ scoreThreshold, maxBoxes }) {
+  if (scoreThreshold != null) state.options.scoreThreshold = Number(scoreThreshold);
+  if (maxBoxes != null) state.options.maxBoxes = Math.round(Number(maxBoxes));
+  syncSliders();
+}
+
+// ---------------------------------------------------------------- wiring
+
+function wire() {
+  $('camera-start').addEventListener('click', () => { serial(startCamera); });
+  $('camera-stop').addEventListener('click', () => { stopCamera(); });
+  const fileInput = $('file-input');
+  fileInput.addEventListener('change', () => {
+    const file = fileInput.files[0];
+    fileInput.value = '';
+    if (file) serial(() => detectFile(file)).catch((error) => console.warn(error));
+  });
+  $('threshold').addEventListener('input', (e) => setOptions({ scoreThreshold: e.target.value }));
+  $('max-boxes').addEventListener('input', (e) => setOptions({ maxBoxes: e.target.value }));
+  $('backend-select').addEventListener('change', (e) => {
+    serial(() => changeBackend(e.target.value)).catch((error) => console.warn(error));
+  });
+  window.addEventListener('pagehide', () => camera.stop());
+}
+
+function exposeApi(ready) {
+  window.belka = {
+    ready,
+    config,
+    backend: () => state.backend,
+    setBackend: (choice) => serial(() => changeBackend(choice)),
+    startCamera: () => serial(startCamera),
+    stopCamera: () => stopCamera(),
+    cameraActive: () => camera.active,
+    detectBlob: (blob) => serial(() => detectFile(blob)),
+    setOptions,
+    frames: () => state.frames,
+    lastResult: () => (state.last ? { ...state.last, input: undefined } : null),
+    maxInFlight: () => state.maxInFlight,
+    traceFrames: (count) => new Promise((resolve) => { state.trace = { count, frames: [], resolve }; }),
+    numTensors: () => tf.memory().numTensors,
+    idle: () => queue.then(() => {}),
+  };
+}
+
+wire();
+exposeApi(serial(start));
