@@ -79,9 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     ssd = sources.add_parser("coco-ssd", help="an SSD object detector: the TF model zoo's COCO SSD MobileNet V2, "
                              "or your own TF Object Detection API SavedModel", epilog=EXIT_CODES_HELP)
-    ssd.add_argument("--source", default="zoo", metavar="zoo|DIR",
+    ssd.add_argument("--source", default="zoo", metavar="zoo|DIR|FILE",
                      help="zoo: download ssd_mobilenet_v2_320x320_coco17 from the TF model zoo (needs the "
-                          "internet once); DIR: an Object Detection API SavedModel folder (default zoo)")
+                          "internet once); DIR: an Object Detection API SavedModel folder; FILE: a TF1 "
+                          "Object Detection API frozen graph .pb (default zoo)")
     ssd.add_argument("--size", type=_size, default=None, metavar="HxW",
                      help="the detector's input size (the zoo model: 320x320; needed for DIR)")
     ssd.add_argument("--labels", type=Path, default=None,

@@ -39,6 +39,18 @@ def build_head(size: int, grid: int, classes: int, seed: int = 0):
     return keras.Model(inputs, [encodings, logits])
 
 
+def decode(head, prior, input_tensor, size: int):
+    """The head on uint8 pictures -> (boxes [1, N, 4], sigmoid scores [1, N, 1 + classes]), boxes
+    decoded from the anchors with SSD's box coder (scale factors 10, 10, 5, 5)."""
+    tf = tf_runtime.tensorflow()
+    x = tf.image.resize(tf.cast(input_tensor, tf.float32), (size, size)) / 127.5 - 1.0
+    encodings, logits = head(x, training=False)
+    ty, tx, th, tw = tf.unstack(encodings / [10.0, 10.0, 5.0, 5.0], axis=-1)
+    yc, xc = ty * prior[:, 2] + prior[:, 0], tx * prior[:, 3] + prior[:, 1]
+    h, w = tf.exp(th) * prior[:, 2], tf.exp(tw) * prior[:, 3]
+    return tf.stack([yc - h / 2, xc - w / 2, yc + h / 2, xc + w / 2], axis=-1), tf.sigmoid(logits)
+
+
 def export_detector(head, out: Path, size: int, grid: int, anchor_scale: float = 0.25) -> Path:
     """Write ``head`` as an Object Detection API-style SavedModel (see the module doc)."""
     tf = tf_runtime.tensorflow()
@@ -51,13 +63,7 @@ def export_detector(head, out: Path, size: int, grid: int, anchor_scale: float =
 
         @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8, name="input_tensor")])
         def serve(self, input_tensor):
-            x = tf.image.resize(tf.cast(input_tensor, tf.float32), (size, size)) / 127.5 - 1.0
-            encodings, logits = self.head(x, training=False)
-            ty, tx, th, tw = tf.unstack(encodings / [10.0, 10.0, 5.0, 5.0], axis=-1)  # SSD's box coder
-            yc, xc = ty * prior[:, 2] + prior[:, 0], tx * prior[:, 3] + prior[:, 1]
-            h, w = tf.exp(th) * prior[:, 2], tf.exp(tw) * prior[:, 3]
-            boxes = tf.stack([yc - h / 2, xc - w / 2, yc + h / 2, xc + w / 2], axis=-1)
-            scores = tf.sigmoid(logits)
+            boxes, scores = decode(self.head, prior, input_tensor, size)
             nms = tf.image.combined_non_max_suppression(boxes[:, :, None, :], scores[:, :, 1:], 20, 20, 0.5, 0.3)
             return {"raw_detection_boxes": boxes, "raw_detection_scores": scores,
                     "detection_boxes": nms.nmsed_boxes, "detection_scores": nms.nmsed_scores,
@@ -66,6 +72,28 @@ def export_detector(head, out: Path, size: int, grid: int, anchor_scale: float =
 
     module = Detector()
     tf.saved_model.save(module, str(out), signatures={"serving_default": module.serve})
+    return out
+
+
+def export_frozen_graph(head, out: Path, size: int, grid: int, anchor_scale: float = 0.25) -> Path:
+    """Write ``head`` as a TF1 Object Detection API-style frozen graph: ``image_tensor`` in,
+    ``Postprocessor/ExpandDims_1`` (boxes [1, N, 1, 4]) and ``Postprocessor/Slice`` (scores
+    without the background column) among its nodes, as in the graph coco-ssd was made from."""
+    tf = tf_runtime.tensorflow()
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    prior = tf.constant(anchors(grid, anchor_scale))
+
+    @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8, name="image_tensor")])
+    def graph(image_tensor):
+        boxes, scores = decode(head, prior, image_tensor, size)
+        with tf.name_scope("Postprocessor"):
+            expanded = tf.expand_dims(boxes, 2, name="ExpandDims_1")
+            sliced = tf.slice(scores, [0, 0, 1], [-1, -1, -1], name="Slice")
+        return expanded, sliced
+
+    frozen = convert_variables_to_constants_v2(graph.get_concrete_function())
+    out.write_bytes(frozen.graph.as_graph_def().SerializeToString())
     return out
 
 

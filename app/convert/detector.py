@@ -2,7 +2,11 @@
 
 The source is a TensorFlow Object Detection API SavedModel: the model zoo's
 ``ssd_mobilenet_v2_320x320_coco17_tpu-8`` (``--source zoo``, downloaded once into
-~/.keras/models) or a folder of your own exported the same way (``--source DIR``). We
+~/.keras/models) or a folder of your own exported the same way (``--source DIR``); or a
+TF1 Object Detection API frozen graph (``--source FILE.pb``, e.g. the
+ssdlite_mobilenet_v2_coco that coco-ssd was made from), cut where coco-ssd cuts it:
+``Postprocessor/ExpandDims_1`` (boxes) and ``Postprocessor/Slice`` (scores without the
+background column, which Belka puts back as zeros so both sources give one layout). We
 chose the TF2 zoo's SavedModel over the TF1 frozen graph that @tensorflow-models/coco-ssd
 was made from because its serving signature already names the tensors we need:
 
@@ -47,6 +51,7 @@ ZOO_URL = f"http://download.tensorflow.org/models/object_detection/tf2/20200711/
 ZOO_SIZE = 320
 COCO_LABELS = Path(__file__).resolve().parent.parent / "data" / "coco_labels.json"
 RAW_BOXES, RAW_SCORES = "raw_detection_boxes", "raw_detection_scores"
+FROZEN_INPUT, FROZEN_BOXES, FROZEN_SCORES = "image_tensor", "Postprocessor/ExpandDims_1", "Postprocessor/Slice"
 FORMATS = ("graph", "saved")
 STEPS = 5
 # What the page and the server do after the model, unless asked otherwise.
@@ -62,7 +67,8 @@ OFFLINE_MESSAGE = (
 
 @dataclass
 class DetectorSource:
-    saved_model_dir: Path            # the Object Detection API SavedModel
+    path: Path                       # the Object Detection API SavedModel folder or frozen graph file
+    format: str                      # "saved-model" or "frozen-graph"
     size: tuple[int, int]            # the model input's height and width
     labels: list[str | None]         # the name of each score column after the background
     class_ids: list[int]             # the dataset id of each of those columns
@@ -103,20 +109,17 @@ def load_source(source: str, size: tuple[int, int] | None, labels_path: Path | N
         if folder.is_dir() and not (folder / "saved_model.pb").is_file() and (folder / "saved_model").is_dir():
             folder = folder / "saved_model"
         if not folder.exists():
-            raise BadInput(f"--source {source}: no such folder (use zoo or a SavedModel folder)")
-        if folder.is_file():
-            raise BadInput(f"--source {source} is a file; Belka converts detectors from a SavedModel folder "
-                           "exported by the TF Object Detection API (exporter_main_v2.py). A TF1 frozen "
-                           "graph (.pb) is not supported yet")
-        if not (folder / "saved_model.pb").is_file():
+            raise BadInput(f"--source {source}: no such file or folder (use zoo, a SavedModel folder or a "
+                           "frozen graph .pb)")
+        if folder.is_dir() and not (folder / "saved_model.pb").is_file():
             raise BadInput(f"--source {source} is not a SavedModel folder (no saved_model.pb inside)")
         if size is None:
             raise BadInput("--size HxW is needed for your own detector: the input size it was trained "
-                           "at (the zoo's SSD MobileNet V2 uses 320x320)")
+                           "at (the zoo's SSD MobileNet V2 uses 320x320, coco-ssd's frozen graph 300x300)")
         provenance = {"provenance": "file", "trained": True, "file": folder.name,
-                      "sha256": sha256_of(folder / "saved_model.pb")}
-    signature = _load(folder).signatures["serving_default"]
-    columns = int(signature.structured_outputs[RAW_SCORES].shape[-1]) - 1
+                      "sha256": sha256_of(folder / "saved_model.pb" if folder.is_dir() else folder)}
+    fmt = "saved-model" if folder.is_dir() else "frozen-graph"
+    columns = _columns(folder, fmt)
     if labels_path is not None:
         labels = read_labels(labels_path)
         if len(labels) != columns:
@@ -125,9 +128,55 @@ def load_source(source: str, size: tuple[int, int] | None, labels_path: Path | N
         class_ids = list(range(1, columns + 1))
     else:
         labels, class_ids = coco_labels(columns)
-    return DetectorSource(saved_model_dir=folder, size=size, labels=labels, class_ids=class_ids,
+    return DetectorSource(path=folder, format=fmt, size=size, labels=labels, class_ids=class_ids,
                           weights=provenance, source={"kind": "coco-ssd", "source": source if source == "zoo"
                                                       else folder.name})
+
+
+def _columns(path: Path, fmt: str) -> int:
+    """How many classes the detector scores (the background column not counted)."""
+    if fmt == "frozen-graph":
+        return int(_frozen(path).outputs[1].shape[-1])
+    return int(_load(path).signatures["serving_default"].structured_outputs[RAW_SCORES].shape[-1]) - 1
+
+
+def _frozen(path: Path):
+    """The frozen graph as a function image_tensor -> (ExpandDims_1, Slice) (BadInput says why not)."""
+    tf = tf_runtime.tensorflow()
+    graph_def = tf.compat.v1.GraphDef()
+    try:
+        graph_def.ParseFromString(path.read_bytes())
+    except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and friends
+        raise BadInput(f"--source {path} is not a TensorFlow frozen graph (GraphDef): "
+                       f"{' '.join(str(exc).split())[:200]}") from exc
+    names = {node.name for node in graph_def.node}
+    missing = [n for n in (FROZEN_INPUT, FROZEN_BOXES, FROZEN_SCORES) if n not in names]
+    if missing:
+        raise BadInput(f"--source {path}: the frozen graph has no {', '.join(missing)} node; Belka cuts TF1 "
+                       f"Object Detection API graphs at {FROZEN_BOXES} and {FROZEN_SCORES}, as coco-ssd does")
+    wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
+    return wrapped.prune(feeds=f"{FROZEN_INPUT}:0", fetches=[f"{FROZEN_BOXES}:0", f"{FROZEN_SCORES}:0"])
+
+
+def raw_function(source: DetectorSource):
+    """(fn, keep): fn maps float32 pixels [1, H, W, 3] in 0..255 to the raw (boxes [1, N, 4],
+    scores [1, N, 1 + classes]) of either source format; ``keep`` holds what fn needs alive."""
+    tf = tf_runtime.tensorflow()
+    if source.format == "frozen-graph":
+        pruned = _frozen(source.path)
+
+        def frozen(pixels):
+            boxes, scores = pruned(tf.cast(tf.clip_by_value(tf.round(pixels), 0, 255), tf.uint8))
+            return tf.squeeze(boxes, 2), tf.concat([tf.zeros_like(scores[:, :, :1]), scores], axis=-1)
+        return frozen, pruned
+    loaded = _load(source.path)
+    signature = loaded.signatures["serving_default"]
+    (input_name, spec), = signature.structured_input_signature[1].items()
+
+    def saved(pixels):
+        outputs = signature(**{input_name: tf.cast(tf.clip_by_value(tf.round(pixels), 0, 255), spec.dtype)})
+        return outputs[RAW_BOXES], outputs[RAW_SCORES]
+    return saved, loaded
 
 
 def _load(folder: Path):
@@ -156,21 +205,19 @@ def _load(folder: Path):
 def write_cut_saved_model(source: DetectorSource, out: Path) -> None:
     """The SavedModel Belka serves: float32 pixels [1, H, W, 3] in 0..255 -> {boxes, scores}."""
     tf = tf_runtime.tensorflow()
-    loaded = tf.saved_model.load(str(source.saved_model_dir))
-    signature = loaded.signatures["serving_default"]
-    (input_name, spec), = signature.structured_input_signature[1].items()
+    raw, keep = raw_function(source)
     height, width = source.size
 
     class Cut(tf.Module):
         def __init__(self):
             super().__init__()
-            self.detector = loaded
+            if source.format == "saved-model":
+                self.detector = keep  # the SavedModel's variables, saved again with the cut
 
         @tf.function(input_signature=[tf.TensorSpec([1, height, width, 3], tf.float32, name="images")])
         def serve(self, images):
-            pixels = tf.clip_by_value(tf.round(images), 0, 255)
-            outputs = self.detector.signatures["serving_default"](**{input_name: tf.cast(pixels, spec.dtype)})
-            return {"boxes": outputs[RAW_BOXES], "scores": outputs[RAW_SCORES]}
+            boxes, scores = raw(images)
+            return {"boxes": boxes, "scores": scores}
 
     module = Cut()
     with tf_runtime.quiet_stdout():
@@ -180,13 +227,10 @@ def write_cut_saved_model(source: DetectorSource, out: Path) -> None:
 def run_source(source: DetectorSource, images: np.ndarray) -> dict[str, np.ndarray]:
     """The source model's raw outputs for float32 pixel images [N, H, W, 3], one at a time."""
     tf = tf_runtime.tensorflow()
-    loaded = _load(source.saved_model_dir)
-    signature = loaded.signatures["serving_default"]
-    (input_name, spec), = signature.structured_input_signature[1].items()
-    rows = [signature(**{input_name: tf.cast(tf.clip_by_value(tf.round(image[None]), 0, 255), spec.dtype)})
-            for image in images]
-    return {"boxes": np.concatenate([r[RAW_BOXES].numpy() for r in rows]),
-            "scores": np.concatenate([r[RAW_SCORES].numpy() for r in rows])}
+    raw, _ = raw_function(source)
+    rows = [raw(tf.constant(image[None], tf.float32)) for image in images]
+    return {"boxes": np.concatenate([boxes.numpy() for boxes, _ in rows]),
+            "scores": np.concatenate([scores.numpy() for _, scores in rows])}
 
 
 def run_saved(saved_dir: Path, images: np.ndarray) -> dict[str, np.ndarray]:

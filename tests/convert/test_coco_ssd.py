@@ -12,11 +12,14 @@ import json
 import numpy as np
 import pytest
 
+from app import tf_runtime
 from app.convert import detector, verify
 from app.convert.errors import VerificationFailed
 from app.registry import Registry
 from tests.conftest import run_belka, snapshot
 from tests.convert.test_bad_input import assert_rejected
+from tests.conftest import convert_ok
+from tests.detectors import build_head, export_frozen_graph
 
 SIZE, GRID, CLASSES = 64, 8, 2
 
@@ -104,8 +107,10 @@ def test_zoo_offline_fails_clearly_and_writes_nothing(tmp_path):
 
 
 @pytest.mark.parametrize("args, fragments", [
-    (["--source", "{missing}", "--size", "64x64"], ["no such folder"]),
-    (["--source", "{labels}", "--size", "64x64"], ["is a file", "not supported yet"]),
+    (["--source", "{missing}", "--size", "64x64"], ["no such file or folder"]),
+    (["--source", "{labels}", "--size", "64x64"], ["frozen graph"]),
+    (["--source", "{other_graph}", "--size", "64x64"], ["has no image_tensor, Postprocessor/ExpandDims_1, "
+                                                        "Postprocessor/Slice node"]),
     (["--source", "{empty}", "--size", "64x64"], ["not a SavedModel folder"]),
     (["--source", "{model}"], ["--size HxW is needed"]),
     (["--source", "{model}", "--size", "64x64", "--labels", "{three}"], ["3 labels", "scores 2 classes"]),
@@ -115,9 +120,12 @@ def test_zoo_offline_fails_clearly_and_writes_nothing(tmp_path):
 def test_bad_input(source, small_mobilenet, tmp_path, args, fragments):
     (tmp_path / "empty").mkdir()
     (tmp_path / "three.txt").write_text("a\nb\nc\n")
+    other = tf_runtime.tensorflow().function(lambda x: x * 2).get_concrete_function(
+        tf_runtime.tensorflow().TensorSpec([2], "float32"))
+    (tmp_path / "other.pb").write_bytes(other.graph.as_graph_def().SerializeToString())
     places = {"missing": tmp_path / "nope", "labels": source / "labels.txt", "empty": tmp_path / "empty",
               "model": source / "squares", "three": tmp_path / "three.txt",
-              "classifier": small_mobilenet["dir"] / "saved_model"}
+              "classifier": small_mobilenet["dir"] / "saved_model", "other_graph": tmp_path / "other.pb"}
     args = [a.format(**places) for a in args]
     proc = run_belka("convert", "coco-ssd", *args, "--out", tmp_path / "out")
     assert_rejected(proc, *fragments, out=tmp_path / "out")
@@ -144,3 +152,20 @@ def test_a_failed_check_keeps_the_previous_detector(source, converted, tmp_path,
         detector.convert(lambda: detector.load_source(str(source / "squares"), (SIZE, SIZE), None), request)
     assert snapshot(out / "squares") == before
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_a_tf1_frozen_graph_is_cut_where_coco_ssd_cuts_it(small_detector, tmp_path):
+    """The same (seeded) head as the session's detector, as a TF1-style frozen graph: the same
+    boxes and class scores come out, with the background column put back as zeros."""
+    export_frozen_graph(build_head(SIZE, GRID, CLASSES), tmp_path / "frozen.pb", SIZE, GRID)
+    summary = convert_ok("coco-ssd", "--source", tmp_path / "frozen.pb", "--size", "64x64",
+                         "--labels", small_detector["source"] / "labels.txt", "--out", tmp_path / "out")
+    manifest = json.loads((tmp_path / "out" / "frozen" / "manifest.json").read_text())
+    assert summary["name"] == "frozen" and manifest["output"]["scores"]["shape"] == [1, GRID * GRID, CLASSES + 1]
+    assert manifest["verification"]["formats"]["graph"]["scores"]["max_abs_diff"] <= 1e-4
+    images = np.random.default_rng(8).uniform(0, 255, (2, SIZE, SIZE, 3)).astype(np.float32)
+    frozen = detector.run_saved(tmp_path / "out" / "frozen" / "saved_model", images)
+    saved = detector.run_saved(small_detector["dir"] / "saved_model", images)
+    np.testing.assert_allclose(frozen["boxes"], saved["boxes"], atol=1e-5)
+    np.testing.assert_allclose(frozen["scores"][:, :, 1:], saved["scores"][:, :, 1:], atol=1e-5)
+    assert (frozen["scores"][:, :, 0] == 0).all()
