@@ -63,6 +63,7 @@ bench: setup chromium
 	@$(BIN)/python bench/browser_bench.py
 	@$(BIN)/python bench/load_bench.py
 	@$(BIN)/python bench/explain_bench.py
+	@$(BIN)/python bench/detect_bench.py
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache
