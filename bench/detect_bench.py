@@ -23,7 +23,8 @@ Two detectors, each converted with ``belka convert coco-ssd`` and served on its 
    page's own loop takes at most one frame per animation frame, so none is missed, and
    nothing is copied, unlike ``traceFrames``). Also recorded: the FPS the page shows
    (``[data-field=fps]``, its last 2 s) and ``belka.numTensors()`` at the start and end of the
-   timed run, and its range over it (``tensors_flat``: the same at start and end).
+   timed run, its range over it, and after the camera stops (``tensors_flat``: back at the
+   run's minimum, the between-frames count; a frame in flight holds about six tensors).
    The page processes frames back to back (the next one when the last one's boxes are
    drawn), not only new camera frames, so fps is the detector's throughput, not the clip's
    frame rate. A backend the browser cannot start is reported as unavailable.
@@ -199,6 +200,10 @@ def measure_backend(browser, base: str, backend: str, args, png_b64: str, want_i
         out = page.evaluate(MEASURE, {"warmupMs": args.warmup * 1000, "warmupFrames": args.warmup_frames,
                                       "seconds": args.seconds})
         page.evaluate("window.belka.stopCamera()")
+        time.sleep(0.3)  # the frame in flight at stop finishes (a mid-frame count includes its ~6 tensors)
+        after_stop = page.evaluate("window.belka.numTensors()")
+        banner = page.locator('[data-topic="detect"]')
+        page_error = banner.inner_text() if banner.count() else None
         times = out["inference"]
         entry = {
             "available": True,
@@ -210,13 +215,17 @@ def measure_backend(browser, base: str, backend: str, args, png_b64: str, want_i
             "fps_shown": out["fpsShown"],
             "warmup": {"s": round(out["warmup"]["ms"] / 1000, 2), "frames": out["warmup"]["frames"]},
             "tensors": {"start": out["tensorsStart"], "end": out["tensorsEnd"],
-                        "min": out["tensorsMin"], "max": out["tensorsMax"]},
-            "tensors_flat": out["tensorsStart"] == out["tensorsEnd"],
+                        "min": out["tensorsMin"], "max": out["tensorsMax"], "after_stop": after_stop},
+            # between frames the count is its minimum; after the loop stops it must be back there
+            "tensors_flat": after_stop == out["tensorsMin"],
+            "page_error": page_error,
             "max_in_flight": out["maxInFlight"],
         }
         if want_input:
-            blob = page.evaluate(DETECT_BLOB, png_b64)
-            entry["input"] = blob["input"]
+            try:
+                entry["input"] = page.evaluate(DETECT_BLOB, png_b64)["input"]
+            except Exception as exc:  # noqa: BLE001 - e.g. SwiftShader's WebGPU running out of buffers
+                entry["input_error"] = str(exc).splitlines()[0][:300]
         entry["page_errors"] = errors[:5]
         return entry
     finally:
@@ -291,7 +300,7 @@ def print_tables(report: dict) -> None:
                 print(f"{model:<9} {backend:<7} unavailable: {r['error']}")
                 continue
             t = r["tensors"]
-            tensors = f"flat ({t['end']})" if r["tensors_flat"] else f"{t['start']}->{t['end']}"
+            tensors = f"flat ({t['after_stop']})" if r["tensors_flat"] else f"{t['min']}->{t['after_stop']}"
             print(f"{model:<9} {backend:<7} {fmt(r['fps'], '>7.1f', 7)} {r['fps_shown'] or '-':>6} "
                   f"{fmt(r['median_inference_ms'])} {r['frames']:>6} {tensors:>13}")
     print(f"\nServer: POST /api/models/NAME/detect (ms, median of {report['server_runs']})")

@@ -167,9 +167,22 @@ async function runLoop() {
       await nextFrame();
       continue;
     }
-    await detectFrame(video);
+    try {
+      await detectFrame(video);
+    } catch (error) {
+      if (state.loop === id) pauseLoop();
+      reportDetectionError(error);
+      return;
+    }
     await nextFrame();
   }
+}
+
+function reportDetectionError(error) {
+  showMessage('detect', 'error', `Detection failed on the ${state.backend} backend.`,
+    `${error.message} Pick another backend, or reload the page.`);
+  setStatus('Stopped after an error.');
+  console.warn(error);
 }
 
 /** One frame: detect, draw, count. */
@@ -272,7 +285,13 @@ async function detectFile(file) {
     canvas.height = bitmap.height;
     canvas.getContext('2d').drawImage(bitmap, 0, 0);
     showStage('image');
-    const result = await state.detector.detect(bitmap, { ...state.options, keepInput: true });
+    let result;
+    try {
+      result = await state.detector.detect(bitmap, { ...state.options, keepInput: true });
+    } catch (error) {
+      reportDetectionError(error);
+      return null;
+    }
     state.last = { frame: state.frames, ...result };
     drawBoxes(result);
     setStatus(`${result.detections.length} object(s) in ${formatMs(result.inferenceMs)} on ${state.backend}.`);

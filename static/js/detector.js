@@ -17,6 +17,15 @@ import { toModelInput } from './preprocess.js';
 import { tf } from './tf.js';
 import { since } from './timings.js';
 
+// WebGPU imports <video> frames as external textures by default; on SwiftShader (Chromium's
+// software WebGPU) that loses the device after a frame or two ("A valid external Instance
+// reference no longer exists"). A plain upload of the frame works everywhere.
+try {
+  tf?.env().set('WEBGPU_IMPORT_EXTERNAL_TEXTURE', false);
+} catch {
+  /* the WebGPU backend is not loaded: nothing to configure */
+}
+
 export class Detector {
   constructor(name, manifest, graph, loadMs) {
     this.name = name;

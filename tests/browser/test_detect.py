@@ -192,6 +192,26 @@ def test_no_tensor_leaks_over_200_frames_and_a_hidden_tab_pauses(camera_browser,
         page.context.close()
 
 
+@pytest.mark.parametrize("backend", ["webgpu", "webgl"])
+def test_the_camera_runs_on_the_gpu_backends(camera_browser, detect_server, backend):
+    """WebGPU and WebGL read video frames their own way (textures): frames flow, no error, and
+    no tensor is left once the camera stops."""
+    page, ready = open_detect(camera_browser, f"{detect_server}/detect?backend={backend}",
+                              permissions=["camera"])
+    try:
+        assert ready == {"ok": True, "backend": backend}, ready
+        tensors = page.evaluate("belka.numTensors()")
+        assert page.evaluate("belka.startCamera()") == {"ok": True}
+        wait_for(page, "belka.frames() >= 10")
+        page.evaluate("belka.stopCamera()")
+        time.sleep(0.5)  # the frame in flight finishes
+        assert page.evaluate("belka.numTensors()") == tensors
+        assert page.locator('[data-topic="detect"]').count() == 0
+        assert page.errors == []
+    finally:
+        page.context.close()
+
+
 # -- parity with the server ----------------------------------------------------------------------
 
 def still_png() -> bytes:
