@@ -150,3 +150,12 @@ def train_square_detector(size: int = 64, grid: int = 8, side: int = 16, steps: 
         step(tf.constant(images / 127.5 - 1.0, tf.float32), tf.constant(classes), tf.constant(cell),
              tf.constant(encodings))
     return head
+
+
+def iou(a, b) -> float:
+    """Intersection over union of two boxes (ymin, xmin, ymax, xmax)."""
+    ya, xa = max(a[0], b[0]), max(a[1], b[1])
+    yb, xb = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, yb - ya) * max(0.0, xb - xa)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0

@@ -12,7 +12,7 @@
  *      its pixels, as @tensorflow-models/coco-ssd gives them.
  * Like coco-ssd: Detector.load(name) -> detect(source, options) -> dispose().
  */
-import { loadManifest, ModelLoadError, modelUrl } from './model.js';
+import { loadGraph, loadManifest } from './model.js';
 import { toModelInput } from './preprocess.js';
 import { tf } from './tf.js';
 import { since } from './timings.js';
@@ -41,13 +41,7 @@ export class Detector {
   static async load(name) {
     const start = performance.now();
     const manifest = await loadManifest(name, 'detection');
-    const url = modelUrl(name, 'graph/model.json');
-    let graph;
-    try {
-      graph = await tf.loadGraphModel(url);
-    } catch (cause) {
-      throw new ModelLoadError(`Could not load the graph model ${url}: ${cause.message}`, { cause });
-    }
+    const graph = await loadGraph(name);
     return new Detector(name, manifest, graph, since(start));
   }
 

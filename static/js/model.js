@@ -59,6 +59,16 @@ function manifestProblem(m, task) {
   return null;
 }
 
+/** /models/<name>/graph/model.json as a TF.js GraphModel (weights included). */
+export async function loadGraph(name) {
+  const url = modelUrl(name, 'graph/model.json');
+  try {
+    return await tf.loadGraphModel(url);
+  } catch (cause) {
+    throw new ModelLoadError(`Could not load the graph model ${url}: ${cause.message}`, { cause });
+  }
+}
+
 /** What the page shows about a model's download: graph files' bytes and weight shards. */
 export function downloadFacts(manifest) {
   const graphFiles = manifest.files.filter((f) => f.path.startsWith('graph/'));
@@ -81,13 +91,7 @@ export class Classifier {
   static async load(name) {
     const start = performance.now();
     const manifest = await loadManifest(name);
-    const url = modelUrl(name, 'graph/model.json');
-    let graph;
-    try {
-      graph = await tf.loadGraphModel(url);
-    } catch (cause) {
-      throw new ModelLoadError(`Could not load the graph model ${url}: ${cause.message}`, { cause });
-    }
+    const graph = await loadGraph(name);
     return new Classifier(name, manifest, graph, since(start));
   }
 

@@ -16,6 +16,7 @@ from app.convert import detector as conversion
 from app.main import create_app
 from app.settings import Settings
 from tests.api.test_predict import assert_error, encode
+from tests.detectors import iou
 
 URL = "/api/models/squares/detect"
 
@@ -27,14 +28,6 @@ def client(small_detector, small_mobilenet, tmp_path_factory):
     (folder / "tiny").symlink_to(small_mobilenet["dir"], target_is_directory=True)
     with TestClient(create_app(Settings(models_dir=folder))) as client:
         yield client
-
-
-def iou(a, b) -> float:
-    ya, xa = max(a[0], b[0]), max(a[1], b[1])
-    yb, xb = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, yb - ya) * max(0.0, xb - xa)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def expected_detections(boxes, scores, score_threshold, iou_threshold, max_boxes):

@@ -19,7 +19,7 @@ from PIL import Image
 
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, READY_TIMEOUT_MS, new_page, serve
 from tests.conftest import convert_ok
-from tests.detectors import export_detector, train_square_detector
+from tests.detectors import export_detector, iou, train_square_detector
 
 BACKENDS = ["webgpu", "webgl", "wasm", "cpu"]
 SIZE = 64          # the detector's input
@@ -108,14 +108,6 @@ def wait_for(page, expression: str, timeout_s: float = 120):
         assert time.monotonic() < deadline, f"timed out waiting for {expression}"
         time.sleep(0.05)
     return value
-
-
-def iou(a, b) -> float:
-    ya, xa = max(a[0], b[0]), max(a[1], b[1])
-    yb, xb = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, yb - ya) * max(0.0, xb - xa)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def square_in(model_input: list[float]) -> list[float]:
