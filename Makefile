@@ -7,6 +7,7 @@ BIN := $(VENV)/bin
 PIP_STAMP := $(VENV)/.belka-installed
 NPM_STAMP := node_modules/.belka-installed
 DEFAULT_MODEL := models/mobilenet-v2/manifest.json
+DETECTOR_STAMP := .make/coco-ssd
 HOST ?= 127.0.0.1
 PORT ?= 8000
 # The Docker image installs without the test tools: `make setup PIP_EXTRAS=`.
@@ -37,8 +38,18 @@ $(NPM_STAMP): package.json package-lock.json
 	@touch $@
 
 # The default model: ImageNet weights when they can be downloaded, else untrained ones (said loudly).
-models: $(DEFAULT_MODEL)
+# The detector for /detect: COCO SSD from the model zoo when it can be downloaded; offline it is
+# skipped once (the page then says how to add one; `rm .make/coco-ssd` tries again).
+models: $(DEFAULT_MODEL) $(DETECTOR_STAMP)
 	@:
+
+$(DETECTOR_STAMP): | setup
+	@mkdir -p $(@D)
+	@$(BIN)/belka convert coco-ssd --quiet; status=$$?; \
+	if [ $$status -eq 4 ]; then \
+		echo "(No internet for the COCO SSD detector: the /detect page will say how to add one.)"; \
+	elif [ $$status -ne 0 ]; then exit $$status; fi
+	@touch $@
 
 $(DEFAULT_MODEL): | setup
 	@$(BIN)/belka convert mobilenet-v2 --weights imagenet; status=$$?; \
