@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from app import tf_runtime
-from tests.browser.conftest import classify_file, new_page, open_classify, serve
+from tests.browser.conftest import classify_file, open_classify, serve
 from tests.conftest import convert_ok
 
 BACKENDS = ["webgpu", "webgl", "wasm", "cpu"]

@@ -16,9 +16,8 @@ from app import tf_runtime
 from app.convert import detector, verify
 from app.convert.errors import VerificationFailed
 from app.registry import Registry
-from tests.conftest import run_belka, snapshot
+from tests.conftest import convert_ok, run_belka, snapshot
 from tests.convert.test_bad_input import assert_rejected
-from tests.conftest import convert_ok
 from tests.detectors import build_head, export_frozen_graph
 
 SIZE, GRID, CLASSES = 64, 8, 2
