@@ -27,10 +27,8 @@ is converted from; both are checked against the source on probe images.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tarfile
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -264,13 +262,7 @@ def convert(load: Callable[[], DetectorSource], request: pipeline.Request, progr
         pipeline.remove_stale_staging(request.out)
     with progress.step("Loading the detector"), tf_runtime.quiet_stdout():
         source = load()
-    try:
-        request.out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BadInput(f"--out {request.out}: cannot create the folder ({exc.strerror})") from exc
-    staging = Path(tempfile.mkdtemp(prefix=f".{request.name}.tmp-{os.getpid()}-", dir=request.out))
-    os.chmod(staging, 0o777 & ~pipeline._umask())
-    try:
+    with pipeline.staging_folder(request) as staging:
         saved_dir = staging / "saved_model"
         with progress.step("Cutting the graph before non-max suppression (SavedModel for the server)"):
             write_cut_saved_model(source, saved_dir)
@@ -290,11 +282,7 @@ def convert(load: Callable[[], DetectorSource], request: pipeline.Request, progr
                                       anchors=reference["boxes"].shape[1], columns=reference["scores"].shape[2])
             manifest["conversion"]["steps"] = progress.steps
             manifest["conversion"]["seconds"] = round(time.perf_counter() - started, 3)
-            (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-            pipeline.replace_atomically(staging, request.out / request.name)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+            pipeline.publish(staging, manifest, request.out / request.name)
     return pipeline.summary(manifest, request.out / request.name)
 
 

@@ -9,6 +9,7 @@ conversion into the same folder.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -83,13 +84,7 @@ def convert(load_source: Callable[[], SourceModel], request: Request, source_kin
     for note in source.notes:
         progress.note(note)
 
-    try:
-        request.out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BadInput(f"--out {request.out}: cannot create the folder ({exc.strerror})") from exc
-    staging = Path(tempfile.mkdtemp(prefix=f".{request.name}.tmp-{os.getpid()}-", dir=request.out))
-    os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it private; the model folder is not
-    try:
+    with staging_folder(request) as staging:
         saved_dir = staging / FORMAT_DIRS["saved"]
         with progress.step("Exporting the TensorFlow SavedModel (used by the server)"):
             export.write_saved_model(source, saved_dir)
@@ -114,12 +109,31 @@ def convert(load_source: Callable[[], SourceModel], request: Request, source_kin
             manifest = build_manifest(source, request, staging, verification, output_kind(reference))
             manifest["conversion"]["steps"] = progress.steps
             manifest["conversion"]["seconds"] = round(time.perf_counter() - started, 3)
-            (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-            replace_atomically(staging, request.out / request.name)
+            publish(staging, manifest, request.out / request.name)
+    return summary(manifest, request.out / request.name)
+
+
+@contextlib.contextmanager
+def staging_folder(request: Request):
+    """The hidden folder a model is built in, next to its target (see the module doc). On any
+    failure or interruption it is removed, and the previous model stays as it was."""
+    try:
+        request.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(f"--out {request.out}: cannot create the folder ({exc.strerror})") from exc
+    staging = Path(tempfile.mkdtemp(prefix=f".{request.name}.tmp-{os.getpid()}-", dir=request.out))
+    os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it private; the model folder is not
+    try:
+        yield staging
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return summary(manifest, request.out / request.name)
+
+
+def publish(staging: Path, manifest: dict, target: Path) -> None:
+    """Write the manifest last, then swap the staging folder into place."""
+    (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    replace_atomically(staging, target)
 
 
 def _verify(source: SourceModel, staging: Path, request: Request) -> dict:
