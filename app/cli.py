@@ -1,15 +1,18 @@
 """The `belka` command: convert models, verify them, serve the app.
 
-Exit codes: 0 success, 1 unexpected error, 2 bad input (nothing written),
-3 verification failed (nothing written), 4 pretrained weights could not be
-downloaded (nothing written), 130/143 interrupted (nothing written).
+Exit codes: 0 success, 1 unexpected error (a bug in Belka or TensorFlow: one line
+says what failed; BELKA_DEBUG=1 prints the traceback too), 2 bad input (nothing
+written), 3 verification failed (nothing written), 4 pretrained weights could
+not be downloaded (nothing written), 130/143 interrupted (nothing written).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
+import traceback
 from pathlib import Path
 
 from app.convert.errors import BadInput, BelkaError
@@ -28,6 +31,13 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args, exc.exit_code, type(exc).__name__, str(exc))
     except KeyboardInterrupt:
         return _fail(args, 130, "Interrupted", "interrupted; nothing was written")
+    except Exception as exc:  # noqa: BLE001 - the last resort: one line, never a traceback
+        if os.environ.get("BELKA_DEBUG"):
+            traceback.print_exc()
+        detail = " ".join(str(exc).split())[:400]
+        return _fail(args, 1, "UnexpectedError",
+                     f"unexpected {type(exc).__name__}: {detail} (nothing was written; this is a bug in Belka "
+                     "or a library it uses: rerun with BELKA_DEBUG=1 for the traceback and report it)")
 
 
 def _exit_on_sigterm(signum, frame):
@@ -200,14 +210,17 @@ def _convert_saved_model(args) -> int:
 def _convert_coco_ssd(args) -> int:
     from app.convert import detector
 
-    name = "coco-ssd" if args.source == "zoo" else Path(args.source).resolve().name.split(".")[0] or "detector"
+    name = "coco-ssd" if args.source == "zoo" else _default_name(Path(args.source), "none")
     if args.quantize != "none":
         name += f"-{args.quantize}"
     return _run_conversion(args, "coco-ssd", name, lambda: detector.load_source(args.source, args.size, args.labels))
 
 
 def _default_name(path: Path, quantize: str) -> str:
-    name = path.resolve().name.split(".")[0] or "model"
+    path = path.resolve()
+    if path.name == "saved_model" and path.parent.name:  # an exporter's DIR/saved_model: DIR names it
+        path = path.parent
+    name = path.name.split(".")[0] or "model"
     return name if quantize == "none" else f"{name}-{quantize}"
 
 
@@ -218,8 +231,13 @@ def _verify(args) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
     for fmt, r in report["formats"].items():
-        print(f"{fmt}: OK, max |diff| {r['max_abs_diff']:.2e}, top-1 agreement {r['top1_agreement']:.0%}",
-              file=sys.stderr)
+        if report.get("task") == "detection":
+            from app.convert.verify import describe_detector_report
+
+            print(f"OK {describe_detector_report(fmt, r)}", file=sys.stderr)
+        else:
+            print(f"{fmt}: OK, max |diff| {r['max_abs_diff']:.2e}, top-1 agreement {r['top1_agreement']:.0%}",
+                  file=sys.stderr)
     print(f"{args.model_dir}: {report['files_checked']} files intact, TF.js matches TensorFlow",
           file=sys.stderr)
     return 0

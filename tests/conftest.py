@@ -65,3 +65,22 @@ def small_detector(tmp_path_factory) -> dict:
     summary["dir"] = out / "squares"
     summary["manifest"] = json.loads((summary["dir"] / "manifest.json").read_text())
     return summary
+
+
+ZOO_FIXTURE = ROOT.parent / "shared" / "fixtures" / "zoo-ssd-mobilenet-v2-random"
+
+
+@pytest.fixture(scope="session")
+def zoo_detector(tmp_path_factory) -> dict:
+    """The TF2 zoo's ssd_mobilenet_v2_320x320_coco17_tpu-8 architecture with random weights
+    (../shared/fixtures, too big for the repo), converted with `belka convert coco-ssd --source
+    DIR` and its defaults. Skipped where that folder is absent, as in a user's clone."""
+    if not (ZOO_FIXTURE / "saved_model" / "saved_model.pb").is_file():
+        pytest.skip(f"the real-architecture detector is not here ({ZOO_FIXTURE} is absent, as in a user's "
+                    "clone): it lives in the developers' shared folder")
+    out = tmp_path_factory.mktemp("zoo-out")
+    summary = convert_ok("coco-ssd", "--source", ZOO_FIXTURE / "saved_model", "--out", out, timeout=1500)
+    summary["source"] = ZOO_FIXTURE
+    summary["dir"] = Path(summary["path"])
+    summary["manifest"] = json.loads((summary["dir"] / "manifest.json").read_text())
+    return summary

@@ -1,28 +1,28 @@
 """`belka convert coco-ssd`: an SSD object detector for the browser and the server.
 
-The source is a TensorFlow Object Detection API SavedModel: the model zoo's
+The source is a TensorFlow Object Detection API export: the model zoo's
 ``ssd_mobilenet_v2_320x320_coco17_tpu-8`` (``--source zoo``, downloaded once into
-~/.keras/models) or a folder of your own exported the same way (``--source DIR``); or a
-TF1 Object Detection API frozen graph (``--source FILE.pb``, e.g. the
-ssdlite_mobilenet_v2_coco that coco-ssd was made from), cut where coco-ssd cuts it:
-``Postprocessor/ExpandDims_1`` (boxes) and ``Postprocessor/Slice`` (scores without the
-background column, which Belka puts back as zeros so both sources give one layout). We
-chose the TF2 zoo's SavedModel over the TF1 frozen graph that @tensorflow-models/coco-ssd
-was made from because its serving signature already names the tensors we need:
+~/.keras/models), a SavedModel folder of your own exported the same way (``--source DIR``,
+``exporter_main_v2.py``), or a TF1 frozen graph (``--source FILE.pb``,
+``export_inference_graph.py --input_type image_tensor``, e.g. the ssdlite_mobilenet_v2_coco
+that @tensorflow-models/coco-ssd was made from). What Belka needs from it:
 
-- ``raw_detection_boxes`` [1, N, 4]: every anchor's box, decoded, before non-max
-  suppression: (ymin, xmin, ymax, xmax) as fractions of the image;
-- ``raw_detection_scores`` [1, N, 1 + classes]: every anchor's sigmoid score per class,
-  column 0 the background.
+- boxes [1, N, 4]: every anchor's box, decoded, before non-max suppression: (ymin, xmin,
+  ymax, xmax) as fractions of the image (a SavedModel's ``raw_detection_boxes``, a frozen
+  graph's ``Postprocessor/ExpandDims_1``);
+- scores [1, N, 1 + classes]: every anchor's sigmoid score per class, column 0 the
+  background (``raw_detection_scores``; a frozen graph's ``Postprocessor/Slice`` has no
+  background column, which Belka puts back as zeros so both give one layout).
 
-Like @tensorflow-models/coco-ssd, Belka cuts the graph there, before the model's own
-non-max suppression (its while loops are slow in TF.js and hard to convert), and runs
-the rest in JavaScript and Python (the best class per anchor, a score threshold, NMS).
-The cut is a new SavedModel whose one signature takes float32 pixels [1, H, W, 3] in
-0..255 (what the page's canvas gives, resized; rounded to uint8 inside, as the zoo
-model wants) and returns ``boxes`` and ``scores``: TensorFlow's graph pruning drops the
-suppression. That SavedModel is what the server runs and what the TF.js graph model
-is converted from; both are checked against the source on probe images.
+The graph is frozen and cut (app/convert/graph_cut.py) between the exporter's per-image
+preprocessing loop and those two tensors: no loop, no non-max suppression and no ``Assert``
+stays. The input size is the network's own (the preprocessing loop's output shape, else the
+pipeline.config next to the model, else ``--size``) and the loop's pixel scaling becomes the
+manifest's ``value_range``: the page and the server resize and scale, then run the network;
+both do the rest like @tensorflow-models/coco-ssd (best class per anchor, a score threshold,
+NMS). The cut is saved as the SavedModel the server runs, and converted to the TF.js graph
+model; both are checked against the original, whole model on probe pictures: the raw tensors
+and the detections after post-processing (app/convert/verify.py).
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ from typing import Callable
 import numpy as np
 
 from app import tf_runtime
-from app.convert import export, pipeline, verify
+from app.convert import export, graph_cut, pipeline, verify
 from app.convert.errors import BadInput, DownloadFailed
 from app.convert.files import list_files, sha256_of
 from app.convert.progress import Progress
@@ -46,7 +46,6 @@ from app.convert.sources import preprocessing_spec, read_labels
 
 ZOO_MODEL = "ssd_mobilenet_v2_320x320_coco17_tpu-8"
 ZOO_URL = f"http://download.tensorflow.org/models/object_detection/tf2/20200711/{ZOO_MODEL}.tar.gz"
-ZOO_SIZE = 320
 COCO_LABELS = Path(__file__).resolve().parent.parent / "data" / "coco_labels.json"
 RAW_BOXES, RAW_SCORES = "raw_detection_boxes", "raw_detection_scores"
 FROZEN_INPUT, FROZEN_BOXES, FROZEN_SCORES = "image_tensor", "Postprocessor/ExpandDims_1", "Postprocessor/Slice"
@@ -59,7 +58,7 @@ OFFLINE_MESSAGE = (
     "Could not download the COCO SSD model from the TensorFlow model zoo ({reason}). It is "
     "downloaded once (about 20 MB) and cached in ~/.keras/models; this machine could not reach "
     "the zoo. With a copy on disk (the unpacked folder, or its saved_model/ inside), run "
-    "`belka convert coco-ssd --source FOLDER --size 320x320`."
+    "`belka convert coco-ssd --source FOLDER`."
 )
 
 
@@ -67,12 +66,17 @@ OFFLINE_MESSAGE = (
 class DetectorSource:
     path: Path                       # the Object Detection API SavedModel folder or frozen graph file
     format: str                      # "saved-model" or "frozen-graph"
-    size: tuple[int, int]            # the model input's height and width
+    cut: graph_cut.CutGraph          # the network alone: preprocessed image -> raw boxes, scores
     labels: list[str | None]         # the name of each score column after the background
     class_ids: list[int]             # the dataset id of each of those columns
     weights: dict
     source: dict
+    original: Callable               # uint8 pictures [1, H, W, 3] -> (boxes, scores): the whole model
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.cut.size
 
 
 def coco_labels(columns: int) -> tuple[list[str | None], list[int]]:
@@ -97,11 +101,11 @@ def download_zoo() -> Path:
 
 
 def load_source(source: str, size: tuple[int, int] | None, labels_path: Path | None) -> DetectorSource:
-    """``zoo`` or a SavedModel folder (the zoo's unpacked folder, with saved_model/ inside, works too)."""
+    """``zoo``, a SavedModel folder (the zoo's unpacked folder, with saved_model/ inside, works
+    too) or a frozen graph file; ``size`` (--size) only where the model does not fix its own."""
     if source == "zoo":
-        folder, provenance = download_zoo(), {"provenance": "zoo", "trained": True, "model": ZOO_MODEL,
-                                              "url": ZOO_URL}
-        size = size or (ZOO_SIZE, ZOO_SIZE)
+        folder = download_zoo()
+        provenance = {"provenance": "zoo", "trained": True, "model": ZOO_MODEL, "url": ZOO_URL}
     else:
         folder = Path(source)
         if folder.is_dir() and not (folder / "saved_model.pb").is_file() and (folder / "saved_model").is_dir():
@@ -111,13 +115,14 @@ def load_source(source: str, size: tuple[int, int] | None, labels_path: Path | N
                            "frozen graph .pb)")
         if folder.is_dir() and not (folder / "saved_model.pb").is_file():
             raise BadInput(f"--source {source} is not a SavedModel folder (no saved_model.pb inside)")
-        if size is None:
-            raise BadInput("--size HxW is needed for your own detector: the input size it was trained "
-                           "at (the zoo's SSD MobileNet V2 uses 320x320, coco-ssd's frozen graph 300x300)")
         provenance = {"provenance": "file", "trained": True, "file": folder.name,
                       "sha256": sha256_of(folder / "saved_model.pb" if folder.is_dir() else folder)}
-    fmt = "saved-model" if folder.is_dir() else "frozen-graph"
-    columns = _columns(folder, fmt)
+    if folder.is_dir():
+        fmt, (graph_def, input_name, outputs, original) = "saved-model", _saved_model_graph(folder)
+    else:
+        fmt, (graph_def, input_name, outputs, original) = "frozen-graph", _frozen_graph(folder)
+    cut = graph_cut.cut(graph_def, input_name, outputs, size, graph_cut.read_pipeline_size(folder))
+    columns = _columns(cut, fmt)
     if labels_path is not None:
         labels = read_labels(labels_path)
         if len(labels) != columns:
@@ -126,20 +131,30 @@ def load_source(source: str, size: tuple[int, int] | None, labels_path: Path | N
         class_ids = list(range(1, columns + 1))
     else:
         labels, class_ids = coco_labels(columns)
-    return DetectorSource(path=folder, format=fmt, size=size, labels=labels, class_ids=class_ids,
-                          weights=provenance, source={"kind": "coco-ssd", "source": source if source == "zoo"
-                                                      else folder.name})
+    return DetectorSource(path=folder, format=fmt, cut=cut, labels=labels, class_ids=class_ids,
+                          weights=provenance, original=original, notes=list(cut.notes),
+                          source={"kind": "coco-ssd", "format": fmt,
+                                  "source": source if source == "zoo" else folder.name,
+                                  "input_size_from": cut.size_from, "cut_preprocessing": cut.preprocessing_cut})
 
 
-def _columns(path: Path, fmt: str) -> int:
-    """How many classes the detector scores (the background column not counted)."""
-    if fmt == "frozen-graph":
-        return int(_frozen(path).outputs[1].shape[-1])
-    return int(_load(path).signatures["serving_default"].structured_outputs[RAW_SCORES].shape[-1]) - 1
+def _saved_model_graph(folder: Path):
+    """(frozen GraphDef, input name, [boxes, scores] names, the whole model as a function)."""
+    tf = tf_runtime.tensorflow()
+    loaded = _load(folder)
+    signature = loaded.signatures["serving_default"]
+    (input_name, spec), = signature.structured_input_signature[1].items()
+    graph_def, graph_input, outputs = graph_cut.freeze_signature(signature)
+
+    def original(pixels):
+        out = signature(**{input_name: tf.constant(pixels, spec.dtype)})
+        return out[RAW_BOXES].numpy(), out[RAW_SCORES].numpy()
+    original.keep = loaded
+    return graph_def, graph_input, [outputs[RAW_BOXES], outputs[RAW_SCORES]], original
 
 
-def _frozen(path: Path):
-    """The frozen graph as a function image_tensor -> (ExpandDims_1, Slice) (BadInput says why not)."""
+def _frozen_graph(path: Path):
+    """(GraphDef, input name, [boxes, scores] names, the whole model as a function)."""
     tf = tf_runtime.tensorflow()
     graph_def = tf.compat.v1.GraphDef()
     try:
@@ -152,36 +167,40 @@ def _frozen(path: Path):
     if missing:
         raise BadInput(f"--source {path}: the frozen graph has no {', '.join(missing)} node; Belka cuts TF1 "
                        f"Object Detection API graphs at {FROZEN_BOXES} and {FROZEN_SCORES}, as coco-ssd does")
-    wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
-    return wrapped.prune(feeds=f"{FROZEN_INPUT}:0", fetches=[f"{FROZEN_BOXES}:0", f"{FROZEN_SCORES}:0"])
+    with tf_runtime.quiet_native():
+        wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
+    whole = wrapped.prune(feeds=f"{FROZEN_INPUT}:0", fetches=[f"{FROZEN_BOXES}:0", f"{FROZEN_SCORES}:0"])
+
+    def original(pixels):
+        boxes, scores = _standard_layout(*whole(tf.constant(pixels, tf.uint8)))
+        return boxes.numpy(), scores.numpy()
+    return graph_def, f"{FROZEN_INPUT}:0", [f"{FROZEN_BOXES}:0", f"{FROZEN_SCORES}:0"], original
 
 
-def raw_function(source: DetectorSource):
-    """(fn, keep): fn maps float32 pixels [1, H, W, 3] in 0..255 to the raw (boxes [1, N, 4],
-    scores [1, N, 1 + classes]) of either source format; ``keep`` holds what fn needs alive."""
+def _standard_layout(boxes, scores):
+    """A frozen graph's boxes [1, N, 1, 4] and background-less scores -> [1, N, 4] and
+    [1, N, 1 + classes] (zeros in the background column); numpy arrays or tensors."""
     tf = tf_runtime.tensorflow()
-    if source.format == "frozen-graph":
-        pruned = _frozen(source.path)
+    if len(boxes.shape) == 4:
+        boxes = tf.squeeze(boxes, 2)
+    return boxes, tf.concat([tf.zeros_like(scores[:, :, :1]), scores], axis=-1)
 
-        def frozen(pixels):
-            boxes, scores = pruned(tf.cast(tf.clip_by_value(tf.round(pixels), 0, 255), tf.uint8))
-            return tf.squeeze(boxes, 2), tf.concat([tf.zeros_like(scores[:, :, :1]), scores], axis=-1)
-        return frozen, pruned
-    loaded = _load(source.path)
-    signature = loaded.signatures["serving_default"]
-    (input_name, spec), = signature.structured_input_signature[1].items()
 
-    def saved(pixels):
-        outputs = signature(**{input_name: tf.cast(tf.clip_by_value(tf.round(pixels), 0, 255), spec.dtype)})
-        return outputs[RAW_BOXES], outputs[RAW_SCORES]
-    return saved, loaded
+def _columns(cut: graph_cut.CutGraph, fmt: str) -> int:
+    """How many classes the detector scores (the background column not counted)."""
+    graph = graph_cut._imported(cut.graph_def)
+    columns = graph.get_tensor_by_name(cut.outputs[1]).shape[-1]
+    if columns is None:
+        raise BadInput("cannot tell how many classes this detector scores (its scores have no fixed last "
+                       "dimension)")
+    return int(columns) - (1 if fmt == "saved-model" else 0)
 
 
 def _load(folder: Path):
     """The SavedModel, checked to be a detector Belka can cut (BadInput says why not)."""
     tf = tf_runtime.tensorflow()
     try:
-        with tf_runtime.quiet_stdout():
+        with tf_runtime.quiet_stdout(), tf_runtime.quiet_native():
             loaded = tf.saved_model.load(str(folder))
     except Exception as exc:  # noqa: BLE001 - TF raises anything for unreadable models
         raise BadInput(f"could not load the SavedModel in {folder}: {' '.join(str(exc).split())[:300]}") from exc
@@ -200,39 +219,52 @@ def _load(folder: Path):
     return loaded
 
 
-def write_cut_saved_model(source: DetectorSource, out: Path) -> None:
-    """The SavedModel Belka serves: float32 pixels [1, H, W, 3] in 0..255 -> {boxes, scores}."""
+def network_function(source: DetectorSource):
+    """The cut network as a TF function: model input [1, H, W, 3] (pixels scaled as the
+    manifest's value_range says) -> (boxes [1, N, 4], scores [1, N, 1 + classes])."""
     tf = tf_runtime.tensorflow()
-    raw, keep = raw_function(source)
+    cut = source.cut
+    with tf_runtime.quiet_native():
+        wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(cut.graph_def, name=""), [])
+    network = wrapped.prune(feeds=cut.input_name, fetches=cut.outputs)
+
+    def run(images):
+        if not cut.preprocessing_cut:  # the graph takes the pictures themselves (uint8, usually)
+            images = tf.cast(tf.clip_by_value(tf.round(images), 0, 255), cut.input_dtype)
+        boxes, scores = network(images)
+        if source.format == "frozen-graph":
+            return _standard_layout(boxes, scores)
+        return boxes, scores
+    run.keep = wrapped
+    return run
+
+
+def write_cut_saved_model(source: DetectorSource, out: Path) -> None:
+    """The SavedModel Belka serves: model input float32 [1, H, W, 3] -> {boxes, scores}."""
+    tf = tf_runtime.tensorflow()
+    network = network_function(source)
     height, width = source.size
 
     class Cut(tf.Module):
-        def __init__(self):
-            super().__init__()
-            if source.format == "saved-model":
-                self.detector = keep  # the SavedModel's variables, saved again with the cut
-
         @tf.function(input_signature=[tf.TensorSpec([1, height, width, 3], tf.float32, name="images")])
         def serve(self, images):
-            boxes, scores = raw(images)
+            boxes, scores = network(images)
             return {"boxes": boxes, "scores": scores}
 
     module = Cut()
-    with tf_runtime.quiet_stdout():
+    with tf_runtime.quiet_stdout(), tf_runtime.quiet_native():
         tf.saved_model.save(module, str(out), signatures={"serving_default": module.serve})
 
 
-def run_source(source: DetectorSource, images: np.ndarray) -> dict[str, np.ndarray]:
-    """The source model's raw outputs for float32 pixel images [N, H, W, 3], one at a time."""
-    tf = tf_runtime.tensorflow()
-    raw, _ = raw_function(source)
-    rows = [raw(tf.constant(image[None], tf.float32)) for image in images]
-    return {"boxes": np.concatenate([boxes.numpy() for boxes, _ in rows]),
-            "scores": np.concatenate([scores.numpy() for _, scores in rows])}
+def run_original(source: DetectorSource, pixels: np.ndarray) -> dict[str, np.ndarray]:
+    """The whole original model's raw outputs for integer pixel pictures [N, H, W, 3], one at a time."""
+    rows = [source.original(np.round(image[None]).astype(np.uint8)) for image in pixels]
+    return {"boxes": np.concatenate([boxes for boxes, _ in rows]),
+            "scores": np.concatenate([scores for _, scores in rows])}
 
 
 def run_saved(saved_dir: Path, images: np.ndarray) -> dict[str, np.ndarray]:
-    """The cut SavedModel's outputs for float32 pixel images [N, H, W, 3], one at a time."""
+    """The cut SavedModel's outputs for model inputs [N, H, W, 3], one at a time."""
     tf = tf_runtime.tensorflow()
     fn = tf.saved_model.load(str(saved_dir)).signatures["serving_default"]
     rows = [fn(images=tf.constant(image[None])) for image in images]
@@ -260,11 +292,14 @@ def convert(load: Callable[[], DetectorSource], request: pipeline.Request, progr
     started = time.perf_counter()
     if request.out.is_dir():
         pipeline.remove_stale_staging(request.out)
-    with progress.step("Loading the detector"), tf_runtime.quiet_stdout():
+    with progress.step("Loading the detector and cutting its graph before non-max suppression"), \
+            tf_runtime.quiet_stdout():
         source = load()
+    for note in source.notes:
+        progress.note(note)
     with pipeline.staging_folder(request) as staging:
         saved_dir = staging / "saved_model"
-        with progress.step("Cutting the graph before non-max suppression (SavedModel for the server)"):
+        with progress.step("Saving the cut network (SavedModel for the server)"):
             write_cut_saved_model(source, saved_dir)
         with progress.step("Converting to a TF.js graph model" if "graph" in request.formats
                            else "Skipping the graph model (not in --formats)"):
@@ -273,8 +308,7 @@ def convert(load: Callable[[], DetectorSource], request: pipeline.Request, progr
         with progress.step("Checking the numbers in TF.js (Node) and TensorFlow"):
             verification, names, reference = _verify(source, staging, request)
             for fmt, report in verification["formats"].items():
-                progress.note(f"{fmt}: max |diff| boxes {report['boxes']['max_abs_diff']:.2e}, "
-                              f"scores {report['scores']['max_abs_diff']:.2e}")
+                progress.note(verify.describe_detector_report(fmt, report))
         if "saved" not in request.formats:
             shutil.rmtree(saved_dir)
         with progress.step(f"Writing the manifest and moving into {request.out / request.name}"):
@@ -287,44 +321,42 @@ def convert(load: Callable[[], DetectorSource], request: pipeline.Request, progr
 
 
 def _verify(source: DetectorSource, staging: Path, request: pipeline.Request) -> tuple[dict, dict, dict]:
-    """(the verification report, the graph model's output node names, the source's outputs)."""
+    """(the verification report, the graph model's output node names, the original's outputs).
+    The original whole model gets integer pixel pictures; the cut ones the same pictures as the
+    page would feed them (scaled to the value range)."""
     height, width = source.size
-    probe = verify.probe_batch(height, width, [0, 255])[[0, 3]]  # a noise image and the blocks
-    reference = run_source(source, probe)
-    outputs = {"saved": run_saved(staging / "saved_model", probe)}
+    pixels, inputs = verify.detector_probe(height, width, source.cut.value_range)
+    reference = run_original(source, pixels)
+    outputs = {"saved": run_saved(staging / "saved_model", inputs)}
     names = {}
     runtime = {}
     if "graph" in request.formats:
         names = graph_output_names(staging / "graph")
-        tfjs, runtime = verify.run_tfjs(staging, ["graph"], probe, output_names=[names["boxes"], names["scores"]])
+        tfjs, runtime = verify.run_tfjs(staging, ["graph"], inputs, output_names=[names["boxes"], names["scores"]],
+                                        execute=graph_execution(staging / "graph"))
         outputs["graph"] = {key: tfjs["graph"][names[key]] for key in ("boxes", "scores")}
     quantize = {"saved": "none", "graph": request.quantize}
-    reports = {}
-    failures = []
-    for fmt, out in outputs.items():
-        reports[fmt] = {key: _compare(reference[key], out[key], quantize[fmt]) for key in ("boxes", "scores")}
-        failures += [f"{fmt} {key}: {r['reason']}" for key, r in reports[fmt].items() if not r["ok"]]
-    if failures:
-        raise verify.VerificationFailed("the converted detector does not compute what the original computes: "
-                                        + "; ".join(failures))
-    return {"reference": "original model", "probe": {"count": len(probe), "seed": verify.PROBE_SEED},
+    reports = verify.check_detector(reference, outputs, quantize, source.labels, POSTPROCESSING)
+    return {"reference": "original model", "probe": {"count": len(pixels), "seed": verify.PROBE_SEED},
             "formats": reports, "runtime": runtime}, names, reference
 
 
-def _compare(reference: np.ndarray, candidate: np.ndarray, quantize: str) -> dict:
-    if candidate.shape != reference.shape:
-        return {"ok": False, "reason": f"shape {list(candidate.shape)} != {list(reference.shape)}"}
-    diff = float(np.abs(candidate.astype(np.float64) - reference).max())
-    spread = float(reference.max() - reference.min()) or 1.0
-    if quantize == "none":
-        ok, limit = diff <= verify.FLOAT32_TOLERANCE, {"max_abs_diff": verify.FLOAT32_TOLERANCE}
-    else:
-        ok, limit = diff / spread <= verify.QUANTIZED_MAX_RELATIVE[quantize], \
-            {"max_rel_diff": verify.QUANTIZED_MAX_RELATIVE[quantize]}
-    report = {"ok": ok, "max_abs_diff": diff, "max_rel_diff": diff / spread, "threshold": limit}
-    if not ok:
-        report["reason"] = f"max difference {diff:.3g} (relative {diff / spread:.3g}), allowed {limit}"
-    return report
+def graph_execution(graph_dir: Path) -> str:
+    """"execute" when the TF.js graph model has no op that needs executeAsync() (control flow,
+    dynamic shapes), else "executeAsync"."""
+    topology = json.loads((graph_dir / "model.json").read_text())["modelTopology"]
+    ops = {node["op"] for node in topology.get("node", [])}
+    for function in topology.get("library", {}).get("function", []):
+        ops |= {node["op"] for node in function.get("nodeDef", [])}
+    return "executeAsync" if ops & TFJS_ASYNC_OPS else "execute"
+
+
+# Ops for which TF.js's GraphModel.execute() refuses to run and asks for executeAsync().
+TFJS_ASYNC_OPS = frozenset({
+    "Enter", "Exit", "Merge", "Switch", "NextIteration", "LoopCond", "While", "StatelessWhile", "If",
+    "StatelessIf", "NonMaxSuppressionV2", "NonMaxSuppressionV3", "NonMaxSuppressionV4", "NonMaxSuppressionV5",
+    "Where", "ListDiff", "TensorArrayV3", "TensorListReserve", "HashTableV2", "LookupTableFindV2",
+})
 
 
 def build_manifest(source: DetectorSource, request: pipeline.Request, staging: Path, verification: dict,
@@ -345,7 +377,8 @@ def build_manifest(source: DetectorSource, request: pipeline.Request, staging: P
                        "background_column": 0},
         },
         "signature": {"input": "images", "outputs": ["boxes", "scores"]},
-        "preprocessing": preprocessing_spec(height, width, [0, 255], crop="none"),
+        "graph_execution": graph_execution(staging / "graph") if "graph" in request.formats else None,
+        "preprocessing": preprocessing_spec(height, width, source.cut.value_range, crop="none"),
         "labels": source.labels,
         "class_ids": source.class_ids,
         "postprocessing": POSTPROCESSING,

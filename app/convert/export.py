@@ -9,10 +9,12 @@
 """
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
 from app import tf_runtime
+from app.convert.errors import BadInput
 from app.convert.sources import SourceModel
 
 SHARD_BYTES = 4 * 1024 * 1024
@@ -44,15 +46,24 @@ def write_saved_model(source: SourceModel, out: Path) -> None:
 
 
 def write_graph_model(saved_model_dir: Path, out: Path, quantize: str) -> None:
+    """The TF.js graph model; BadInput naming the ops when TF.js has no kernel for some."""
     tf_runtime.tensorflowjs()
     from tensorflowjs.converters import tf_saved_model_conversion_v2 as saved_model_conversion
 
-    with tf_runtime.quiet_stdout(), tf_runtime.quiet_native():
-        saved_model_conversion.convert_tf_saved_model(
-            str(saved_model_dir), str(out),
-            signature_def="serving_default", saved_model_tags="serve",
-            quantization_dtype_map=quantization_map(quantize),
-            weight_shard_size_bytes=SHARD_BYTES)
+    try:
+        with tf_runtime.quiet_stdout(), tf_runtime.quiet_native():
+            saved_model_conversion.convert_tf_saved_model(
+                str(saved_model_dir), str(out),
+                signature_def="serving_default", saved_model_tags="serve",
+                quantization_dtype_map=quantization_map(quantize),
+                weight_shard_size_bytes=SHARD_BYTES)
+    except ValueError as exc:
+        match = re.search(r"Unsupported Ops in the model(?: before optimization)?\s*(.*)", str(exc))
+        if not match:
+            raise
+        ops = ", ".join(sorted({op.strip() for op in match.group(1).split(",") if op.strip()}))
+        raise BadInput(f"TF.js has no kernel for these ops of the model: {ops}; the browser cannot run it. "
+                       "Rebuild the model without them (or cut it before them), then convert again") from exc
 
 
 def write_layers_model(source: SourceModel, out: Path, quantize: str) -> None:

@@ -5,13 +5,14 @@
 // REQUEST = {
 //   "input":  {"path": "probe.bin", "shape": [N, H, W, C], "dtype": "float32"},
 //   "models": [{"format": "graph" | "layers", "dir": "/abs/path/graph",
-//               "outputs": ["Identity:0", ...]}],   // optional, graph models only
+//               "outputs": ["Identity:0", ...],     // optional, graph models only
+//               "execute": "execute" | "executeAsync"}],  // with outputs: how to run
 //   "out_dir": "/abs/path"        // outputs are written as <format>.bin
 // }
 // Without "outputs" the model must have one output, run on the whole batch. With
 // "outputs" (a detector: boxes and scores) each image of the batch runs alone (such
-// models take a batch of one) through executeAsync, and each named output is written
-// as <format>-<k>.bin, the images' rows concatenated.
+// models take a batch of one) through execute() or executeAsync(), as the page will run
+// it, and each named output is written as <format>-<k>.bin, the images' rows concatenated.
 // Prints one JSON line on stdout: {"tfjs_version", "backend", "results": [...]}
 // or {"error": "..."} with exit code 1.
 //
@@ -66,11 +67,12 @@ async function writeTensor(tensor, file) {
 }
 
 /** Runs each image of `input` alone through a graph model's named `outputs`. */
-async function runNamedOutputs(model, input, outputs, format, outDir) {
+async function runNamedOutputs(model, input, outputs, execute, format, outDir) {
   const rows = outputs.map(() => []);
   for (let i = 0; i < input.shape[0]; i += 1) {
     const image = tf.slice(input, [i], [1]);
-    const results = await model.executeAsync(image, outputs);
+    const results = execute === 'execute'
+      ? model.execute(image, outputs) : await model.executeAsync(image, outputs);
     image.dispose();
     (Array.isArray(results) ? results : [results]).forEach((t, k) => rows[k].push(t));
   }
@@ -85,7 +87,7 @@ async function runNamedOutputs(model, input, outputs, format, outDir) {
   return written;
 }
 
-async function runModel({ format, dir, outputs }, input, outDir) {
+async function runModel({ format, dir, outputs, execute }, input, outDir) {
   let t0 = performance.now();
   const model = format === 'graph'
     ? await tf.loadGraphModel(fileHandler(dir))
@@ -93,7 +95,7 @@ async function runModel({ format, dir, outputs }, input, outDir) {
   const loadMs = performance.now() - t0;
   t0 = performance.now();
   if (outputs) {
-    const written = await runNamedOutputs(model, input, outputs, format, outDir);
+    const written = await runNamedOutputs(model, input, outputs, execute, format, outDir);
     model.dispose();
     return { format, outputs: written, load_ms: loadMs, predict_ms: performance.now() - t0 };
   }

@@ -14,6 +14,18 @@ Thresholds (documented in the README):
   weights: float16 0.3-1.2%, uint8 5-17%). Top-1 agreement is reported, not
   gated: on untrained weights the top logits are so close that uint8 rounding
   reorders them (50% agreement measured) while the model is fine.
+- detectors, float32: raw boxes and scores within ``DETECTOR_TOLERANCE`` (1e-3) of the
+  original, and the detections after post-processing the same: each one matched by a
+  detection of the same class with IoU >= ``DETECTION_MIN_IOU`` (0.99) and a score within
+  ``DETECTION_SCORE_TOLERANCE`` (1e-3). A detection may go unmatched only where the raw
+  tolerance makes the post-processing itself a coin toss: its score that close to the score
+  threshold, to another class's score at its anchor, to the last of ``max_boxes``, or to an
+  overlapping box's that suppression ranks it against. Measured on the zoo's SSD MobileNet V2
+  architecture and a TF1-style export (float32 rounding through ~100 layers, then sigmoid):
+  scores differ by up to 1.7e-4 and boxes by up to 2e-5 between TensorFlow, the cut graph
+  and TF.js, so 1e-4 is too tight for these models while a wrong model differs by 1e-1.
+  Quantized detectors are gated on the raw tensors' relative difference, as classifiers are;
+  their detection agreement is reported.
 """
 from __future__ import annotations
 
@@ -31,6 +43,9 @@ from app.convert.files import sha256_of
 
 FLOAT32_TOLERANCE = 1e-4
 QUANTIZED_MAX_RELATIVE = {"float16": 0.05, "uint8": 0.30}
+DETECTOR_TOLERANCE = 1e-3
+DETECTION_MIN_IOU = 0.99
+DETECTION_SCORE_TOLERANCE = 1e-3
 PROBE_SEED = 1234
 PROBE_COUNT = 4
 RUNNER = Path(__file__).resolve().parent / "tfjs_runner.mjs"
@@ -53,11 +68,22 @@ def probe_batch(height: int, width: int, value_range, seed: int = PROBE_SEED) ->
     return (lo + pixels * (hi - lo) / 255.0).astype(np.float32)
 
 
-def run_tfjs(model_dir: Path, formats, batch: np.ndarray, output_names: list[str] | None = None) -> tuple[dict, dict]:
+def detector_probe(height: int, width: int, value_range) -> tuple[np.ndarray, np.ndarray]:
+    """(pictures, model inputs) for checking a detector: three of the probe images (noise, the
+    gradient, the blocks) as whole pixel values 0..255, which the original model takes as
+    uint8, and the same pictures scaled to the model's value range, as the page feeds them."""
+    pixels = np.round(probe_batch(height, width, [0, 255])[[0, 2, 3]])
+    lo, hi = value_range
+    return pixels, (lo + pixels * ((hi - lo) / 255.0)).astype(np.float32)
+
+
+def run_tfjs(model_dir: Path, formats, batch: np.ndarray, output_names: list[str] | None = None,
+             execute: str = "executeAsync") -> tuple[dict, dict]:
     """Run ``model_dir/<format>/`` for each format in TF.js; return ({format: outputs}, runtime info).
 
     With ``output_names`` (graph node names, e.g. a detector's boxes and scores) each image runs
-    alone and a format's outputs are {name: array}; else the model's one output, as an array."""
+    alone through ``execute`` ("execute" or "executeAsync", as the page will) and a format's
+    outputs are {name: array}; else the model's one output, as an array."""
     node = shutil.which("node")
     if node is None:
         raise BelkaError("Node.js is needed to check the TF.js models (`node` is not on PATH); "
@@ -68,7 +94,8 @@ def run_tfjs(model_dir: Path, formats, batch: np.ndarray, output_names: list[str
         request = {
             "input": {"path": str(tmp / "input.bin"), "shape": list(batch.shape), "dtype": "float32"},
             "models": [{"format": f, "dir": str((model_dir / f).resolve()),
-                        **({"outputs": output_names} if output_names else {})} for f in formats],
+                        **({"outputs": output_names, "execute": execute} if output_names else {})}
+                       for f in formats],
             "out_dir": str(tmp),
         }
         (tmp / "request.json").write_text(json.dumps(request))
@@ -147,6 +174,149 @@ def check(reference: np.ndarray, outputs: dict, quantize: dict) -> dict:
     return reports
 
 
+def check_detector(reference: dict, outputs: dict, quantize: dict, labels: list, postprocessing: dict) -> dict:
+    """Compare each format's raw boxes and scores, then its detections, with the reference
+    (see the module doc); raise VerificationFailed listing every failure."""
+    reports = {}
+    failures = []
+    for fmt, out in outputs.items():
+        report = {key: _compare_raw(reference[key], out[key], quantize[fmt]) for key in ("boxes", "scores")}
+        failures += [f"{fmt} {key}: {r['reason']}" for key, r in report.items() if not r["ok"]]
+        gated = quantize[fmt] == "none"  # quantized: reported, the raw relative difference is the gate
+        if all(r["ok"] or r["reason"].startswith("max") for r in report.values()):  # shapes agree
+            report["detections"] = {**compare_detections(reference, out, labels, postprocessing), "gated": gated}
+            if gated and not report["detections"]["ok"]:
+                failures.append(f"{fmt} detections: {report['detections']['reason']}")
+        report["ok"] = report["boxes"]["ok"] and report["scores"]["ok"] and \
+            (not gated or report.get("detections", {}).get("ok", False))
+        reports[fmt] = report
+    if failures:
+        raise VerificationFailed("the converted detector does not compute what the original computes: "
+                                 + "; ".join(failures))
+    return reports
+
+
+def _compare_raw(reference: np.ndarray, candidate: np.ndarray, quantize: str) -> dict:
+    if candidate.shape != reference.shape:
+        return {"ok": False, "reason": f"shape {list(candidate.shape)} != {list(reference.shape)}"}
+    diff = float(np.abs(candidate.astype(np.float64) - reference).max())
+    spread = float(reference.max() - reference.min()) or 1.0
+    if quantize == "none":
+        ok, limit = diff <= DETECTOR_TOLERANCE, {"max_abs_diff": DETECTOR_TOLERANCE}
+    else:
+        ok, limit = diff / spread <= QUANTIZED_MAX_RELATIVE[quantize], {"max_rel_diff": QUANTIZED_MAX_RELATIVE[quantize]}
+    report = {"ok": ok, "max_abs_diff": diff, "max_rel_diff": diff / spread, "threshold": limit}
+    if not ok:
+        report["reason"] = f"max difference {diff:.3g} (relative {diff / spread:.3g}), allowed {limit}"
+    return report
+
+
+def compare_detections(reference: dict, candidate: dict, labels: list, postprocessing: dict) -> dict:
+    """The detections of both raw outputs ({"boxes": [N, A, 4], "scores": [N, A, 1 + C]}) after
+    the server's post-processing, matched image by image (see the module doc)."""
+    from app.inference.detection import select
+
+    settings = (postprocessing["score_threshold"], postprocessing["iou_threshold"], postprocessing["max_boxes"])
+    total = matched = excused = 0
+    worst_iou, worst_score = 1.0, 0.0
+    problems = []
+    for k in range(reference["boxes"].shape[0]):
+        sides = []
+        for raw in (reference, candidate):
+            boxes, scores = raw["boxes"][k], raw["scores"][k]
+            keep, best, best_score = select(boxes, scores, labels, *settings)
+            sides.append({"boxes": boxes, "scores": scores, "keep": [int(i) for i in keep], "best": best,
+                          "best_score": best_score})
+        ref, cand = sides
+        total += len(ref["keep"])
+        unmatched = list(cand["keep"])
+        leftover = []
+        for i in ref["keep"]:
+            match = _match(i, ref, cand, unmatched)
+            if match is None:
+                leftover.append((i, ref, cand))
+                continue
+            j, overlap = match
+            unmatched.remove(j)
+            matched += 1
+            worst_iou = min(worst_iou, overlap)
+            worst_score = max(worst_score, abs(float(ref["best_score"][i]) - float(cand["best_score"][j])))
+        leftover += [(j, cand, ref) for j in unmatched]
+        for i, own, other in leftover:
+            if _coin_toss(i, own, other, settings):
+                excused += 1
+            else:
+                which = "original" if own is ref else "converted model"
+                problems.append(f"image {k}: the {which}'s detection at anchor {i} (score "
+                                f"{float(own['best_score'][i]):.4f}) has no counterpart")
+    report = {"ok": not problems, "detections": total, "matched": matched, "borderline": excused,
+              "min_iou": worst_iou, "max_score_diff": worst_score,
+              "threshold": {"min_iou": DETECTION_MIN_IOU, "max_score_diff": DETECTION_SCORE_TOLERANCE}}
+    if problems:
+        report["reason"] = "; ".join(problems[:3]) + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
+    return report
+
+
+def _match(i: int, ref: dict, cand: dict, candidates: list[int]):
+    """The candidate detection that stands for reference detection ``i``: same class, IoU at
+    least DETECTION_MIN_IOU, score within DETECTION_SCORE_TOLERANCE; (its anchor, IoU) or None."""
+    best = None
+    for j in candidates:
+        if cand["best"][j] != ref["best"][i]:
+            continue
+        if abs(float(cand["best_score"][j]) - float(ref["best_score"][i])) > DETECTION_SCORE_TOLERANCE:
+            continue
+        overlap = _iou(ref["boxes"][i], cand["boxes"][j])
+        if overlap >= DETECTION_MIN_IOU and (best is None or overlap > best[1]):
+            best = (j, overlap)
+    return best
+
+
+def _coin_toss(i: int, own: dict, other: dict, settings) -> bool:
+    """Whether detection ``i`` of one side may be missing from the other because a difference
+    within DETECTOR_TOLERANCE decides it: a score at the threshold, a class tie at the anchor,
+    the last places of max_boxes, or a suppression against a box of nearly the same score."""
+    score_threshold, iou_threshold, max_boxes = settings
+    tol = DETECTOR_TOLERANCE
+    score = float(own["best_score"][i])
+    if abs(score - score_threshold) <= tol:
+        return True
+    named = other["scores"][i, 1:]
+    if named[own["best"][i]] >= float(other["best_score"][i]) - tol and own["best"][i] != other["best"][i]:
+        return True
+    if len(own["keep"]) == max_boxes and score <= float(own["best_score"][own["keep"][-1]]) + tol:
+        return True
+    if len(other["keep"]) == max_boxes and score <= float(other["best_score"][other["keep"][-1]]) + tol:
+        return True
+    for j in set(own["keep"]) | set(other["keep"]):
+        if j != i and _iou(own["boxes"][i], own["boxes"][j]) > iou_threshold - 0.01 and \
+                abs(float(other["best_score"][j]) - score) <= 2 * tol:
+            return True
+    return False
+
+
+def _iou(a, b) -> float:
+    ya, xa = max(a[0], b[0]), max(a[1], b[1])
+    yb, xb = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, yb - ya) * max(0.0, xb - xa)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def describe_detector_report(fmt: str, report: dict) -> str:
+    """One line for a detector format's check."""
+    line = (f"{fmt}: max |diff| boxes {report['boxes']['max_abs_diff']:.2e}, "
+            f"scores {report['scores']['max_abs_diff']:.2e}")
+    d = report.get("detections")
+    if d:
+        line += f"; detections {d['matched']}/{d['detections']} identical"
+        if d["borderline"]:
+            line += f", {d['borderline']} borderline"
+        if d["matched"]:
+            line += f" (min IoU {d['min_iou']:.4f}, max score diff {d['max_score_diff']:.1e})"
+    return line
+
+
 def _describe(report: dict) -> str:
     if "reason" in report:
         return report["reason"]
@@ -172,6 +342,8 @@ def verify_model_dir(model_dir: Path) -> dict:
     if "saved" not in manifest["formats"]:
         raise BadInput(f"{model_dir} has no saved_model/ to compare against (converted with --formats "
                        f"{','.join(manifest['formats'])})")
+    if manifest.get("task") == "detection":
+        return _verify_detector_dir(model_dir, manifest)
     size = manifest["preprocessing"]["size"]
     batch = probe_batch(size[0], size[1], manifest["preprocessing"]["value_range"])
     reference = run_saved_model(model_dir / "saved_model", manifest["signature"], batch)
@@ -180,3 +352,23 @@ def verify_model_dir(model_dir: Path) -> dict:
     quantize = {f: manifest["quantization"] for f in formats}
     return {"reference": "saved_model", "formats": check(reference, outputs, quantize),
             "runtime": runtime, "files_checked": len(manifest["files"])}
+
+
+def _verify_detector_dir(model_dir: Path, manifest: dict) -> dict:
+    """A detector: its graph model in TF.js against its SavedModel, image by image, on the probe
+    pictures; raw tensors and detections (check_detector)."""
+    from app.convert.detector import run_saved
+
+    height, width = manifest["preprocessing"]["size"]
+    _, inputs = detector_probe(height, width, manifest["preprocessing"]["value_range"])
+    reference = run_saved(model_dir / "saved_model", inputs)
+    outputs, runtime = {}, {}
+    if "graph" in manifest["formats"]:
+        names = [manifest["output"]["boxes"]["node"], manifest["output"]["scores"]["node"]]
+        tfjs, runtime = run_tfjs(model_dir, ["graph"], inputs, output_names=names,
+                                 execute=manifest.get("graph_execution") or "executeAsync")
+        outputs["graph"] = {"boxes": tfjs["graph"][names[0]], "scores": tfjs["graph"][names[1]]}
+    reports = check_detector(reference, outputs, {"graph": manifest["quantization"]}, manifest["labels"],
+                             manifest["postprocessing"])
+    return {"reference": "saved_model", "task": "detection", "formats": reports, "runtime": runtime,
+            "files_checked": len(manifest["files"])}

@@ -49,16 +49,24 @@ class Detector:
         return RawDetections(boxes, scores, (time.perf_counter() - start) * 1000)
 
 
+def select(boxes: np.ndarray, scores: np.ndarray, labels: list, score_threshold: float, iou_threshold: float,
+           max_boxes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Steps 1-3 of the module doc on raw boxes [N, 4] and scores [N, 1 + classes]: (the kept
+    anchors, best first; every anchor's best named column; every anchor's best score)."""
+    tf = tf_runtime.tensorflow()
+    named = scores[:, 1:].copy()
+    named[:, [k for k, label in enumerate(labels) if label is None]] = 0  # unnamed columns
+    best = named.argmax(axis=1)
+    best_score = named[np.arange(len(named)), best]
+    keep = tf.image.non_max_suppression(boxes, best_score, max_boxes, iou_threshold=iou_threshold,
+                                        score_threshold=score_threshold).numpy()
+    return keep, best, best_score
+
+
 def postprocess(raw: RawDetections, labels: list, class_ids: list[int], width: int, height: int,
                 score_threshold: float, iou_threshold: float, max_boxes: int) -> list[dict]:
     """The detections (see the module doc), best first; ``width`` x ``height`` is the picture's size."""
-    tf = tf_runtime.tensorflow()
-    scores = raw.scores[:, 1:].copy()
-    scores[:, [k for k, label in enumerate(labels) if label is None]] = 0  # unnamed columns
-    best = scores.argmax(axis=1)
-    best_score = scores[np.arange(len(scores)), best]
-    keep = tf.image.non_max_suppression(raw.boxes, best_score, max_boxes, iou_threshold=iou_threshold,
-                                        score_threshold=score_threshold).numpy()
+    keep, best, best_score = select(raw.boxes, raw.scores, labels, score_threshold, iou_threshold, max_boxes)
     found = []
     for i in keep:
         ymin, xmin, ymax, xmax = (float(v) for v in np.clip(raw.boxes[i], 0, 1))

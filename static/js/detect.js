@@ -26,6 +26,8 @@
  *                    width, height, input: [...]} (the model input that frame became)
  *   numTensors()     tf.memory().numTensors
  *   idle()           Promise: the operations queued so far are done
+ *   execution(m)     how the detector's graph runs: "execute" (the default for graphs without
+ *                    control flow) or "executeAsync"; with no argument, the current one
  */
 import { activateBackend, CHOICES, initialChoice, rememberChoice } from './backend.js';
 import { Camera, cameraProblem } from './camera.js';
@@ -415,6 +417,10 @@ function exposeApi(ready) {
     frames: () => state.frames,
     lastResult: () => (state.last ? { ...state.last, input: undefined } : null),
     maxInFlight: () => state.maxInFlight,
+    execution: (mode) => {
+      if (mode && state.detector) state.detector.execution = mode;
+      return state.detector?.execution ?? null;
+    },
     traceFrames: (count) => new Promise((resolve) => { state.trace = { count, frames: [], resolve }; }),
     numTensors: () => tf.memory().numTensors,
     idle: () => queue.then(() => {}),

@@ -2,8 +2,9 @@
  * A converted Belka detector in the browser: its manifest and its TF.js graph model, cut
  * before non-max suppression (app/convert/detector.py), and the post-processing that the
  * server runs too (app/inference/detection.py):
- *   1. the picture is squashed to the model's input size (bilinear, half-pixel centres),
- *      float32 pixels 0..255;
+ *   1. the picture is squashed to the model's input size (bilinear, half-pixel centres) and
+ *      its pixels scaled to the manifest's value_range (the detector's own preprocessing,
+ *      cut out of its graph at conversion);
  *   2. the model gives every anchor's box (ymin, xmin, ymax, xmax as fractions) and its
  *      sigmoid score per class (column 0: background);
  *   3. per anchor, the best named class and its score; class-agnostic non-max
@@ -11,6 +12,10 @@
  *   4. boxes clipped to [0, 1] and scaled to the picture: bbox = [x, y, width, height] in
  *      its pixels, as @tensorflow-models/coco-ssd gives them.
  * Like coco-ssd: Detector.load(name) -> detect(source, options) -> dispose().
+ *
+ * The graph holds no loop or dynamic op (the manifest's graph_execution is "execute"), so it
+ * runs with the synchronous model.execute(): no executeAsync() bookkeeping per frame and no
+ * "use model.execute() instead" warning. Models converted before that keep executeAsync().
  */
 import { loadGraph, loadManifest } from './model.js';
 import { toModelInput } from './preprocess.js';
@@ -33,6 +38,8 @@ export class Detector {
     this.graph = graph;
     this.loadMs = loadMs;
     this.outputs = [manifest.output.boxes.node, manifest.output.scores.node];
+    /** "execute" or "executeAsync": how the graph runs (bench/detect_bench.py compares both). */
+    this.execution = manifest.graph_execution === 'execute' ? 'execute' : 'executeAsync';
     // 1 for the score columns that have a label, 0 for unused ids (COCO has gaps)
     this.named = tf.tensor1d(manifest.labels.map((label) => (label == null ? 0 : 1)), 'float32');
   }
@@ -65,7 +72,9 @@ export class Detector {
     let scores;
     try {
       const start = performance.now();
-      [boxes, scores] = await this.graph.executeAsync(input, this.outputs);
+      [boxes, scores] = this.execution === 'execute'
+        ? this.graph.execute(input, this.outputs)
+        : await this.graph.executeAsync(input, this.outputs);
       const inferenceMs = since(start);
       const detections = await this.postprocess(boxes, scores, width, height,
         { scoreThreshold, iouThreshold, maxBoxes });

@@ -44,7 +44,7 @@ def expected_detections(boxes, scores, score_threshold, iou_threshold, max_boxes
 
 
 def test_detections_follow_the_post_processing_rules(client, small_detector):
-    image = np.random.default_rng(3).uniform(0, 255, (64, 64, 3)).astype(np.float32)
+    image = np.random.default_rng(3).uniform(-1, 1, (64, 64, 3)).astype(np.float32)
     raw = conversion.run_saved(small_detector["dir"] / "saved_model", image[None])
     boxes, scores = raw["boxes"][0], raw["scores"][0]
     for score_threshold, iou_threshold, max_boxes in [(0.5, 0.5, 20), (0.3, 0.3, 5), (0.0, 0.9, 100)]:
@@ -81,7 +81,7 @@ def test_an_upload_is_resized_and_its_boxes_are_in_its_own_pixels(client):
 
 
 def test_defaults_come_from_the_manifest(client, small_detector):
-    image = np.full((64, 64, 3), 128.0)
+    image = np.full((64, 64, 3), 0.0)
     default = client.post(URL, json={"instances": [image.tolist()]}).json()["detections"]
     explicit = client.post(URL, json={"instances": [image.tolist()], "score_threshold": 0.5,
                                       "iou_threshold": 0.5, "max_boxes": 20}).json()["detections"]
@@ -90,7 +90,7 @@ def test_defaults_come_from_the_manifest(client, small_detector):
 
 
 def test_options_in_the_body_win_over_the_query(client):
-    image = np.random.default_rng(3).uniform(0, 255, (64, 64, 3))
+    image = np.random.default_rng(3).uniform(-1, 1, (64, 64, 3))
     body = client.post(URL + "?max_boxes=1", json={"instances": [image.tolist()], "max_boxes": 3,
                                                     "score_threshold": 0.0}).json()
     assert len(body["detections"]) == 3
