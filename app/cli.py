@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "internet once); DIR: an Object Detection API SavedModel folder; FILE: a TF1 "
                           "Object Detection API frozen graph .pb (default zoo)")
     ssd.add_argument("--size", type=_size, default=None, metavar="HxW",
-                     help="the detector's input size (the zoo model: 320x320; needed for DIR)")
+                     help="the detector's input size, only for a model that fixes none itself (Belka "
+                          "reads it from the graph or the pipeline.config next to it)")
     ssd.add_argument("--labels", type=Path, default=None,
                      help="class names, one per score column after the background (default: COCO's, "
                           "by id 1..90)")
@@ -154,7 +155,7 @@ def _size(text: str) -> tuple[int, int]:
     try:
         height, width = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW such as 320x320, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected HxW such as 300x300, got {text!r}") from None
     if not (16 <= height <= 2048 and 16 <= width <= 2048):
         raise argparse.ArgumentTypeError(f"height and width must be from 16 to 2048 pixels, got {text!r}")
     return height, width

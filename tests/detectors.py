@@ -65,7 +65,8 @@ def decode(encodings, logits, prior):
 def export_detector(head, out: Path, size: int, grid: int, anchor_scale: float = 0.25,
                     preprocess: str = "loop") -> Path:
     """Write ``head`` as an Object Detection API-style TF2 SavedModel (see the module doc).
-    ``preprocess="batch"`` resizes the whole batch at once instead: no loop on the input path."""
+    ``preprocess="batch"`` resizes the whole batch at once instead: no loop on the input path;
+    ``"none"`` only scales (the pictures must come at the network's size)."""
     tf = tf_runtime.tensorflow()
     prior = tf.constant(anchors(grid, anchor_scale))
 
@@ -73,6 +74,8 @@ def export_detector(head, out: Path, size: int, grid: int, anchor_scale: float =
         scaled = lambda image: tf.image.resize(tf.cast(image, tf.float32) / 127.5 - 1.0, (size, size))  # noqa: E731
         if preprocess == "batch":
             return scaled(input_tensor)
+        if preprocess == "none":
+            return tf.cast(input_tensor, tf.float32) / 127.5 - 1.0
         return tf.map_fn(scaled, input_tensor, fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
 
     class Detector(tf.Module):

@@ -126,7 +126,8 @@ def _cut_at_input(graph_def, graph, input_name, outputs, size, pipeline_size) ->
         raise BadInput("this detector's graph does not fix its input size: give it with --size HxW "
                        "(the size it was trained at)")
     size_from = "--size" if size else "pipeline.config" if pipeline_size else "graph"
-    kept = graph_util.extract_sub_graph(_without_control_inputs(graph_def), [_node_of(o) for o in outputs])
+    kept = _prune_library(graph_util.extract_sub_graph(_without_control_inputs(graph_def),
+                                                       [_node_of(o) for o in outputs]))
     dtype = graph.get_tensor_by_name(_tensor_name(input_name)).dtype
     return CutGraph(kept, _tensor_name(input_name), dtype, outputs, tuple(chosen), size_from, (0.0, 255.0), False,
                     [f"input size {chosen[0]}x{chosen[1]}, from the {size_from}",
@@ -196,9 +197,7 @@ def _rewire(graph_def, start: str, dtype, size, outputs):
         copy.CopyFrom(node)
         del copy.input[:]
         copy.input.extend(CUT_INPUT if _tensor_name(i) == start else i for i in node.input if not i.startswith("^"))
-    kept = graph_util.extract_sub_graph(rewired, [_node_of(o) for o in outputs])
-    del kept.library.function[:]  # a loop-free network calls no functions
-    return kept
+    return _prune_library(graph_util.extract_sub_graph(rewired, [_node_of(o) for o in outputs]))
 
 
 def _preprocessing(graph_def, input_name: str, start: str):
@@ -278,6 +277,34 @@ def _resize_size(graph) -> tuple[int, int] | None:
         if op.type in RESIZE_OPS and op.inputs[1].op.type == "Const":
             sizes.add(tuple(int(v) for v in tf_runtime.tensorflow().make_ndarray(op.inputs[1].op.get_attr("value"))))
     return sizes.pop() if len(sizes) == 1 else None
+
+
+def _prune_library(graph_def):
+    """Drop the library functions that no kept node calls (the loops and the NMS's helpers)."""
+    functions = {f.signature.name: f for f in graph_def.library.function}
+
+    def called(nodes) -> set[str]:
+        names = set()
+        for node in nodes:
+            for value in node.attr.values():
+                if value.HasField("func"):
+                    names.add(value.func.name)
+                names |= {f.name for f in value.list.func}
+            if node.op in functions:
+                names.add(node.op)
+        return names
+
+    needed, todo = set(), called(graph_def.node)
+    while todo:
+        name = todo.pop()
+        if name in needed or name not in functions:
+            continue
+        needed.add(name)
+        todo |= called(functions[name].node_def)
+    kept = [f for f in graph_def.library.function if f.signature.name in needed]
+    del graph_def.library.function[:]
+    graph_def.library.function.extend(kept)
+    return graph_def
 
 
 def _without_control_inputs(graph_def):
