@@ -7,27 +7,46 @@ Two detectors, each converted with ``belka convert coco-ssd`` and served on its 
 - ``squares``: the small SSD-style detector the tests train here (tests/detectors.py, 64x64
   input, ~11 s of training), exported like an Object Detection API SavedModel and converted
   with ``--source DIR``;
-- ``coco-ssd``: the real zoo model (ssd_mobilenet_v2_320x320_coco17, 320x320 input), converted
-  with ``--source zoo`` (downloaded once into ~/.keras/models), or from a local copy of the
-  zoo's SavedModel with ``--zoo-dir DIR`` (``--size 320x320``). Offline without a copy the
-  conversion exits with code 4; the report then says ``{"available": false, "reason": ...}``
-  (the first line of its error) and the table says so. ``--no-zoo`` skips it.
+- ``coco-ssd``: the zoo-architecture model, ssd_mobilenet_v2_320x320_coco17_tpu-8 (MobileNetV2
+  SSD, 1917 anchors, 91 score columns), converted without ``--size``: the converter reads its
+  input size from the graph (300x300: the zoo's pipeline resizes to 300x300 despite the
+  name). Its source, in this order: ``--zoo-dir DIR`` (a local copy of the zoo's SavedModel,
+  its unpacked folder or saved_model/ inside; the developers pass their random-weights copy
+  of the zoo's graph, whose timings are the real model's and whose detections are noise);
+  else ``--source zoo``
+  (downloaded once into ~/.keras/models). Offline without a copy the conversion exits with
+  code 4; the report then says ``{"available": false, "reason": ...}`` (the first line of
+  its error) and the table says so. ``--no-zoo`` skips it.
 
 1. For each TF.js backend (webgpu, webgl, wasm, cpu; ``--backends``) in a fresh browser
    context, the real page at ``/detect?backend=NAME`` with Chromium's fake camera playing a
    clip of a white square moving on grey noise (128x128, the tests' clip): start the camera
-   (``belka.startCamera()``), warm up (``--warmup`` seconds and ``--warmup-frames`` frames,
-   whichever comes last; at most 60 s), then for ``--seconds`` count the frames the page's
-   loop processes (``belka.frames()``: ``fps`` = frames / elapsed) and read every frame's
-   ``inferenceMs`` from ``belka.lastResult()`` (a requestAnimationFrame loop in the page: the
-   page's own loop takes at most one frame per animation frame, so none is missed, and
-   nothing is copied, unlike ``traceFrames``). Also recorded: the FPS the page shows
-   (``[data-field=fps]``, its last 2 s) and ``belka.numTensors()`` at the start and end of the
-   timed run, its range over it, and after the camera stops (``tensors_flat``: back at the
-   run's minimum, the between-frames count; a frame in flight holds about six tensors).
-   The page processes frames back to back (the next one when the last one's boxes are
-   drawn), not only new camera frames, so fps is the detector's throughput, not the clip's
-   frame rate. A backend the browser cannot start is reported as unavailable.
+   (``belka.startCamera()``), warm up in the page's own graph execution (``--warmup``
+   seconds and ``--warmup-frames`` frames, whichever comes last; at most 30 s once 2 frames
+   are done), then the timed run: ``--seconds`` with ``model.execute()`` and ``--seconds``
+   with ``model.executeAsync()`` (``belka.execution(mode)``), interleaved in ``--rounds``
+   (2) segments each (execute, executeAsync, execute, executeAsync), every segment at least
+   ``--min-frames`` (2) frames. Segments start and end when a frame's result appears (the
+   page's loop waits for an animation frame between frames, and the measuring loop, one
+   requestAnimationFrame poll per animation frame, sees the result first), so the mode is
+   switched between frames and every timed frame ran in its segment's mode. Per mode:
+   ``frame_ms`` = elapsed / frames (the page's time per frame, end to end: grabbing the video
+   frame, the model, NMS, drawing the boxes), ``fps``, and the median of every frame's
+   ``inferenceMs`` (``belka.lastResult()``: the graph call only; on webgl and webgpu
+   ``execute()`` returns before the GPU is done, so only ``frame_ms`` compares the two modes
+   there); ``ratio`` = execute / executeAsync. The backend's ``fps`` and
+   ``median_inference_ms`` are those of the mode the page uses (the manifest's
+   ``graph_execution``). Also recorded: the FPS the page shows (``[data-field=fps]``, its last
+   2 s, at the end of the run), ``belka.numTensors()`` at the start and end of the timed run,
+   its range over it, its range at frame ends per mode (the between-frames count: it must
+   not grow), and after the camera stops at the end of the last frame (``tensors_flat``: back
+   at the run's minimum; a frame in flight holds about six tensors), and the page's console
+   warnings and errors. The page processes frames back to back (the next one when the last
+   one's boxes are drawn), not only new camera frames, so fps is the detector's throughput,
+   not the clip's frame rate. A backend the browser cannot start is reported as
+   unavailable, and one where a frame after the first takes over ``--max-frame-s`` (15 s) is
+   skipped (``"skipped"``: webgpu on SwiftShader with the zoo-architecture model, 20-30 s a
+   frame; cpu takes 5-9 s).
 2. The server: POST /api/models/<name>/detect, once untimed (loads the SavedModel), then the
    median of ``--server-runs`` (20) requests: the response's ``timings.inference_ms`` and the
    request's wall time, for a PNG of a clip frame (multipart ``file``: the server decodes and
@@ -42,11 +61,13 @@ frame, drawing the boxes) than about inference.
 How to run (after `make test` or `make run` has set things up)::
 
     .venv/bin/python bench/detect_bench.py [--backends webgpu,webgl,wasm,cpu] [--seconds 10]
-        [--zoo-dir DIR | --no-zoo]
+        [--rounds 2] [--min-frames 2] [--max-frame-s 15] [--zoo-dir DIR | --no-zoo]
 
-Writes bench/results/detect.json and prints two tables (page, server). About 2-3 minutes on
-2 cores offline (training ~15 s, conversion ~30 s, ~20 s per backend incl. page load and
-warm-up); the zoo model adds its conversion and, on cpu/webgpu, slow frames.
+Writes bench/results/detect.json and prints three tables (page, execute vs executeAsync,
+server). On 2 cores, ``--backends wasm,webgl,cpu,webgpu --seconds 8``: about 8 minutes
+(training ~15 s, conversions ~10 s and 70-100 s, the squares ~20-40 s per backend, the
+zoo-architecture model ~25 s on wasm, ~1 min on webgl (2-4 s a frame) and ~2 min on cpu (6-8 s
+a frame); on webgpu ~1 min to load it, see one frame and skip it); without webgpu about 6.
 """
 from __future__ import annotations
 
@@ -74,47 +95,94 @@ from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, serve  # noqa: E402
 from tests.browser.test_detect import FAKE_CAMERA, SIZE, clip_frame, write_y4m  # noqa: E402
 
 BACKENDS = ("webgpu", "webgl", "wasm", "cpu")
+MODES = ("execute", "executeAsync")
 READY_TIMEOUT_MS = 180_000
-ZOO_SIZE = "320x320"
 
-# Warm-up, then the timed run, all in the page: every frame's inferenceMs (polled once per
-# animation frame, which is as often as the page's loop can take a frame) and numTensors.
+# Warm-up, then the timed run, all in the page: segments in alternating graph execution modes,
+# each from one frame's end to another's (polled once per animation frame, which is as often
+# as the page's loop can take a frame: at a frame's end the poll runs before the loop takes
+# the next frame, so the mode switch falls between frames), every frame's inferenceMs and
+# numTensors. The camera is stopped at the last frame's end.
 MEASURE = """
-async ({warmupMs, warmupFrames, seconds}) => {
+async ({warmupMs, warmupFrames, segmentMs, minFrames, maxFrameMs, modes}) => {
   const b = window.belka;
-  const animationFrame = () => new Promise((resolve) => requestAnimationFrame(() => resolve()));
+  // one requestAnimationFrame outstanding at a time, registered as soon as the last one ran (so it
+  // runs before the page loop's, which is registered when a frame ends); at most 1 s, in case
+  // animation frames stall (SwiftShader's WebGPU busy)
+  let pending = null;
+  const animationFrame = () => Promise.race([
+    pending ??= new Promise((resolve) => requestAnimationFrame(() => { pending = null; resolve(); })),
+    new Promise((resolve) => setTimeout(resolve, 1000))]);
+  const pageMode = b.execution();
   const began = performance.now();
+  let seen = b.frames(), done = 0, lastEnd = null, frameMs = null;
   while (true) {
-    const waited = performance.now() - began;
-    const frames = b.frames();
-    if (waited >= warmupMs && frames >= warmupFrames) break;
-    if (waited >= Math.max(warmupMs, 60000) && frames >= 2) break;
-    if (waited >= 180000) break;
     await animationFrame();
+    const now = performance.now();
+    const frames = b.frames();
+    if (frames === seen) {
+      // after the first frame (which may set things up), one over maxFrameMs is enough to skip
+      if (lastEnd !== null && now - lastEnd > maxFrameMs) {
+        frameMs = now - lastEnd;
+        break;
+      }
+      if (now - began >= Math.max(2 * maxFrameMs, 60000)) break;
+      continue;
+    }
+    if (lastEnd !== null) frameMs = (now - lastEnd) / (frames - seen);
+    lastEnd = now;
+    seen = frames;
+    done += 1;
+    const waited = now - began;
+    if (done < 2) continue;
+    if (waited >= warmupMs && frames >= warmupFrames) break;
+    if (waited >= Math.max(warmupMs, 30000)) break;
   }
-  const warmup = {ms: performance.now() - began, frames: b.frames()};
+  const warmup = {ms: performance.now() - began, frames: b.frames(), frameMs};
+  if (frameMs === null || frameMs > maxFrameMs) {
+    b.stopCamera();
+    const why = frameMs === null ? `no frame in ${(warmup.ms / 1000).toFixed(0)} s of warm-up`
+      : `a frame took at least ${(frameMs / 1000).toFixed(1)} s (--max-frame-s ${maxFrameMs / 1000})`;
+    return {warmup, pageMode, skipped: why};
+  }
+  // here a frame has just ended: the page's loop takes the next one after this animation frame
   const tensorsStart = b.numTensors();
   let tensorsMin = tensorsStart, tensorsMax = tensorsStart;
-  const framesStart = b.frames();
-  let seen = b.lastResult()?.frame;
-  const inference = [];
-  const start = performance.now();
-  while (performance.now() - start < seconds * 1000) {
-    await animationFrame();
-    const last = b.lastResult();
-    if (last && last.frame !== seen && last.frame > framesStart) {
-      seen = last.frame;
-      inference.push(last.inferenceMs);
+  const segments = [];
+  for (const mode of modes) {
+    b.execution(mode);
+    const start = performance.now();
+    const framesStart = b.frames();
+    const atEnds = [b.numTensors()];
+    const inference = [];
+    let count = framesStart, elapsedMs = 0;
+    while (true) {
+      await animationFrame();
+      const n = b.numTensors();
+      tensorsMin = Math.min(tensorsMin, n);
+      tensorsMax = Math.max(tensorsMax, n);
+      const now = performance.now();
+      const frames = b.frames();
+      if (frames === count) {
+        if (now - start > Math.max(segmentMs, minFrames * maxFrameMs) + 120000) break;  // stuck
+        continue;
+      }
+      count = frames;
+      elapsedMs = now - start;
+      inference.push(b.lastResult().inferenceMs);
+      atEnds.push(n);
+      if (elapsedMs >= segmentMs && frames - framesStart >= minFrames) break;
     }
-    const n = b.numTensors();
-    tensorsMin = Math.min(tensorsMin, n);
-    tensorsMax = Math.max(tensorsMax, n);
+    segments.push({mode, frames: count - framesStart, elapsedMs, inference,
+                   tensorsAtEnds: [Math.min(...atEnds), Math.max(...atEnds)]});
   }
-  const elapsedMs = performance.now() - start;
-  const frames = b.frames() - framesStart;
   const field = document.querySelector('[data-field=fps]');
-  return {warmup, frames, elapsedMs, inference, tensorsStart, tensorsEnd: b.numTensors(), tensorsMin, tensorsMax,
-          fpsShown: field ? field.textContent.trim() : null, maxInFlight: b.maxInFlight()};
+  const fpsShown = field ? field.textContent.trim() : null;
+  const tensorsEnd = b.numTensors();
+  b.stopCamera();
+  b.execution(pageMode);
+  return {warmup, pageMode, segments, tensorsStart, tensorsEnd, tensorsMin, tensorsMax, fpsShown,
+          maxInFlight: b.maxInFlight()};
 }
 """
 
@@ -183,10 +251,38 @@ def clip_png() -> bytes:
     return buffer.getvalue()
 
 
+def mode_summary(segments: list) -> dict:
+    """One execution mode's segments: fps, time per frame, inference ms, tensors at frame ends."""
+    frames = sum(seg["frames"] for seg in segments)
+    elapsed = sum(seg["elapsedMs"] for seg in segments)
+    times = [t for seg in segments for t in seg["inference"]]
+    return {
+        "fps": round(frames / (elapsed / 1000), 2) if frames and elapsed else None,
+        "frame_ms": ms(elapsed / frames) if frames else None,
+        "frames": frames, "elapsed_s": round(elapsed / 1000, 2), "segments": len(segments),
+        "median_inference_ms": ms(statistics.median(times)) if times else None,
+        "min_inference_ms": ms(min(times)) if times else None,
+        "inference_samples": len(times),
+        "tensors_at_frame_ends": [min(seg["tensorsAtEnds"][0] for seg in segments),
+                                  max(seg["tensorsAtEnds"][1] for seg in segments)],
+    }
+
+
+def ratio(a, b) -> float | None:
+    return round(a / b, 2) if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else None
+
+
 def measure_backend(browser, base: str, backend: str, args, png_b64: str, want_input: bool) -> dict:
     context, page, status = open_page(browser, f"{base}/detect?backend={backend}", READY_TIMEOUT_MS)
     errors: list[str] = []
+    console: dict[str, int] = {}
     page.on("pageerror", lambda e: errors.append(str(e)))
+
+    def on_console(message) -> None:
+        if message.type in ("warning", "error"):
+            text = f"{message.type}: {message.text[:200]}"
+            console[text] = console.get(text, 0) + 1
+    page.on("console", on_console)
     try:
         if not status.get("ok"):
             return {"available": False, "error": status.get("error")}
@@ -197,23 +293,42 @@ def measure_backend(browser, base: str, backend: str, args, png_b64: str, want_i
         started = page.evaluate("window.belka.startCamera()")
         if not started.get("ok"):
             return {"available": False, "error": f"camera: {started.get('error')}"}
+        modes = [mode for _ in range(args.rounds) for mode in MODES]
         out = page.evaluate(MEASURE, {"warmupMs": args.warmup * 1000, "warmupFrames": args.warmup_frames,
-                                      "seconds": args.seconds})
-        page.evaluate("window.belka.stopCamera()")
-        time.sleep(0.3)  # the frame in flight at stop finishes (a mid-frame count includes its ~6 tensors)
+                                      "segmentMs": args.seconds / args.rounds * 1000, "minFrames": args.min_frames,
+                                      "maxFrameMs": args.max_frame_s * 1000, "modes": modes})
+        warmup = {"s": round(out["warmup"]["ms"] / 1000, 2), "frames": out["warmup"]["frames"],
+                  "frame_ms": ms(out["warmup"]["frameMs"]) if out["warmup"]["frameMs"] is not None else None}
+        if "skipped" in out:
+            return {"available": True, "skipped": out["skipped"], "graph_execution": out["pageMode"],
+                    "warmup": warmup, "page_errors": errors[:5], "console": console}
+        # the camera stopped at a frame's end; a frame still in flight (a stuck segment) gets time to finish
+        slowest = max((seg["elapsedMs"] / max(seg["frames"], 1) for seg in out["segments"]), default=0)
+        deadline = time.monotonic() + max(0.3, 2 * slowest / 1000)
+        time.sleep(0.3)
         after_stop = page.evaluate("window.belka.numTensors()")
+        while after_stop != out["tensorsMin"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+            after_stop = page.evaluate("window.belka.numTensors()")
         banner = page.locator('[data-topic="detect"]')
         page_error = banner.inner_text() if banner.count() else None
-        times = out["inference"]
+        per_mode = {mode: mode_summary([seg for seg in out["segments"] if seg["mode"] == mode]) for mode in MODES}
+        own = per_mode[out["pageMode"]] if out["pageMode"] in per_mode else per_mode["executeAsync"]
         entry = {
             "available": True,
-            "fps": round(out["frames"] / (out["elapsedMs"] / 1000), 2),
-            "frames": out["frames"], "elapsed_s": round(out["elapsedMs"] / 1000, 2),
-            "median_inference_ms": ms(statistics.median(times)) if times else None,
-            "min_inference_ms": ms(min(times)) if times else None,
-            "inference_samples": len(times),
+            "graph_execution": out["pageMode"],
+            # fps and inference in the page's own mode (graph_execution); both modes under "execution"
+            "fps": own["fps"], "frames": own["frames"], "elapsed_s": own["elapsed_s"],
+            "median_inference_ms": own["median_inference_ms"], "min_inference_ms": own["min_inference_ms"],
+            "inference_samples": own["inference_samples"],
+            "execution": {**per_mode,
+                          "ratio": {"frame_ms": ratio(per_mode["execute"]["frame_ms"],
+                                                      per_mode["executeAsync"]["frame_ms"]),
+                                    "median_inference_ms": ratio(per_mode["execute"]["median_inference_ms"],
+                                                                 per_mode["executeAsync"]["median_inference_ms"])},
+                          "order": modes},
             "fps_shown": out["fpsShown"],
-            "warmup": {"s": round(out["warmup"]["ms"] / 1000, 2), "frames": out["warmup"]["frames"]},
+            "warmup": warmup,
             "tensors": {"start": out["tensorsStart"], "end": out["tensorsEnd"],
                         "min": out["tensorsMin"], "max": out["tensorsMax"], "after_stop": after_stop},
             # between frames the count is its minimum; after the loop stops it must be back there
@@ -227,6 +342,7 @@ def measure_backend(browser, base: str, backend: str, args, png_b64: str, want_i
             except Exception as exc:  # noqa: BLE001 - e.g. SwiftShader's WebGPU running out of buffers
                 entry["input_error"] = str(exc).splitlines()[0][:300]
         entry["page_errors"] = errors[:5]
+        entry["console"] = console
         return entry
     finally:
         context.close()
@@ -288,8 +404,10 @@ def fmt(value, spec: str = ">9.1f", width: int = 9) -> str:
 
 def print_tables(report: dict) -> None:
     results = report["results"]
-    print(f"\nDetect page, fake camera ({report['seconds']:g} s per backend after warm-up)")
-    print(f"{'model':<9} {'backend':<7} {'fps':>7} {'shown':>6} {'median ms':>9} {'frames':>6} {'tensors':>13}")
+    print(f"\nDetect page, fake camera ({report['seconds']:g} s per execution mode and backend after warm-up; "
+          f"fps and median ms in the page's own mode)")
+    print(f"{'model':<9} {'backend':<7} {'mode':<12} {'fps':>7} {'shown':>6} {'median ms':>9} {'frames':>6} "
+          f"{'tensors':>13}")
     for model, entry in results.items():
         if not entry["available"]:
             code = f" (exit {entry['exit_code']})" if "exit_code" in entry else ""
@@ -299,10 +417,28 @@ def print_tables(report: dict) -> None:
             if not r["available"]:
                 print(f"{model:<9} {backend:<7} unavailable: {r['error']}")
                 continue
+            if r.get("skipped"):
+                print(f"{model:<9} {backend:<7} skipped: {r['skipped']}")
+                continue
             t = r["tensors"]
             tensors = f"flat ({t['after_stop']})" if r["tensors_flat"] else f"{t['min']}->{t['after_stop']}"
-            print(f"{model:<9} {backend:<7} {fmt(r['fps'], '>7.1f', 7)} {r['fps_shown'] or '-':>6} "
-                  f"{fmt(r['median_inference_ms'])} {r['frames']:>6} {tensors:>13}")
+            print(f"{model:<9} {backend:<7} {r['graph_execution']:<12} {fmt(r['fps'], '>7.1f', 7)} "
+                  f"{r['fps_shown'] or '-':>6} {fmt(r['median_inference_ms'])} {r['frames']:>6} {tensors:>13}")
+    print("\nexecute() vs executeAsync(), same page, interleaved (ms per frame end to end, fps, median "
+          "inferenceMs; ratio = execute / executeAsync)")
+    print(f"{'model':<9} {'backend':<7} {'exec ms':>9} {'fps':>6} {'inf ms':>8} {'async ms':>9} {'fps':>6} "
+          f"{'inf ms':>8} {'ratio':>6} {'inf ratio':>9}")
+    for model, entry in results.items():
+        if not entry["available"]:
+            continue
+        for backend, r in entry["backends"].items():
+            if not r["available"] or r.get("skipped"):
+                continue
+            e, a_, q = r["execution"]["execute"], r["execution"]["executeAsync"], r["execution"]["ratio"]
+            print(f"{model:<9} {backend:<7} {fmt(e['frame_ms'])} {fmt(e['fps'], '>6.1f', 6)} "
+                  f"{fmt(e['median_inference_ms'], '>8.1f', 8)} {fmt(a_['frame_ms'])} {fmt(a_['fps'], '>6.1f', 6)} "
+                  f"{fmt(a_['median_inference_ms'], '>8.1f', 8)} {fmt(q['frame_ms'], '>6.2f', 6)} "
+                  f"{fmt(q['median_inference_ms'], '>9.2f', 9)}")
     print(f"\nServer: POST /api/models/NAME/detect (ms, median of {report['server_runs']})")
     print(f"{'model':<9} {'input':<12} {'inference':>9} {'wall':>9} {'first wall':>10}")
     for model, entry in results.items():
@@ -323,20 +459,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "detect.json")
     parser.add_argument("--backends", default=",".join(BACKENDS))
-    parser.add_argument("--seconds", type=float, default=10.0, help="timed run per backend, after the warm-up")
+    parser.add_argument("--seconds", type=float, default=10.0,
+                        help="timed run per execution mode and backend, after the warm-up")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="segments per execution mode, interleaved (execute, executeAsync, ...)")
+    parser.add_argument("--min-frames", type=int, default=2, help="frames per segment at least (slow backends)")
+    parser.add_argument("--max-frame-s", type=float, default=15.0,
+                        help="skip a backend whose frames take longer than this, after the first one")
     parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds (with --warmup-frames)")
     parser.add_argument("--warmup-frames", type=int, default=10)
     parser.add_argument("--server-runs", type=int, default=20)
     zoo = parser.add_mutually_exclusive_group()
     zoo.add_argument("--zoo-dir", type=Path, default=None,
                      help="a local copy of the zoo's ssd_mobilenet_v2_320x320_coco17 SavedModel (its unpacked "
-                          "folder or saved_model/ inside) instead of downloading it")
-    zoo.add_argument("--no-zoo", action="store_true", help="skip the zoo model")
+                          "folder or saved_model/ inside); default: --source zoo (downloads it)")
+    zoo.add_argument("--no-zoo", action="store_true", help="skip the zoo-architecture model")
     args = parser.parse_args()
     backends = [b for b in args.backends.split(",") if b]
     for name in backends:
         if name not in BACKENDS:
             parser.error(f"unknown backend {name!r} (use {', '.join(BACKENDS)})")
+    if args.rounds < 1 or args.min_frames < 1:
+        parser.error("--rounds and --min-frames must be at least 1")
 
     png = clip_png()
     tmp = Path(tempfile.mkdtemp(prefix="belka-detect-bench-"))
@@ -346,24 +490,33 @@ def main() -> None:
         print("training and converting the square detector ...", file=sys.stderr)
         summary, train_s, convert_s = square_detector(tmp / "squares")
         models = {"squares": (tmp / "squares" / "models", summary)}
-        results["squares"] = {"available": True, "input": f"{SIZE}x{SIZE}", "train_s": round(train_s, 1),
+        squares_manifest = json.loads((Path(summary["path"]) / "manifest.json").read_text())
+        results["squares"] = {"available": True, "input": f"{SIZE}x{SIZE}",
+                              "graph_execution": squares_manifest.get("graph_execution"), "train_s": round(train_s, 1),
                               "convert_s": round(convert_s, 1), "graph_bytes": summary["bytes"].get("graph")}
 
         if args.no_zoo:
             results["coco-ssd"] = {"available": False, "reason": "skipped (--no-zoo)"}
         else:
-            source = ["--source", args.zoo_dir, "--size", ZOO_SIZE] if args.zoo_dir else ["--source", "zoo"]
-            print(f"converting the zoo's COCO SSD ({'--zoo-dir ' + str(args.zoo_dir) if args.zoo_dir else 'zoo'}) "
-                  "...", file=sys.stderr)
+            if args.zoo_dir:
+                source, described = args.zoo_dir, str(args.zoo_dir)
+            else:
+                source, described = "zoo", "zoo"
+            print(f"converting the zoo-architecture SSD ({source}) ...", file=sys.stderr)
             started = time.perf_counter()
-            summary, reason, code = convert(source, tmp / "zoo", "coco-ssd")
+            summary, reason, code = convert(["--source", source], tmp / "zoo", "coco-ssd")
             if summary is None:
-                results["coco-ssd"] = {"available": False, "reason": reason, "exit_code": code}
+                results["coco-ssd"] = {"available": False, "source": described, "reason": reason, "exit_code": code}
                 print(f"  not available (exit {code}): {reason}", file=sys.stderr)
             else:
                 models["coco-ssd"] = (tmp / "zoo", summary)
-                results["coco-ssd"] = {"available": True, "input": ZOO_SIZE,
-                                       "source": str(args.zoo_dir) if args.zoo_dir else "zoo",
+                manifest = json.loads((Path(summary["path"]) / "manifest.json").read_text())
+                _, height, width, _ = manifest["input"]["shape"]
+                results["coco-ssd"] = {"available": True, "input": f"{height}x{width}",
+                                       "input_size_from": manifest["source"].get("input_size_from"),
+                                       "graph_execution": manifest.get("graph_execution"),
+                                       "source": described,
+                                       "source_path": None if source == "zoo" else str(source),
                                        "convert_s": round(time.perf_counter() - started, 1),
                                        "graph_bytes": summary["bytes"].get("graph")}
 
@@ -381,14 +534,16 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
     report = {
-        "benchmark": "detect page on a fake camera per TF.js backend (fps, inference), and the server's detect",
+        "benchmark": "detect page on a fake camera per TF.js backend (fps, inference, execute() vs executeAsync()), "
+                     "and the server's detect",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                     "loadavg_at_end": [round(v, 2) for v in os.getloadavg()]},
         "chromium": chromium_version,
         "note": "webgpu and webgl run on SwiftShader (CPU) here; the clip is 128x128 grey noise with a moving "
                 "white square",
-        "seconds": args.seconds, "warmup": {"s": args.warmup, "frames": args.warmup_frames},
+        "seconds": args.seconds, "rounds": args.rounds, "min_frames": args.min_frames,
+        "max_frame_s": args.max_frame_s, "warmup": {"s": args.warmup, "frames": args.warmup_frames},
         "server_runs": args.server_runs, "total_s": round(time.monotonic() - began, 1),
         "results": results,
     }

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from app import tf_runtime
+from app.convert.verify import iou  # noqa: F401 - the tests' IoU is the verification's
 
 
 def anchors(grid: int, scale: float) -> np.ndarray:
@@ -125,6 +126,7 @@ def export_frozen_graph(head, out: Path, size: int, grid: int, anchor_scale: flo
         with tf.compat.v1.name_scope("Preprocessor"):
             floats = tf.cast(image_tensor, tf.float32, name="ToFloat")
 
+            @tf.autograph.experimental.do_not_convert
             def resize(image):  # the exporter's per-image loop: resize, and the image's true shape
                 resized = tf.compat.v1.image.resize_images(image, [size, size])
                 return resized, tf.shape(resized)
@@ -145,6 +147,7 @@ def export_frozen_graph(head, out: Path, size: int, grid: int, anchor_scale: flo
             expanded = tf.expand_dims(boxes, 2, name="ExpandDims_1")
             sliced = tf.slice(scores, [0, 0, 1], [-1, -1, -1], name="Slice")
             with tf.compat.v1.name_scope("BatchMultiClassNonMaxSuppression"):
+                @tf.autograph.experimental.do_not_convert
                 def suppress(args):
                     image_boxes, image_scores, shape = args
                     check = tf.debugging.Assert(tf.reduce_all(shape > 0), [shape])
@@ -212,12 +215,3 @@ def train_square_detector(size: int = 64, grid: int = 8, side: int = 16, steps: 
         step(tf.constant(images / 127.5 - 1.0, tf.float32), tf.constant(classes), tf.constant(cell),
              tf.constant(encodings))
     return head
-
-
-def iou(a, b) -> float:
-    """Intersection over union of two boxes (ymin, xmin, ymax, xmax)."""
-    ya, xa = max(a[0], b[0]), max(a[1], b[1])
-    yb, xb = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, yb - ya) * max(0.0, xb - xa)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0

@@ -266,7 +266,7 @@ def _match(i: int, ref: dict, cand: dict, candidates: list[int]):
             continue
         if abs(float(cand["best_score"][j]) - float(ref["best_score"][i])) > DETECTION_SCORE_TOLERANCE:
             continue
-        overlap = _iou(ref["boxes"][i], cand["boxes"][j])
+        overlap = iou(ref["boxes"][i], cand["boxes"][j])
         if overlap >= DETECTION_MIN_IOU and (best is None or overlap > best[1]):
             best = (j, overlap)
     return best
@@ -289,13 +289,14 @@ def _coin_toss(i: int, own: dict, other: dict, settings) -> bool:
     if len(other["keep"]) == max_boxes and score <= float(other["best_score"][other["keep"][-1]]) + tol:
         return True
     for j in set(own["keep"]) | set(other["keep"]):
-        if j != i and _iou(own["boxes"][i], own["boxes"][j]) > iou_threshold - 0.01 and \
+        if j != i and iou(own["boxes"][i], own["boxes"][j]) > iou_threshold - 0.01 and \
                 abs(float(other["best_score"][j]) - score) <= 2 * tol:
             return True
     return False
 
 
-def _iou(a, b) -> float:
+def iou(a, b) -> float:
+    """Intersection over union of two boxes (ymin, xmin, ymax, xmax)."""
     ya, xa = max(a[0], b[0]), max(a[1], b[1])
     yb, xb = min(a[2], b[2]), min(a[3], b[3])
     inter = max(0.0, yb - ya) * max(0.0, xb - xa)

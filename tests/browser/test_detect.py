@@ -111,8 +111,9 @@ def wait_for(page, expression: str, timeout_s: float = 120):
 
 
 def square_in(model_input: list[float]) -> list[float]:
-    """Where the white square is in a model input (fractions ymin, xmin, ymax, xmax)."""
-    bright = np.array(model_input, np.float32).reshape(SIZE, SIZE, 3).mean(axis=2) > 180
+    """Where the white square is in a model input (pixels scaled to -1..1, the exported detector's
+    own preprocessing: fractions ymin, xmin, ymax, xmax)."""
+    bright = np.array(model_input, np.float32).reshape(SIZE, SIZE, 3).mean(axis=2) > 180 / 127.5 - 1
     rows, cols = np.nonzero(bright)
     return [rows.min() / SIZE, cols.min() / SIZE, (rows.max() + 1) / SIZE, (cols.max() + 1) / SIZE]
 
