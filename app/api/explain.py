@@ -109,7 +109,7 @@ async def explain(name: str, request: Request,
         raise BadRequest(422, str(exc)) from exc
     total_ms = (time.perf_counter() - start) * 1000
 
-    pixels = heatmap_image.input_pixels(image, manifest["preprocessing"]["value_range"])
+    pixels = heatmap_image.input_pixels(image, manifest["preprocessing"])
     overlay = await asyncio.to_thread(heatmap_image.overlay_png, pixels, result.heatmap)
     if fmt == "png":
         return Response(overlay, media_type="image/png")

@@ -1,14 +1,18 @@
 """Write the three artifact formats from a SourceModel.
 
-- saved_model/: a TF SavedModel with one ``serving_default`` signature
-  (float32 images in, one output tensor out). The server loads it; the graph
-  model is converted from it.
-- graph/: ``tfjs_graph_model`` (tensorflowjs converter, optimised, fastest in the browser).
-- layers/: ``tfjs_layers_model`` written from the legacy Keras model (the only
-  Keras JSON that TF.js 4.22 can read), needed for gradients (Grad-CAM).
+- saved_model/: a TF SavedModel exported from the ORIGINAL model, with a ``serving_default``
+  signature (float32 images in, one output tensor out) that the server runs, and for
+  Grad-CAM ``belka_features`` (output and feature maps) and ``belka_gradcam``.
+- graph/: ``tfjs_graph_model`` (tensorflowjs converter, optimised, fastest in the browser),
+  converted from ``belka_features`` when there is one: its ``output`` is what the page
+  shows, its ``features`` node is where the page feeds feature maps to differentiate the
+  rest (Grad-CAM without a layers model).
+- layers/: ``tfjs_layers_model`` written from the legacy Keras rebuild (the only
+  Keras JSON that TF.js 4.22 can read), when one can be made (layers_model.py).
 """
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -18,6 +22,8 @@ from app.convert.errors import BadInput
 from app.convert.sources import SourceModel
 
 SHARD_BYTES = 4 * 1024 * 1024
+FEATURES_SIGNATURE = "belka_features"
+GRADCAM_SIGNATURE = "belka_gradcam"
 QUANTIZATIONS = ("none", "float16", "uint8")
 
 
@@ -26,23 +32,82 @@ def quantization_map(quantize: str) -> dict | None:
 
 
 def write_saved_model(source: SourceModel, out: Path) -> None:
-    """SavedModel with a serving signature named by ``source.signature``."""
-    if source.saved_model_dir is not None:
+    """SavedModel with a serving signature named by ``source.signature``; with a Grad-CAM
+    split, two more: ``FEATURES_SIGNATURE`` (the output and the features, which the TF.js
+    graph model is converted from) and ``GRADCAM_SIGNATURE`` (the server's Grad-CAM when
+    there is no layers model)."""
+    tf = tf_runtime.tensorflow()
+    from app.convert.keras_model import two_classes
+
+    if source.saved_model_dir is not None and source.binary is None:
         shutil.copytree(source.saved_model_dir, out)
         return
-    tf = tf_runtime.tensorflow()
-    model = source.keras_model
-    spec = tf.TensorSpec([None, *source.input_shape], tf.float32, name=source.signature["input"])
+    module = tf.Module()
+    input_name, output_name = source.signature["input"], source.signature["output"]
+    spec = tf.TensorSpec([None, *source.input_shape], tf.float32, name=input_name)
+    if source.saved_model_dir is not None:  # the user's SavedModel with a binary head: two classes
+        module.original = tf.saved_model.load(str(source.saved_model_dir))
+        call = module.original.signatures["serving_default"]
+
+        def model(images):
+            return call(**{input_name: images})[output_name]
+    else:
+        module.model = source.model
+
+        def model(images):
+            return source.model(images, training=False)
 
     @tf.function(input_signature=[spec])
     def serve(images):
-        return {source.signature["output"]: model(images, training=False)}
+        return {output_name: two_classes(model(images), source.binary)}
 
-    module = tf.Module()
-    module.model = model
+    signatures = {"serving_default": serve}
+    if source.split is not None:
+        module.split = source.split
+
+        @tf.function(input_signature=[spec])
+        def features(images):
+            maps, outputs = source.split(images, training=False)
+            return {output_name: two_classes(outputs, source.binary), "features": maps}
+
+        @tf.function(input_signature=[spec, tf.TensorSpec([], tf.int32, name="class_index")])
+        def gradcam(images, class_index):
+            with tf.GradientTape() as tape:
+                maps, outputs = source.split(images, training=False)
+                outputs = two_classes(outputs, source.binary)
+                score = tf.gather(outputs, class_index, axis=1)
+            weights = tf.reduce_mean(tape.gradient(score, maps), axis=(1, 2), keepdims=True)
+            return {"heatmap": tf.nn.relu(tf.reduce_sum(maps * weights, axis=-1)), output_name: outputs}
+
+        signatures.update({FEATURES_SIGNATURE: features, GRADCAM_SIGNATURE: gradcam})
     module.serve = serve
     with tf_runtime.quiet_stdout():
-        tf.saved_model.save(module, str(out), signatures={"serving_default": serve})
+        tf.saved_model.save(module, str(out), signatures=signatures)
+
+
+def graph_signature(saved_model_dir: Path) -> str:
+    """The signature the TF.js graph model is made from: with features when there are some."""
+    tf_runtime.tensorflow()
+    from tensorflow.python.tools import saved_model_utils
+
+    meta = saved_model_utils.get_meta_graph_def(str(saved_model_dir), "serve")
+    return FEATURES_SIGNATURE if FEATURES_SIGNATURE in meta.signature_def else "serving_default"
+
+
+def features_node(graph_dir: Path) -> str | None:
+    """The graph model's node that computes the Grad-CAM features (what the page feeds), or None."""
+    model = json.loads((graph_dir / "model.json").read_text())
+    output = model.get("signature", {}).get("outputs", {}).get("features")
+    if output is None:
+        return None
+    nodes = {node["name"]: node for node in model["modelTopology"]["node"]}
+    node = nodes[output["name"].split(":")[0]]
+    while node["op"] == "Identity" and node.get("input"):
+        source = node["input"][0].lstrip("^").split(":")[0]
+        if source not in nodes:
+            break
+        node = nodes[source]
+    return node["name"]
 
 
 def write_graph_model(saved_model_dir: Path, out: Path, quantize: str) -> None:
@@ -54,7 +119,7 @@ def write_graph_model(saved_model_dir: Path, out: Path, quantize: str) -> None:
         with tf_runtime.quiet_stdout(), tf_runtime.quiet_native():
             saved_model_conversion.convert_tf_saved_model(
                 str(saved_model_dir), str(out),
-                signature_def="serving_default", saved_model_tags="serve",
+                signature_def=graph_signature(saved_model_dir), saved_model_tags="serve",
                 quantization_dtype_map=quantization_map(quantize),
                 weight_shard_size_bytes=SHARD_BYTES)
     except ValueError as exc:

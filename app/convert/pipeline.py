@@ -92,21 +92,23 @@ def convert(load_source: Callable[[], SourceModel], request: Request, source_kin
                            else "Skipping the graph model (not in --formats)"):
             if "graph" in request.formats:
                 export.write_graph_model(saved_dir, staging / "graph", request.quantize)
+        layers_reason = None
         with progress.step("Writing the TF.js layers model" if "layers" in request.formats
                            else "Skipping the layers model (not in --formats)"):
             if "layers" in request.formats:
-                if source.keras_model is None:
-                    raise BadInput("this source has no Keras layers; drop 'layers' from --formats")
-                export.write_layers_model(source, staging / "layers", request.quantize)
+                layers_reason = _write_layers(source, staging / "layers", request.quantize)
         with progress.step("Checking the numbers in TF.js (Node) and TensorFlow"):
-            verification, reference = _verify(source, staging, request)
+            verification, reference, layers_reason = _verify(source, staging, request, layers_reason)
             for fmt, report in verification["formats"].items():
                 progress.note(f"{fmt}: max |diff| {report['max_abs_diff']:.2e}, top-1 agreement "
                               f"{report['top1_agreement']:.0%}")
+            if layers_reason and "layers" in request.formats:
+                progress.warn(f"NO LAYERS MODEL: {layers_reason}. {LAYERS_LOSS}")
         if "saved" not in request.formats:
             shutil.rmtree(saved_dir)
         with progress.step(f"Writing the manifest and moving into {request.out / request.name}"):
-            manifest = build_manifest(source, request, staging, verification, output_kind(reference))
+            manifest = build_manifest(source, request, staging, verification, output_kind(reference),
+                                      layers_reason)
             manifest["conversion"]["steps"] = progress.steps
             manifest["conversion"]["seconds"] = round(time.perf_counter() - started, 3)
             publish(staging, manifest, request.out / request.name)
@@ -136,29 +138,69 @@ def publish(staging: Path, manifest: dict, target: Path) -> None:
     replace_atomically(staging, target)
 
 
-def _verify(source: SourceModel, staging: Path, request: Request) -> dict:
+def _write_layers(source: SourceModel, out: Path, quantize: str) -> str | None:
+    """Write the layers model when the source has a rebuild; else return why there is none."""
+    if source.keras_model is None:
+        return source.layers_unavailable or "the source has no Keras layers"
+    export.write_layers_model(source, out, quantize)
+    return None
+
+
+def _verify(source: SourceModel, staging: Path, request: Request, layers_reason: str | None):
+    """(verification, reference outputs, why there is no layers model). The SavedModel and the
+    graph model must match the original (else VerificationFailed); a layers model that TF.js
+    cannot load or that computes other numbers is removed, with the reason."""
     height, width, _ = source.input_shape
-    batch = verify.probe_batch(height, width, source.preprocessing["value_range"])
+    batch = verify.probe_batch(height, width, source.preprocessing)
     reference = source.reference(batch)
     outputs = {"saved": verify.run_saved_model(staging / FORMAT_DIRS["saved"], source.signature, batch)}
     quantize = {"saved": "none"}
-    tfjs_formats = [f for f in verify.TFJS_FORMATS if f in request.formats]
     runtime = {}
-    if tfjs_formats:
-        tfjs_outputs, runtime = verify.run_tfjs(staging, tfjs_formats, batch)
+    if "graph" in request.formats:
+        tfjs_outputs, runtime = verify.run_tfjs(staging, ["graph"], batch, output_key=source.signature["output"])
         outputs.update(tfjs_outputs)
-        quantize.update({f: request.quantize for f in tfjs_formats})
+        quantize["graph"] = request.quantize
     reports = verify.check(reference, outputs, quantize)
+    if "layers" in request.formats and layers_reason is None:
+        layers_reason, report, layers_runtime = _check_layers(staging, batch, reference, request.quantize)
+        if report is not None:
+            reports["layers"] = report
+            runtime = runtime or layers_runtime
+            runtime.setdefault("load_ms", {}).update(layers_runtime.get("load_ms", {}))
+        else:
+            shutil.rmtree(staging / "layers", ignore_errors=True)
     verification = {"reference": "original model",
                     "probe": {"count": int(batch.shape[0]), "seed": verify.PROBE_SEED},
                     "formats": reports, "runtime": runtime}
-    return verification, reference
+    return verification, reference, layers_reason
+
+
+def _check_layers(staging: Path, batch, reference, quantize: str):
+    """(reason or None, report or None, runtime) for the layers model in TF.js."""
+    try:
+        outputs, runtime = verify.run_tfjs(staging, ["layers"], batch)
+    except verify.VerificationFailed as exc:
+        message = str(exc).removeprefix("TF.js could not run the converted model: ")
+        return f"TF.js cannot load it ({_first_sentence(message)})", None, {}
+    report = verify.compare(reference, outputs["layers"], quantize)
+    if not report["ok"]:
+        return (f"in TF.js it computes other numbers than the original ({verify.describe(report)})",
+                None, runtime)
+    return None, report, runtime
+
+
+def _first_sentence(text: str) -> str:
+    return " ".join(text.split()).split(". ")[0][:200]
 
 
 def build_manifest(source: SourceModel, request: Request, staging: Path, verification: dict,
-                   output_kind: str) -> dict:
+                   output_kind: str, layers_reason: str | None = None) -> dict:
     height, width, channels = source.input_shape
     files = list_files(staging)
+    written = [f for f in FORMATS if f in request.formats and (staging / FORMAT_DIRS[f]).is_dir()]
+    output = {"shape": [None, source.num_classes], "dtype": "float32", "kind": output_kind}
+    if source.binary:
+        output["binary"] = {"head": source.binary, "negative": source.labels[0], "positive": source.labels[1]}
     return {
         "manifest_version": MANIFEST_VERSION,
         "name": request.name,
@@ -167,18 +209,39 @@ def build_manifest(source: SourceModel, request: Request, staging: Path, verific
         "source": source.source,
         "weights": source.weights,
         "input": {"shape": [None, height, width, channels], "dtype": "float32"},
-        "output": {"shape": [None, source.num_classes], "dtype": "float32",
-                   "kind": output_kind},
+        "output": output,
         "signature": source.signature,
         "preprocessing": source.preprocessing,
         "labels": source.labels,
-        "formats": {f: FORMAT_DIRS[f] + "/" for f in FORMATS if f in request.formats},
+        "formats": {f: FORMAT_DIRS[f] + "/" for f in written},
+        "explain": explain_info(source, staging, written),
         "quantization": request.quantize,
         "files": files,
         "verification": verification,
-        "conversion": {"notes": source.notes},
+        "conversion": {"notes": source.notes,
+                       "layers_model": {"written": "layers" in written,
+                                        "reason": None if "layers" in written else
+                                        (layers_reason or "not in --formats")}},
         "versions": _versions(),
     }
+
+
+LAYERS_LOSS = ("The graph model and the SavedModel are complete; without a layers model, Grad-CAM "
+               "in the page runs on the graph model at one layer only (no layer choice)")
+
+
+def explain_info(source: SourceModel, staging: Path, written: list[str]) -> dict:
+    """How Grad-CAM works for this model, in the page and on the server."""
+    if "layers" in written:
+        return {"gradcam": "layers", "server": "layers"}
+    node = export.features_node(staging / "graph") if "graph" in written else None
+    if source.explain is None or node is None:
+        return {"gradcam": None, "server": None,
+                "reason": "the model has no layer with an [h, w, channels] output that its output depends on alone"}
+    return {"gradcam": "graph", "server": "saved_model", "layer": source.explain["layer"],
+            "shape": source.explain["shape"],
+            "graph": {"features": node, "output": source.signature["output"]},
+            "signature": export.GRADCAM_SIGNATURE}
 
 
 def output_kind(outputs) -> str:

@@ -1,10 +1,12 @@
 """Load what the user wants converted into one SourceModel.
 
-Three sources: MobileNetV2 built here, the user's Keras file (.keras / .h5, from
-Keras 2 or Keras 3) and the user's SavedModel folder. Whatever the source, the
-result holds a legacy-Keras model when a TF.js layers model can be written,
-the labels, the preprocessing spec and a ``reference`` function: the ORIGINAL
-model's outputs, which every converted artifact is checked against.
+Four sources: MobileNetV2 built here, any ``keras.applications`` classifier by name, the
+user's Keras file (.keras / .h5, from Keras 2 or Keras 3) and the user's SavedModel folder.
+Whatever the source, the result holds the ORIGINAL model (the SavedModel and the TF.js graph
+model are exported from it, so whatever TensorFlow can run converts), a legacy-Keras
+rebuild when a TF.js layers model can be made (else the one-line reason why not), the
+labels, the preprocessing spec and a ``reference`` function: the original model's outputs,
+which every converted artifact is checked against.
 """
 from __future__ import annotations
 
@@ -35,7 +37,12 @@ class SourceModel:
     weights: dict                   # provenance, written to the manifest
     source: dict                    # what was converted, written to the manifest
     reference: Callable[[np.ndarray], np.ndarray]
-    keras_model: Any = None         # tf_keras model, when a layers model can be written
+    model: Any = None               # the original Keras model (Keras 3 or 2), for the SavedModel
+    keras_model: Any = None         # its tf_keras rebuild, when a layers model can be written
+    layers_unavailable: str | None = None  # else why not (one sentence)
+    binary: str | None = None       # a one-unit head: "logit" or "sigmoid" (see keras_model)
+    split: Any = None               # the model with two outputs (Grad-CAM features, output)
+    explain: dict | None = None     # {"layer", "shape"} of the Grad-CAM features
     saved_model_dir: Path | None = None  # the user's SavedModel, when that is the source
     signature: dict = field(default_factory=lambda: {"input": "input", "output": "output"})
     notes: list[str] = field(default_factory=list)
@@ -59,18 +66,53 @@ def imagenet_labels() -> list[str]:
 
 def mobilenet_v2(alpha: float, size: int, weights: str, seed: int = 0) -> SourceModel:
     model, provenance = mobilenet.build(alpha, size, weights, seed)
-    return SourceModel(
-        kind="mobilenet-v2",
-        input_shape=(size, size, 3),
-        num_classes=mobilenet.NUM_CLASSES,
-        labels=imagenet_labels(),
-        preprocessing=preprocessing_spec(size, size, mobilenet.VALUE_RANGE),
-        weights=provenance,
+    return from_keras(
+        model, kind="mobilenet-v2", labels=imagenet_labels(),
+        preprocessing=preprocessing_spec(size, size, mobilenet.VALUE_RANGE), weights=provenance,
         source={"kind": "mobilenet-v2", "alpha": alpha, "size": size,
                 "builder": "tf_keras.applications.MobileNetV2(include_top=True, classifier_activation=None)"},
-        reference=_keras_predict(model),
-        keras_model=model,
-    )
+        where=Path(f"MobileNetV2 {alpha} {size}"))
+
+
+def from_keras(model, *, kind: str, labels: list[str], preprocessing: dict | None, weights: dict,
+               source: dict, where: Path, value_range=(0.0, 1.0), crop: str = "center",
+               notes: list[str] | None = None) -> SourceModel:
+    """A SourceModel from a loaded Keras model (Keras 3 or 2): identity layers switched off, a
+    binary head made two classes, the Grad-CAM split found, the layers rebuild tried."""
+    from app.convert import keras_model, layers_model
+
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise BadInput(f"{where}: the model has {len(model.inputs)} inputs and {len(model.outputs)} "
+                       "outputs; a Belka classifier takes one image and outputs one row of class scores")
+    height, width = _image_input(tuple(model.inputs[0].shape), where)
+    output_shape = tuple(model.outputs[0].shape)
+    binary = None
+    if len(output_shape) == 2 and output_shape[1] == 1 and len(labels) == 2:
+        binary = keras_model.binary_head(model)
+        output_shape = (output_shape[0], 2)
+    num_classes = _class_count(output_shape, labels, where)
+    identities = keras_model.inference_identities(model)
+    found = keras_model.explain_split(model, identities)
+    split = explain = None
+    if found is not None:
+        layer, tensor, shape = found
+        split = keras_model.split_model(model, tensor)
+        explain = {"layer": layer, "shape": shape}
+    legacy, reason, notes = None, None, list(notes or [])
+    try:
+        legacy, more = layers_model.build(model, identities, binary)
+        notes += more
+    except layers_model.LayersUnavailable as exc:
+        reason = str(exc)
+
+    def reference(x: np.ndarray) -> np.ndarray:
+        return np.asarray(keras_model.two_classes(model(x, training=False), binary))
+
+    return SourceModel(
+        kind=kind, input_shape=(height, width, 3), num_classes=num_classes, labels=labels,
+        preprocessing=preprocessing or preprocessing_spec(height, width, value_range, crop),
+        weights=weights, source=source, reference=reference, model=model, keras_model=legacy,
+        layers_unavailable=reason, binary=binary, split=split, explain=explain, notes=notes)
 
 
 def read_labels(path: Path) -> list[str]:
@@ -107,35 +149,19 @@ def keras_file(path: Path, labels_path: Path, value_range, crop: str) -> SourceM
         raise BadInput(f"{path} is a folder; for a SavedModel use `belka convert saved-model {path}`")
     version = _keras_file_version(path)
     labels = read_labels(labels_path)
-    notes: list[str] = []
     if version.startswith("3"):
         tf_runtime.tensorflow()
         import keras
 
-        original = _load(lambda: keras.models.load_model(str(path), compile=False), path)
-        from app.convert.keras3_compat import to_legacy_keras
-
-        legacy, notes = to_legacy_keras(original)
-        reference = _keras_predict(original)
+        original = _load(lambda: keras.models.load_model(str(path), compile=False, safe_mode=False), path)
     else:
         tf_keras = tf_runtime.tf_keras()
 
-        legacy = _load(lambda: tf_keras.models.load_model(str(path), compile=False), path)
-        reference = _keras_predict(legacy)
-    height, width = _image_input(legacy.input_shape, path)
-    num_classes = _class_count(legacy.output_shape, labels, path)
-    return SourceModel(
-        kind="keras",
-        input_shape=(height, width, 3),
-        num_classes=num_classes,
-        labels=labels,
-        preprocessing=preprocessing_spec(height, width, value_range, crop),
+        original = _load(lambda: tf_keras.models.load_model(str(path), compile=False, safe_mode=False), path)
+    return from_keras(
+        original, kind="keras", labels=labels, preprocessing=None, value_range=value_range, crop=crop,
         weights={"provenance": "file", "trained": True, "file": path.name, "sha256": sha256_of(path)},
-        source={"kind": "keras", "file": path.name, "keras_version": version},
-        reference=reference,
-        keras_model=legacy,
-        notes=notes,
-    )
+        source={"kind": "keras", "file": path.name, "keras_version": version}, where=path)
 
 
 def saved_model(path: Path, labels_path: Path, value_range, crop: str) -> SourceModel:
@@ -160,10 +186,17 @@ def saved_model(path: Path, labels_path: Path, value_range, crop: str) -> Source
     if spec.dtype != tf.float32:
         raise BadInput(f"{path}: input {input_name!r} is {spec.dtype.name}; Belka classifiers take float32 images")
     height, width = _image_input(tuple(spec.shape), path)
-    num_classes = _class_count(tuple(output_spec.shape), labels, path)
+    output_shape = tuple(output_spec.shape)
+    binary = None
+    if len(output_shape) == 2 and output_shape[1] == 1 and len(labels) == 2:
+        binary = _signature_head(signature, output_name)
+        output_shape = (output_shape[0], 2)
+    num_classes = _class_count(output_shape, labels, path)
 
     def reference(x: np.ndarray) -> np.ndarray:
-        return signature(**{input_name: tf.constant(x)})[output_name].numpy()
+        from app.convert.keras_model import two_classes
+
+        return np.asarray(two_classes(signature(**{input_name: tf.constant(x)})[output_name], binary))
 
     return SourceModel(
         kind="saved-model",
@@ -175,15 +208,23 @@ def saved_model(path: Path, labels_path: Path, value_range, crop: str) -> Source
                  "sha256": sha256_of(path / "saved_model.pb")},
         source={"kind": "saved-model", "folder": path.name},
         reference=reference,
+        binary=binary,
         saved_model_dir=path,
         signature={"input": input_name, "output": output_name},
+        layers_unavailable="a SavedModel holds a TensorFlow graph, not Keras layers",
     )
 
 
-def _keras_predict(model) -> Callable[[np.ndarray], np.ndarray]:
-    def predict(x: np.ndarray) -> np.ndarray:
-        return np.asarray(model(x, training=False))
-    return predict
+def _signature_head(signature, output_name: str) -> str:
+    """"sigmoid" when a SavedModel's one-unit output comes out of a Sigmoid op, else "logit"."""
+    from app.convert.graph_cut import freeze_signature
+
+    graph_def, _, outputs = freeze_signature(signature)
+    nodes = {node.name: node for node in graph_def.node}
+    node = nodes.get(outputs[output_name].split(":")[0])
+    while node is not None and node.op == "Identity" and node.input:
+        node = nodes.get(node.input[0].split(":")[0].lstrip("^"))
+    return "sigmoid" if node is not None and node.op == "Sigmoid" else "logit"
 
 
 def _keras_file_version(path: Path) -> str:
@@ -240,8 +281,10 @@ def _class_count(shape, labels: list[str], path: Path) -> int:
     if len(shape) != 2 or shape[1] is None:
         raise BadInput(f"{path}: the model's output is {list(shape)}; a classifier outputs [batch, classes]")
     if shape[1] != len(labels):
+        hint = ("; a binary classifier with one output unit needs exactly two labels, the "
+                "negative class first" if shape[1] == 1 else "")
         raise BadInput(f"{path}: the model outputs {shape[1]} classes but the labels file has "
-                       f"{len(labels)} labels")
+                       f"{len(labels)} labels{hint}")
     return int(shape[1])
 
 

@@ -6,6 +6,7 @@
 //   "input":  {"path": "probe.bin", "shape": [N, H, W, C], "dtype": "float32"},
 //   "models": [{"format": "graph" | "layers", "dir": "/abs/path/graph",
 //               "outputs": ["Identity:0", ...],     // optional, graph models only
+//               "output": "output",                   // optional: the one output to run
 //               "execute": "execute" | "executeAsync"}],  // with outputs: how to run
 //   "out_dir": "/abs/path"        // outputs are written as <format>.bin
 // }
@@ -29,6 +30,9 @@ const consoleWarn = console.warn;
 console.warn = () => {};
 const tf = require('@tensorflow/tfjs');
 console.warn = consoleWarn;
+// The Keras layers TF.js lacks, registered as the pages register them (static/js/custom-layers.js).
+const { registerLayers } = await import('../../static/js/custom-layers.js');
+registerLayers(tf);
 
 /** An IOHandler that loads model.json and its weight shards from a folder. */
 function fileHandler(dir) {
@@ -87,7 +91,7 @@ async function runNamedOutputs(model, input, outputs, execute, format, outDir) {
   return written;
 }
 
-async function runModel({ format, dir, outputs, execute }, input, outDir) {
+async function runModel({ format, dir, outputs, execute, output: outputKey }, input, outDir) {
   let t0 = performance.now();
   const model = format === 'graph'
     ? await tf.loadGraphModel(fileHandler(dir))
@@ -99,7 +103,9 @@ async function runModel({ format, dir, outputs, execute }, input, outDir) {
     model.dispose();
     return { format, outputs: written, load_ms: loadMs, predict_ms: performance.now() - t0 };
   }
-  const output = model.predict(input);
+  // a graph model with Grad-CAM features has two outputs: run only the one the page shows
+  const output = outputKey && format === 'graph' && model.outputs.length > 1
+    ? model.execute(input, outputKey) : model.predict(input);
   if (Array.isArray(output) || !(output instanceof tf.Tensor)) {
     tf.dispose(output);
     model.dispose();

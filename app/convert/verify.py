@@ -53,7 +53,7 @@ TFJS_FORMATS = ("graph", "layers")
 NODE_TIMEOUT_S = 1800
 
 
-def probe_batch(height: int, width: int, value_range, seed: int = PROBE_SEED) -> np.ndarray:
+def probe_batch(height: int, width: int, spec, seed: int = PROBE_SEED) -> np.ndarray:
     """A fixed batch of 4 images in pixel space 0..255, normalised to the model's value range:
     two noise images, a colour gradient and a blocky pattern (not all noise, so real
     image statistics are represented too)."""
@@ -64,8 +64,11 @@ def probe_batch(height: int, width: int, value_range, seed: int = PROBE_SEED) ->
     blocks = np.kron(rng.uniform(0, 255, size=(8, 8, 3)),
                      np.ones((-(-height // 8), -(-width // 8), 1)))[:height, :width]
     pixels = np.concatenate([noise, gradient[None], blocks[None]]).astype(np.float32)
-    lo, hi = value_range
-    return (lo + pixels * (hi - lo) / 255.0).astype(np.float32)
+    from app.inference.preprocess import normalise
+
+    if not isinstance(spec, dict):  # a value range [lo, hi]
+        spec = {"value_range": list(spec)}
+    return normalise(pixels, spec)
 
 
 def detector_probe(height: int, width: int, value_range) -> tuple[np.ndarray, np.ndarray]:
@@ -78,7 +81,7 @@ def detector_probe(height: int, width: int, value_range) -> tuple[np.ndarray, np
 
 
 def run_tfjs(model_dir: Path, formats, batch: np.ndarray, output_names: list[str] | None = None,
-             execute: str = "executeAsync") -> tuple[dict, dict]:
+             execute: str = "executeAsync", output_key: str | None = None) -> tuple[dict, dict]:
     """Run ``model_dir/<format>/`` for each format in TF.js; return ({format: outputs}, runtime info).
 
     With ``output_names`` (graph node names, e.g. a detector's boxes and scores) each image runs
@@ -94,7 +97,8 @@ def run_tfjs(model_dir: Path, formats, batch: np.ndarray, output_names: list[str
         request = {
             "input": {"path": str(tmp / "input.bin"), "shape": list(batch.shape), "dtype": "float32"},
             "models": [{"format": f, "dir": str((model_dir / f).resolve()),
-                        **({"outputs": output_names, "execute": execute} if output_names else {})}
+                        **({"outputs": output_names, "execute": execute} if output_names else {}),
+                        **({"output": output_key} if output_key else {})}
                        for f in formats],
             "out_dir": str(tmp),
         }
@@ -167,7 +171,7 @@ def compare(reference: np.ndarray, candidate: np.ndarray, quantize: str) -> dict
 def check(reference: np.ndarray, outputs: dict, quantize: dict) -> dict:
     """Compare each format's outputs; raise VerificationFailed listing every failure."""
     reports = {fmt: compare(reference, out, quantize[fmt]) for fmt, out in outputs.items()}
-    failures = [f"{fmt}: {_describe(r)}" for fmt, r in reports.items() if not r["ok"]]
+    failures = [f"{fmt}: {describe(r)}" for fmt, r in reports.items() if not r["ok"]]
     if failures:
         raise VerificationFailed("the converted model does not compute what the original computes: "
                                  + "; ".join(failures))
@@ -318,7 +322,7 @@ def describe_detector_report(fmt: str, report: dict) -> str:
     return line
 
 
-def _describe(report: dict) -> str:
+def describe(report: dict) -> str:
     if "reason" in report:
         return report["reason"]
     return (f"max difference {report['max_abs_diff']:.3g} (relative {report['max_rel_diff']:.3g}), "
@@ -346,10 +350,10 @@ def verify_model_dir(model_dir: Path) -> dict:
     if manifest.get("task") == "detection":
         return _verify_detector_dir(model_dir, manifest)
     size = manifest["preprocessing"]["size"]
-    batch = probe_batch(size[0], size[1], manifest["preprocessing"]["value_range"])
+    batch = probe_batch(size[0], size[1], manifest["preprocessing"])
     reference = run_saved_model(model_dir / "saved_model", manifest["signature"], batch)
     formats = [f for f in TFJS_FORMATS if f in manifest["formats"]]
-    outputs, runtime = run_tfjs(model_dir, formats, batch)
+    outputs, runtime = run_tfjs(model_dir, formats, batch, output_key=manifest["signature"]["output"])
     quantize = {f: manifest["quantization"] for f in formats}
     return {"reference": "saved_model", "formats": check(reference, outputs, quantize),
             "runtime": runtime, "files_checked": len(manifest["files"])}

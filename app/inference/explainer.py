@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.inference import gradcam, occlusion
+from app.inference import gradcam, occlusion, preprocess
 from app.inference.classifier import Classifier, softmax
 
 
@@ -81,7 +81,7 @@ class Explainer:
 
     def occlusion(self, image: np.ndarray, class_index: int, patch: int, stride: int) -> Explanation:
         """The occlusion map of one model input [H, W, 3], with a patch of the value range's middle."""
-        lo, hi = self.manifest["preprocessing"]["value_range"]
+        fill = preprocess.normalise(np.full(3, 127.5), self.manifest["preprocessing"])  # mid-grey
         try:
             occlusion.check_params(*image.shape[:2], patch, stride)
         except ValueError as exc:
@@ -89,7 +89,7 @@ class Explainer:
         with self._lock:
             start = time.perf_counter()
             result = occlusion.occlusion(lambda batch: self.classifier.predict(batch).probabilities,
-                                         image, class_index, patch, stride, fill=(lo + hi) / 2)
+                                         image, class_index, patch, stride, fill=fill)
             ms = (time.perf_counter() - start) * 1000
         clean = self.classifier.predict(image[None])
         return Explanation(result.heatmap, clean.outputs[0], clean.probabilities[0], ms, result)

@@ -35,10 +35,11 @@ def resize(heatmap: np.ndarray, height: int, width: int) -> np.ndarray:
                            antialias=False).numpy()[0, :, :, 0]
 
 
-def input_pixels(image: np.ndarray, value_range) -> np.ndarray:
-    """A model input [H, W, 3] in ``value_range`` back to uint8 RGB pixels."""
-    lo, hi = value_range
-    return np.clip(np.round((image - lo) * 255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+def input_pixels(image: np.ndarray, spec: dict) -> np.ndarray:
+    """A model input [H, W, 3] (preprocessed as ``spec`` says) back to uint8 RGB pixels."""
+    from app.inference.preprocess import denormalise
+
+    return np.clip(np.round(denormalise(image, spec)), 0, 255).astype(np.uint8)
 
 
 def overlay_png(pixels: np.ndarray, heatmap: np.ndarray, opacity: float = 0.5) -> bytes:

@@ -2,8 +2,9 @@
 
 Spec (from manifest.json)::
 
-    {"size": [H, W], "crop": "center" | "none", "resize": "bilinear", "color": "rgb",
-     "value_range": [lo, hi], "exif_orientation": true}
+    {"size": [H, W], "crop": "center" | "none", "resize": "bilinear", "color": "rgb" | "bgr",
+     "value_range": [lo, hi], "mean": [m0, m1, m2] (optional), "std": [s0, s1, s2] (optional),
+     "exif_orientation": true}
 
 Steps, identical on both sides:
 
@@ -18,7 +19,12 @@ Steps, identical on both sides:
 4. Resize to [H, W], bilinear, half-pixel centres, no corner alignment, no
    antialiasing: TensorFlow's ``tf.image.resize(..., "bilinear")``, the same kernel as
    TF.js's ``tf.image.resizeBilinear(x, size, false, true)``.
-5. ``p -> lo + p * (hi - lo) / 255`` as float32; a batch of one: [1, H, W, 3].
+5. ``p -> lo + p * (hi - lo) / 255`` as float32; then, for "color": "bgr", the channels
+   reversed (Caffe's order); then ``(x - mean) / std`` per channel (in the model's channel
+   order) when the spec has them. This covers the three ``keras.applications`` modes:
+   "tf" (value_range [-1, 1]), "torch" (value_range [0, 1], ImageNet mean and std) and
+   "caffe" (value_range [0, 255], BGR, ImageNet mean in BGR order); ``normalise`` is the
+   one implementation. A batch of one: [1, H, W, 3].
 """
 from __future__ import annotations
 
@@ -96,7 +102,7 @@ def center_square(height: int, width: int) -> tuple[int, int, int]:
 
 def to_model_input(image: Image.Image, spec: dict) -> np.ndarray:
     """An RGB image -> float32 [1, H, W, 3] exactly as the spec says."""
-    if spec.get("resize", "bilinear") != "bilinear" or spec.get("color", "rgb") != "rgb":
+    if spec.get("resize", "bilinear") != "bilinear" or spec.get("color", "rgb") not in ("rgb", "bgr"):
         raise ValueError(f"unsupported preprocessing spec {spec}")
     pixels = np.asarray(image, dtype=np.float32)
     if spec.get("crop", "center") == "center":
@@ -104,8 +110,33 @@ def to_model_input(image: Image.Image, spec: dict) -> np.ndarray:
         pixels = pixels[top:top + side, left:left + side]
     tf = tf_runtime.tensorflow()
     resized = tf.image.resize(pixels[None], spec["size"], method="bilinear", antialias=False).numpy()
+    return normalise(resized, spec)
+
+
+def normalise(pixels: np.ndarray, spec: dict) -> np.ndarray:
+    """Pixel values 0..255 (RGB, last axis) -> the model's input values, float32 (step 5)."""
     lo, hi = spec["value_range"]
-    return (lo + resized * ((hi - lo) / 255.0)).astype(np.float32)
+    x = (np.float32(lo) + pixels.astype(np.float32) * np.float32((hi - lo) / 255.0)).astype(np.float32)
+    if spec.get("color", "rgb") == "bgr":
+        x = x[..., ::-1]
+    if spec.get("mean") is not None:
+        x = x - np.asarray(spec["mean"], np.float32)
+    if spec.get("std") is not None:
+        x = x / np.asarray(spec["std"], np.float32)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def denormalise(x: np.ndarray, spec: dict) -> np.ndarray:
+    """The model's input values -> pixel values 0..255 (RGB, float): ``normalise`` undone."""
+    x = x.astype(np.float64)
+    if spec.get("std") is not None:
+        x = x * np.asarray(spec["std"])
+    if spec.get("mean") is not None:
+        x = x + np.asarray(spec["mean"])
+    if spec.get("color", "rgb") == "bgr":
+        x = x[..., ::-1]
+    lo, hi = spec["value_range"]
+    return (x - lo) * 255.0 / (hi - lo)
 
 
 def preprocess_bytes(data: bytes, spec: dict, max_pixels: int) -> np.ndarray:

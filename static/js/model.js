@@ -123,9 +123,14 @@ export class Classifier {
     }
   }
 
-  /** The model's raw output [N, classes] for a batch [N, H, W, 3] (call inside tf.tidy). */
+  /**
+   * The model's raw output [N, classes] for a batch [N, H, W, 3] (call inside tf.tidy). A graph
+   * model with Grad-CAM features has two outputs; only the classes' is computed.
+   */
   outputsOf(batch) {
-    const y = this.graph.predict(batch);
+    const y = this.graph.outputs.length > 1
+      ? this.graph.execute(batch, this.manifest.signature?.output ?? 'output')
+      : this.graph.predict(batch);
     if (!(y instanceof tf.Tensor)) throw new Error('The model has more than one output.');
     return y;
   }

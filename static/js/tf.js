@@ -6,7 +6,10 @@
  * backend bundles, which attach themselves to `window.tf`. (The ES5 bundle tf.min.js
  * cannot run under our Content-Security-Policy: its polyfills call Function().)
  */
+import { registerLayers } from './custom-layers.js';
+
 export const tf = window.tf;
+if (tf?.serialization) registerLayers(tf); // Keras layers TF.js lacks (Normalization)
 
 /** A readable message when TF.js did not load (blocked, 404...), else null. */
 export function tfLoadProblem() {
