@@ -81,6 +81,21 @@ def build_parser() -> argparse.ArgumentParser:
     _user_model_args(keras)
     keras.set_defaults(handler=_convert_keras)
 
+    app_parser = sources.add_parser(
+        "keras-app", help="an ImageNet classifier from keras.applications by name (EfficientNetB0, "
+        "MobileNetV3Small, ResNet50, DenseNet121, ConvNeXtTiny...)", epilog=EXIT_CODES_HELP)
+    app_parser.add_argument("application", metavar="NAME",
+                            help="the keras.applications name, e.g. EfficientNetB0 (case-insensitive)")
+    app_parser.add_argument("--weights", default="imagenet", metavar="imagenet|none|FILE",
+                            help="imagenet: Keras's pretrained download (needs the internet once); none: "
+                                 "untrained, seeded, non-degenerate; FILE: a Keras weights file (default imagenet)")
+    app_parser.add_argument("--size", type=int, default=None,
+                            help="input height and width (default: the model's own, e.g. 224; other sizes "
+                                 "only with --weights none or a matching FILE)")
+    app_parser.add_argument("--seed", type=int, default=0, help="seed for --weights none (default 0)")
+    _common_convert_args(app_parser)
+    app_parser.set_defaults(handler=_convert_keras_app)
+
     saved = sources.add_parser("saved-model", help="your own TensorFlow SavedModel image classifier",
                                epilog=EXIT_CODES_HELP)
     saved.add_argument("folder", type=Path, help="the SavedModel folder (with saved_model.pb)")
@@ -132,6 +147,10 @@ def _user_model_args(p: argparse.ArgumentParser, formats: str = "graph,layers,sa
                    help="class names: .txt (one per line) or .json (list, or {index: name})")
     p.add_argument("--value-range", type=_value_range, default=(0.0, 1.0), metavar="LO,HI",
                    help="what the model expects pixels 0..255 to become, e.g. 0,1 or -1,1 (default 0,1)")
+    p.add_argument("--preprocessing", choices=("tf", "torch", "caffe", "raw"), default=None,
+                   help="what your model's keras.applications preprocess_input does, instead of "
+                        "--value-range: tf (-1..1), torch (0..1, ImageNet mean/std), caffe (BGR, "
+                        "0..255 minus the ImageNet mean), raw (0..255)")
     p.add_argument("--crop", choices=("center", "none"), default="center",
                    help="center: crop the largest centred square first; none: squash (default center)")
     _common_convert_args(p, formats)
@@ -198,14 +217,30 @@ def _convert_keras(args) -> int:
     from app.convert import sources
 
     return _run_conversion(args, "keras", _default_name(args.file, args.quantize),
-                           lambda: sources.keras_file(args.file, args.labels, args.value_range, args.crop))
+                           lambda: sources.keras_file(args.file, args.labels, args.value_range, args.crop,
+                                                      args.preprocessing))
 
 
 def _convert_saved_model(args) -> int:
     from app.convert import sources
 
     return _run_conversion(args, "saved-model", _default_name(args.folder, args.quantize),
-                           lambda: sources.saved_model(args.folder, args.labels, args.value_range, args.crop))
+                           lambda: sources.saved_model(args.folder, args.labels, args.value_range, args.crop,
+                                                       args.preprocessing))
+
+
+def _convert_keras_app(args) -> int:
+    from app.convert import applications, sources
+
+    name = applications.lookup(args.application).lower()
+    if args.size and args.size != applications.APPLICATIONS[applications.lookup(args.application)][1]:
+        name += f"-{args.size}"
+    if args.quantize != "none":
+        name += f"-{args.quantize}"
+    if args.weights not in ("imagenet", "none") and not Path(args.weights).is_file():
+        raise BadInput(f"--weights {args.weights}: no such file (use imagenet, none or a weights file)")
+    return _run_conversion(args, "keras-app", name,
+                           lambda: sources.keras_application(args.application, args.size, args.weights, args.seed))
 
 
 def _convert_coco_ssd(args) -> int:

@@ -48,9 +48,12 @@ class SourceModel:
     notes: list[str] = field(default_factory=list)
 
 
-def preprocessing_spec(height: int, width: int, value_range, crop: str = "center") -> dict:
-    """The one preprocessing spec, written to the manifest and read by browser and server."""
-    return {
+def preprocessing_spec(height: int, width: int, value_range, crop: str = "center",
+                       preset: str | None = None) -> dict:
+    """The one preprocessing spec, written to the manifest and read by browser and server
+    (app/inference/preprocess.py says what each key does). ``preset``: a keras.applications
+    preprocess_input mode (applications.PRESETS), which then replaces ``value_range``."""
+    spec = {
         "size": [height, width],
         "crop": crop,                # "center": largest centred square (aspect kept); "none": squash
         "resize": "bilinear",
@@ -58,6 +61,25 @@ def preprocessing_spec(height: int, width: int, value_range, crop: str = "center
         "value_range": [float(v) for v in value_range],  # pixel p -> lo + p * (hi - lo) / 255
         "exif_orientation": True,
     }
+    if preset is not None:
+        from app.convert.applications import PRESETS
+
+        spec.update(PRESETS[preset])
+        spec["preset"] = preset
+    return spec
+
+
+def keras_application(name: str, size: int | None, weights: str, seed: int = 0) -> SourceModel:
+    from app.convert import applications
+
+    model, preset, size, provenance = applications.build(name, size, weights, seed)
+    name = applications.lookup(name)
+    return from_keras(
+        model, kind="keras-app", labels=imagenet_labels(),
+        preprocessing=preprocessing_spec(size, size, [0, 255], preset=preset), weights=provenance,
+        source={"kind": "keras-app", "application": name, "size": size,
+                "builder": f"keras.applications.{name}(include_top=True, classifier_activation=None)"},
+        where=Path(name))
 
 
 def imagenet_labels() -> list[str]:
@@ -142,7 +164,7 @@ def read_labels(path: Path) -> list[str]:
     return labels
 
 
-def keras_file(path: Path, labels_path: Path, value_range, crop: str) -> SourceModel:
+def keras_file(path: Path, labels_path: Path, value_range, crop: str, preset: str | None = None) -> SourceModel:
     if not path.exists():
         raise BadInput(f"no such file: {path}")
     if path.is_dir():
@@ -159,12 +181,14 @@ def keras_file(path: Path, labels_path: Path, value_range, crop: str) -> SourceM
 
         original = _load(lambda: tf_keras.models.load_model(str(path), compile=False, safe_mode=False), path)
     return from_keras(
-        original, kind="keras", labels=labels, preprocessing=None, value_range=value_range, crop=crop,
+        original, kind="keras", labels=labels, value_range=value_range, crop=crop,
+        preprocessing=preset and preprocessing_spec(*_image_input(tuple(original.inputs[0].shape), path),
+                                                    value_range, crop, preset),
         weights={"provenance": "file", "trained": True, "file": path.name, "sha256": sha256_of(path)},
         source={"kind": "keras", "file": path.name, "keras_version": version}, where=path)
 
 
-def saved_model(path: Path, labels_path: Path, value_range, crop: str) -> SourceModel:
+def saved_model(path: Path, labels_path: Path, value_range, crop: str, preset: str | None = None) -> SourceModel:
     tf = tf_runtime.tensorflow()
     if not path.is_dir():
         raise BadInput(f"no such folder: {path}" if not path.exists()
@@ -203,7 +227,7 @@ def saved_model(path: Path, labels_path: Path, value_range, crop: str) -> Source
         input_shape=(height, width, 3),
         num_classes=num_classes,
         labels=labels,
-        preprocessing=preprocessing_spec(height, width, value_range, crop),
+        preprocessing=preprocessing_spec(height, width, value_range, crop, preset),
         weights={"provenance": "file", "trained": True, "file": path.name,
                  "sha256": sha256_of(path / "saved_model.pb")},
         source={"kind": "saved-model", "folder": path.name},

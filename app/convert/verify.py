@@ -7,7 +7,10 @@ reference: the original model at conversion time, the SavedModel later
 (``belka verify``).
 
 Thresholds (documented in the README):
-- float32: every output value within ``FLOAT32_TOLERANCE`` (1e-4) of the reference.
+- float32: every output value within ``FLOAT32_TOLERANCE`` (1e-4) of the reference, times the
+  largest |reference value| when that is above 1: float32 rounding grows with the numbers'
+  size (a calibrated untrained ResNet50 has logits near 300, and TensorFlow's own SavedModel
+  of it differs from the Keras model by 2.5e-4 there: 8e-7 of the value).
 - quantized weights: the maximum difference divided by the spread (max - min)
   of the reference outputs must stay under ``QUANTIZED_MAX_RELATIVE``: 5% for
   float16, 30% for uint8 (measured on MobileNetV2 with seeded untrained
@@ -160,8 +163,9 @@ def compare(reference: np.ndarray, candidate: np.ndarray, quantize: str) -> dict
                                               np.argsort(-reference, 1)[:, :5])),
     }
     if quantize == "none":
-        report["threshold"] = {"max_abs_diff": FLOAT32_TOLERANCE}
-        report["ok"] = report["max_abs_diff"] <= FLOAT32_TOLERANCE
+        allowed = FLOAT32_TOLERANCE * max(1.0, float(np.abs(reference).max()))
+        report["threshold"] = {"max_abs_diff": allowed}
+        report["ok"] = report["max_abs_diff"] <= allowed
     else:
         report["threshold"] = {"max_rel_diff": QUANTIZED_MAX_RELATIVE[quantize]}
         report["ok"] = report["max_rel_diff"] <= QUANTIZED_MAX_RELATIVE[quantize]

@@ -33,6 +33,10 @@ class Classifier:
         self.is_logits = self.manifest["output"]["kind"] == "logits"
         self._tf = tf
 
+    def signature(self, name: str):
+        """Another signature of the SavedModel (e.g. ``belka_gradcam``), or None."""
+        return self._loaded.signatures.get(name)
+
     @property
     def labels(self) -> list[str]:
         return self.manifest["labels"]

@@ -1,7 +1,10 @@
 """Explanations for one classifier: Grad-CAM on its layers model, occlusion on its SavedModel.
 
 The layers model (``layers/``, the very files the browser differentiates) is read on
-the first Grad-CAM request, not at start-up: most servers never explain anything.
+the first Grad-CAM request, not at start-up: most servers never explain anything. A model
+with no layers model (manifest ``explain.server`` "saved_model") is explained at its one
+Grad-CAM layer by the SavedModel's ``belka_gradcam`` signature: the same maths, on the
+weights the page's graph model holds.
 Explanations run one at a time per model (they are heavy: a gradient pass, or a few
 hundred occluded images), on the caller's thread.
 """
@@ -13,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from app import tf_runtime
 from app.inference import gradcam, occlusion, preprocess
 from app.inference.classifier import Classifier, softmax
 
@@ -44,6 +48,10 @@ class Explainer:
         return "layers" in self.manifest["formats"]
 
     @property
+    def uses_saved_model(self) -> bool:
+        return not self.has_layers_model and (self.manifest.get("explain") or {}).get("server") == "saved_model"
+
+    @property
     def score_kind(self) -> str:
         """What Grad-CAM differentiates: the pre-softmax "logit", or the "probability" for
         models that end in softmax."""
@@ -51,15 +59,22 @@ class Explainer:
 
     def layers(self) -> list[tuple[str, str, list[int]]]:
         """(name, class name, [h, w, channels]) of every layer Grad-CAM can use, in model order."""
+        if self.uses_saved_model:
+            info = self.manifest["explain"]
+            return [(info["layer"], "features", list(info["shape"]))]
         model = self._model()
         return [(name, model.get_layer(name).__class__.__name__, shape)
                 for name, shape in gradcam.spatial_layers(model)]
 
     def default_layer(self) -> str:
+        if self.uses_saved_model:
+            return self.manifest["explain"]["layer"]
         return gradcam.default_layer(self._model())
 
     def gradcam(self, image: np.ndarray, class_index: int, layer: str | None) -> tuple[str, Explanation]:
         """(the layer used, the explanation) for one model input [H, W, 3]."""
+        if self.uses_saved_model:
+            return self._saved_model_gradcam(image, class_index, layer)
         with self._lock:
             model = self._model()
             layer = layer or gradcam.default_layer(model)
@@ -79,6 +94,25 @@ class Explainer:
         probabilities = softmax(row[None])[0] if self.classifier.is_logits else row
         return layer, Explanation(heatmaps[0], row, probabilities, ms)
 
+    def _saved_model_gradcam(self, image: np.ndarray, class_index: int, layer: str | None):
+        info = self.manifest["explain"]
+        if layer not in (None, info["layer"]):
+            raise ExplainError(f"this model has no TF.js layers model, so Grad-CAM is available at one layer "
+                               f"only: {info['layer']!r} (no layer {layer!r})")
+        function = self.classifier.signature(info.get("signature", "belka_gradcam"))
+        if function is None:
+            raise ExplainError("the model's SavedModel has no Grad-CAM signature; convert it again")
+        tf = tf_runtime.tensorflow()
+        with self._lock:
+            start = time.perf_counter()
+            result = function(**{self.manifest["signature"]["input"]: tf.constant(image[None], tf.float32),
+                                 "class_index": tf.constant(class_index, tf.int32)})
+            heatmaps = gradcam.normalise(result["heatmap"].numpy())
+            ms = (time.perf_counter() - start) * 1000
+        row = result[self.manifest["signature"]["output"]].numpy()[0]
+        probabilities = softmax(row[None])[0] if self.classifier.is_logits else row
+        return info["layer"], Explanation(heatmaps[0], row, probabilities, ms)
+
     def occlusion(self, image: np.ndarray, class_index: int, patch: int, stride: int) -> Explanation:
         """The occlusion map of one model input [H, W, 3], with a patch of the value range's middle."""
         fill = preprocess.normalise(np.full(3, 127.5), self.manifest["preprocessing"])  # mid-grey
@@ -96,9 +130,9 @@ class Explainer:
 
     def _model(self):
         if not self.has_layers_model:
-            raise ExplainError("this model has no TF.js layers model (layers/), which Grad-CAM needs; "
-                               "convert it from Keras with --formats graph,layers,saved, or use "
-                               "method=occlusion")
+            reason = (self.manifest.get("explain") or {}).get("reason") or \
+                "it has no TF.js layers model and no Grad-CAM layer"
+            raise ExplainError(f"Grad-CAM cannot explain this model ({reason}); use method=occlusion")
         with self._load_lock:
             if self._layers_model is None:
                 self._layers_model = gradcam.load_layers_model(self.classifier.info.path)

@@ -1,7 +1,13 @@
 /**
- * The "Where did it look?" card of the classify page: Grad-CAM (gradcam.js, on the TF.js
- * layers model) and occlusion (occlusion.js, on the graph model) for the image just
- * classified, for any class.
+ * The "Where did it look?" card of the classify page: Grad-CAM (gradcam.js) and occlusion
+ * (occlusion.js, on the graph model) for the image just classified, for any class.
+ *
+ * Grad-CAM runs on the TF.js layers model when the model has one (any spatial layer);
+ * otherwise on the graph model already loaded, at the one layer the converter exported as
+ * its "features" output (manifest.explain.gradcam "graph"). When the backend lacks a
+ * backward kernel that the graph model's gradient needs, the server computes that
+ * Grad-CAM instead (POST /api/models/<name>/explain on the same input tensor), and the
+ * status and the result (`source: "server"`) say so.
  *
  * classify.js owns the model and the image; it tells this controller about them
  * (`modelChanged`, `imageClassified`) and runs its operations through the page's
@@ -9,10 +15,11 @@
  * backend switch. Cancel works outside the queue (an AbortSignal checked between batches).
  */
 import * as view from './explain-view.js';
-import { GradCam, GradientUnsupportedError } from './gradcam.js';
+import { GradCam, GradientUnsupportedError, GraphGradCam } from './gradcam.js';
 import { heatmapPng } from './heatmap.js';
 import { modelUrl } from './model.js';
 import { CancelledError, defaultParams, occlusionMap, paramsProblem } from './occlusion.js';
+import { pixelToModel } from './preprocess.js';
 import { findClass, shortLabel } from './predictions.js';
 import { formatMs } from './format.js';
 import { tf } from './tf.js';
@@ -30,7 +37,7 @@ export class ExplainController {
     this.squirrelClass = squirrelClass;
     this.classifier = null;
     this.backend = null;
-    this.gradcam = null; // loaded on the first Grad-CAM, per model and backend
+    this.gradcam = null; // GradCam or GraphGradCam, made on the first Grad-CAM, per model and backend
     this.image = null; // {input: Float32Array [1*H*W*3], top5}
     this.classIndex = null;
     this.explanation = null;
@@ -105,8 +112,7 @@ export class ExplainController {
       this.count += 1;
       this.explanation = result;
       await view.showHeatmap(result, this.caption(result));
-      view.showStatus(`${method === 'gradcam' ? 'Grad-CAM' : 'Occlusion'} on ${this.backend}: ` +
-        `${formatMs(result.ms)}.`);
+      view.showStatus(this.doneText(result));
       return plain(result);
     } catch (error) {
       if (error instanceof CancelledError) {
@@ -130,28 +136,109 @@ export class ExplainController {
   async runGradCam(input, classIndex, requestedLayer) {
     const gradcam = await this.loadGradCam();
     if (gradcam.error) return gradcam;
+    const onGraph = gradcam instanceof GraphGradCam;
     const layer = requestedLayer ?? view.selectedLayer() ?? gradcam.defaultLayer();
     if (!gradcam.layers().some((l) => l.name === layer)) {
-      return this.fail(`The model has no layer "${layer}" with a spatial output.`);
+      return this.fail(onGraph
+        ? `This model has no TF.js layers model, so Grad-CAM runs at one layer only: ` +
+          `"${gradcam.defaultLayer()}" (not "${layer}").`
+        : `The model has no layer "${layer}" with a spatial output.`);
     }
     view.showLayers(gradcam.layers(), layer);
     view.setBusy(true);
-    view.showStatus(`Grad-CAM at ${layer}…`);
-    const result = await gradcam.explain(input, classIndex, layer);
-    return { ...result, method: 'gradcam', classIndex, layer, scoreKind: gradcam.scoreKind };
+    view.showStatus(onGraph ? `Grad-CAM on the graph model at ${layer}…` : `Grad-CAM at ${layer}…`);
+    const facts = {
+      method: 'gradcam', classIndex, layer, scoreKind: gradcam.scoreKind,
+      model: onGraph ? 'graph' : 'layers', source: 'page', backend: this.backend,
+    };
+    try {
+      return { ...(await gradcam.explain(input, classIndex, layer)), ...facts };
+    } catch (error) {
+      // The layers model's error goes to the card as it is (another layer or backend helps);
+      // the graph model has no other layer, so the server computes this one instead.
+      if (!(onGraph && error instanceof GradientUnsupportedError)) throw error;
+      view.showStatus(`${error.message} Asking the server for Grad-CAM at ${layer}…`);
+      let result;
+      try {
+        result = await this.serverGradCam(input, classIndex, layer);
+      } catch (serverError) {
+        throw new Error(`${error.message} ${serverError.message}`, { cause: serverError });
+      }
+      return { ...result, ...facts, source: 'server', scoreKind: result.scoreKind, reason: error.message,
+        kernel: error.kernel };
+    }
+  }
+
+  /**
+   * The server's Grad-CAM (POST /api/models/<name>/explain) of the same input tensor, for
+   * when the page cannot differentiate: {heatmap: Float32Array, shape, score, scoreKind, ms}.
+   */
+  async serverGradCam(input, classIndex, layer) {
+    const start = performance.now();
+    const [, height, width, channels] = input.shape;
+    const flat = this.image.input;
+    const image = [];
+    for (let y = 0; y < height; y += 1) {
+      const row = [];
+      for (let x = 0; x < width; x += 1) {
+        const at = (y * width + x) * channels;
+        row.push(Array.from(flat.subarray(at, at + channels)));
+      }
+      image.push(row);
+    }
+    const url = `/api/models/${encodeURIComponent(this.classifier.name)}/explain`;
+    let response;
+    try {
+      response = await fetch(url, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ instances: [image], method: 'gradcam', class_index: classIndex, layer,
+          format: 'json' }),
+      });
+    } catch (cause) {
+      throw new Error(`The server, asked instead, could not be reached (${cause.message}).`, { cause });
+    }
+    let body = null;
+    try {
+      body = await response.json();
+    } catch {
+      // not JSON: reported below with the status
+    }
+    if (!response.ok || !body?.heatmap) {
+      const why = body?.error?.message ?? `${response.status} ${response.statusText}`;
+      throw new Error(`The server, asked instead, could not compute it either: ${why}.`);
+    }
+    return {
+      heatmap: Float32Array.from(body.heatmap.flat()),
+      shape: body.heatmap_shape,
+      score: body.gradcam?.score ?? NaN,
+      scoreKind: body.gradcam?.score_kind,
+      ms: performance.now() - start,
+    };
   }
 
   async loadGradCam() {
     if (this.gradcam) return this.gradcam;
     const { manifest } = this.classifier;
+    const scoreKind = manifest.output.kind === 'logits' ? 'logit' : 'probability';
     if (!manifest.formats?.layers) {
-      return this.fail('This model has no TF.js layers model, which Grad-CAM needs (a SavedModel ' +
-        'converts to a graph model only). Occlusion works on any model.');
+      if (manifest.explain?.gradcam === 'graph') {
+        try {
+          this.gradcam = new GraphGradCam(this.classifier.graph, manifest, { scoreKind });
+        } catch (error) {
+          return this.fail(`Grad-CAM cannot run on this model's graph model: ${error.message}`);
+        }
+        view.showLayers(this.gradcam.layers(), this.gradcam.defaultLayer());
+        return this.gradcam;
+      }
+      const why = [manifest.conversion?.layers_model?.reason, manifest.explain?.reason]
+        .filter(Boolean).map((r) => r.replace(/\.$/, ''));
+      return this.fail('Grad-CAM cannot explain this model: it has no TF.js layers model and its graph ' +
+        `model has no Grad-CAM layer${why.length ? ` (${why.join('; ')})` : ''}. Occlusion works on any model.`);
     }
     const bytes = manifest.files.filter((f) => f.path.startsWith('layers/')).reduce((s, f) => s + f.bytes, 0);
     view.setBusy(true);
     view.showStatus(`Loading the layers model (${(bytes / 1e6).toFixed(1)} MB) for gradients…`);
-    const scoreKind = manifest.output.kind === 'logits' ? 'logit' : 'probability';
     try {
       this.gradcam = await GradCam.load(modelUrl(this.classifier.name, 'layers/model.json'), { scoreKind });
     } catch (error) {
@@ -169,12 +256,13 @@ export class ExplainController {
     const problem = paramsProblem(height, width, patch, stride);
     if (problem) return this.fail(problem);
     view.setOcclusionParams({ patch, stride }, Math.min(height, width));
-    const [lo, hi] = this.classifier.preprocessing.value_range;
+    // a mid-grey pixel (127.5) in the model's values, per channel, as the server's fill
+    const fill = pixelToModel(127.5, this.classifier.preprocessing);
     this.abort = new AbortController();
     view.setBusy(true, { cancellable: true });
     try {
       const result = await occlusionMap((batch) => this.classifier.probabilitiesOf(batch), input, classIndex, {
-        patch, stride, fill: (lo + hi) / 2, signal: this.abort.signal,
+        patch, stride, fill, signal: this.abort.signal,
         onProgress: (done, total) => view.showProgress(done, total),
       });
       return { ...result, method: 'occlusion', classIndex, patch, stride };
@@ -188,11 +276,25 @@ export class ExplainController {
     return { error: text, ...extra };
   }
 
+  /** The status line after an explanation: where it ran and how long it took. */
+  doneText(result) {
+    if (result.method !== 'gradcam') return `Occlusion on ${this.backend}: ${formatMs(result.ms)}.`;
+    if (result.model !== 'graph') return `Grad-CAM on ${this.backend}: ${formatMs(result.ms)}.`;
+    const only = 'the only layer available without a layers model';
+    if (result.source === 'server') {
+      return `Grad-CAM computed by the server (the SavedModel, at ${result.layer}, ${only}), not in the ` +
+        `page: ${result.reason} ${formatMs(result.ms)} including the round trip.`;
+    }
+    return `Grad-CAM on ${this.backend}, on the graph model at ${result.layer} (${only}): ` +
+      `${formatMs(result.ms)}.`;
+  }
+
   caption(result) {
     const label = shortLabel(this.classifier.labels[result.classIndex]);
     if (result.method === 'gradcam') {
+      const where = result.source === 'server' ? ', computed by the server' : '';
       return `Grad-CAM for "${label}" (class ${result.classIndex}) at ${result.layer} ` +
-        `(${result.shape.join('×')}): gradient of its ${result.scoreKind} (${result.score.toFixed(3)}).`;
+        `(${result.shape.join('×')}${where}): gradient of its ${result.scoreKind} (${result.score.toFixed(3)}).`;
     }
     return `Occlusion for "${label}" (class ${result.classIndex}): ${result.images} images with a ` +
       `${result.patch}px grey patch every ${result.stride}px; red = probability drops most ` +

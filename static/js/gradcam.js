@@ -1,6 +1,7 @@
 /**
- * Grad-CAM in the browser, on the model's TF.js *layers* model (a GraphModel cannot be
- * differentiated: it has no layers to split and tf.grad cannot see inside it).
+ * Grad-CAM in the browser: `GradCam` on the model's TF.js *layers* model (any layer with a
+ * spatial output), `GraphGradCam` on its *graph* model when there is no layers model (one
+ * layer only, the one the converter exported as the graph's "features" output).
  *
  * For an input image, a class c and a layer L:
  *   1. split the model at L: run the layers up to L ("the head") once, keeping L's
@@ -18,6 +19,13 @@
  * Every layer runs in inference mode ({training: false}): BatchNorm uses its moving
  * statistics, as the graph model and the server do. The server computes the same with
  * tf.GradientTape (app/inference/gradcam.py), and the tests compare the two.
+ *
+ * GraphGradCam (manifest.explain.gradcam "graph"): a GraphModel has no layers to split, but
+ * it can be run from any node: A = graph.execute(input, <features node>) (the feature maps
+ * of manifest.explain.layer), and the score is graph.execute({<features node>: a}, output),
+ * which tf.valueAndGrad differentiates like any other TF.js ops (the graph's weights are
+ * constants). Steps 3 and 4 as above; the server does the same with the SavedModel's
+ * "belka_gradcam" signature.
  *
  * Backends: gradients need backward kernels. TF.js 4.22's wasm backend lacks
  * Conv2DBackpropFilter (the gradient of a fused convolution computes the filter's
@@ -178,26 +186,119 @@ export class GradCam {
           return tf.squeeze(tf.slice(output, [0, classIndex], [1, 1]));
         };
         const { value, grad } = tf.valueAndGrad(classScore)(activations);
-        const weights = tf.mean(grad, [1, 2], true); // [1, 1, 1, channels]
-        const cam = tf.relu(tf.sum(tf.mul(activations, weights), -1)).squeeze([0]); // [h, w]
-        const peak = tf.max(cam);
-        const normalised = tf.where(tf.greater(peak, 0), tf.div(cam, tf.maximum(peak, 1e-30)), tf.zerosLike(cam));
-        return [normalised, value];
+        return [camOf(activations, grad), value];
       });
     } catch (error) {
+      releaseFailedTape();
       throw unsupported(error) ?? error;
     }
-    try {
-      const [heatmap, scoreData] = await Promise.all([heat.data(), score.data()]);
-      return { heatmap, shape: heat.shape, score: scoreData[0], ms: since(start) };
-    } finally {
-      tf.dispose([heat, score]);
-    }
+    return read(heat, score, start);
   }
 
   dispose() {
     this.model.dispose();
   }
+}
+
+/**
+ * Grad-CAM on a classifier's TF.js graph model, at the one layer the converter exported
+ * (manifest.explain: {gradcam: "graph", layer, shape, graph: {features, output}}). Same
+ * interface as GradCam. The graph model belongs to the classifier: dispose() leaves it.
+ */
+export class GraphGradCam {
+  /**
+   * `graph`: the loaded tf.GraphModel; `manifest`: the model's manifest. `scoreKind`:
+   * "logit" or "probability" (default from manifest.output.kind).
+   */
+  constructor(graph, manifest, { scoreKind } = {}) {
+    const info = manifest.explain;
+    if (info?.gradcam !== 'graph' || !info.graph?.features || !info.layer) {
+      throw new Error('The manifest names no Grad-CAM features node in the graph model ' +
+        '(explain.gradcam is not "graph").');
+    }
+    this.graph = graph;
+    this.layer = info.layer;
+    this.shape = info.shape;
+    this.featuresNode = info.graph.features;
+    this.outputNode = info.graph.output ?? manifest.signature?.output ?? 'output';
+    this.scoreKind = scoreKind ?? (manifest.output?.kind === 'logits' ? 'logit' : 'probability');
+  }
+
+  /** The one layer: [{name, className: "graph features", shape: [h, w, c]}]. */
+  layers() {
+    return [{ name: this.layer, className: 'graph features', shape: this.shape }];
+  }
+
+  defaultLayer() {
+    return this.layer;
+  }
+
+  /**
+   * As GradCam.explain; `layerName` must be the graph's layer (or left out). Throws
+   * GradientUnsupportedError when the backend lacks a backward kernel.
+   */
+  async explain(input, classIndex, layerName = this.layer) {
+    const start = performance.now();
+    if (layerName != null && layerName !== this.layer) {
+      throw new Error(`Without a layers model, Grad-CAM runs at one layer only: "${this.layer}" ` +
+        `(not "${layerName}").`);
+    }
+    let heat;
+    let score;
+    try {
+      [heat, score] = tf.tidy(() => {
+        const activations = this.graph.execute(input, this.featuresNode);
+        const classScore = (a) => {
+          const output = this.graph.execute({ [this.featuresNode]: a }, this.outputNode);
+          return tf.squeeze(tf.slice(output, [0, classIndex], [1, 1]));
+        };
+        const { value, grad } = tf.valueAndGrad(classScore)(activations);
+        return [camOf(activations, grad), value];
+      });
+    } catch (error) {
+      releaseFailedTape();
+      throw unsupported(error) ?? error;
+    }
+    return read(heat, score, start);
+  }
+
+  /** Nothing of its own to free: the graph model is the classifier's. */
+  dispose() {
+    this.graph = null;
+  }
+}
+
+/**
+ * Steps 3 and 4: ReLU(sum over channels of mean_spatial(grad) * A), divided by its maximum
+ * (all zeros when that is not positive). [1, h, w, c] -> [h, w]. Call inside tf.tidy.
+ */
+function camOf(activations, grad) {
+  const weights = tf.mean(grad, [1, 2], true); // [1, 1, 1, channels]
+  const cam = tf.relu(tf.sum(tf.mul(activations, weights), -1)).squeeze([0]); // [h, w]
+  const peak = tf.max(cam);
+  return tf.where(tf.greater(peak, 0), tf.div(cam, tf.maximum(peak, 1e-30)), tf.zerosLike(cam));
+}
+
+/** {heatmap, shape, score, ms} from the heatmap and score tensors, which it disposes. */
+async function read(heat, score, start) {
+  try {
+    const [heatmap, scoreData] = await Promise.all([heat.data(), score.data()]);
+    return { heatmap, shape: heat.shape, score: scoreData[0], ms: since(start) };
+  } finally {
+    tf.dispose([heat, score]);
+  }
+}
+
+/**
+ * TF.js 4.22's engine.gradients frees the tensors it kept for the backward pass (its tape's
+ * `saved`) only when that pass succeeds: after a failure (a missing kernel) they would stay
+ * allocated for good. Frees them, unless a gradient computation is still running.
+ */
+function releaseFailedTape() {
+  const state = tf.engine().state;
+  if (state.gradientDepth !== 0 || !state.activeTape) return;
+  state.activeTape.forEach((node) => node.saved?.forEach((tensor) => tensor.dispose()));
+  state.activeTape = null;
 }
 
 /** A GradientUnsupportedError for TF.js's "Kernel 'X' not registered for backend 'y'", else null. */

@@ -3,9 +3,10 @@
  * class most? Needs no gradients, so it runs on every backend, with the fast graph model.
  *
  * The same steps as the server (app/inference/occlusion.py):
- *   1. a grey square (`patch` pixels; grey = the middle of the model's value range)
- *      slides over the model input with step `stride`: positions 0, stride, ... up to
- *      size - patch, plus size - patch itself when the steps miss it;
+ *   1. a grey square (`patch` pixels; grey = a 127.5 mid-grey pixel in the model's values,
+ *      per channel: preprocess.js pixelToModel, the server's normalise) slides over the
+ *      model input with step `stride`: positions 0, stride, ... up to size - patch,
+ *      plus size - patch itself when the steps miss it;
  *   2. every occluded image goes through the model (in batches); the drop of the class
  *      probability, p(clean) - p(occluded), is recorded for the position (signed);
  *   3. every pixel gets the mean drop of the patches that covered it;
@@ -58,7 +59,8 @@ const nextTask = () => new Promise((resolve) => { setTimeout(resolve, 0); });
  * The occlusion map of `input` (float32 [1, H, W, 3], not disposed here) for class
  * `classIndex`. `probabilities(batch)` maps a [N, H, W, 3] tensor to [N, classes]
  * probabilities (called inside tf.tidy). Options: patch, stride, fill (the patch's
- * value), signal (AbortSignal), onProgress(done, total), targetBatchMs.
+ * value: one number for every channel, or one per channel in the model's order), signal
+ * (AbortSignal), onProgress(done, total), targetBatchMs.
  * Resolves to {heatmap: Float32Array (H * W), shape: [H, W], drops: Float32Array
  * (rows.length * cols.length), rows, cols, baseline, images, ms}.
  */
@@ -68,6 +70,10 @@ export async function occlusionMap(probabilities, input, classIndex,
   const [, height, width] = input.shape;
   const problem = paramsProblem(height, width, patch, stride);
   if (problem) throw new Error(problem);
+  const fillValues = typeof fill === 'number' ? [fill] : Array.from(fill ?? []);
+  if (!(fillValues.length === 1 || fillValues.length === input.shape[3]) || !fillValues.every(Number.isFinite)) {
+    throw new Error(`The occlusion fill must be a number or one number per channel, not ${JSON.stringify(fill)}.`);
+  }
   const rows = positions(height, patch, stride);
   const cols = positions(width, patch, stride);
   const spots = rows.flatMap((top) => cols.map((left) => [top, left]));
@@ -92,7 +98,8 @@ export async function occlusionMap(probabilities, input, classIndex,
         }
       });
       const m = tf.tensor4d(mask, [chunk.length, height, width, 1]);
-      const batch = tf.add(tf.mul(input, tf.sub(1, m)), tf.mul(m, fill)); // [N, H, W, 3]
+      const grey = tf.tensor1d(fillValues, 'float32'); // [1] or [3]: broadcast over the channels
+      const batch = tf.add(tf.mul(input, tf.sub(1, m)), tf.mul(m, grey)); // [N, H, W, 3]
       return scoreOf(batch);
     });
     const values = await scores.data();
