@@ -34,7 +34,7 @@ IDENTITY_AT_INFERENCE = {
     "RandomColorDegeneration", "RandomPosterization", "RandomInvert", "RandomErasing",
     "RandomGaussianBlur", "RandomPerspective", "RandomElasticTransform", "AugMix", "RandAugment",
     "CutMix", "MixUp", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
-    "GaussianNoise", "GaussianDropout", "AlphaDropout", "ActivityRegularization",
+    "GaussianNoise", "GaussianDropout", "AlphaDropout", "ActivityRegularization", "StochasticDepth",
 }
 SIGMOID_FUNCTIONS = {"sigmoid", "math.sigmoid", "nn.sigmoid"}
 
@@ -52,12 +52,15 @@ def all_layers(model):
 
 
 def inference_identities(model) -> set[int]:
-    """Switch off the layers that are the identity at inference; return their ids."""
+    """The ids of the layers that are the identity at inference; in a Keras 3 model they are
+    also switched off (tf_keras's are the identity with ``training=False`` already, and its
+    SavedModel export traces each layer's own ``call``, which must stay)."""
     found = set()
     for layer in all_layers(model):
         if type(layer).__name__ not in IDENTITY_AT_INFERENCE or not _is_identity(layer):
             continue
-        layer.call = _identity
+        if is_keras3(layer):
+            layer.call = _identity
         found.add(id(layer))
     return found
 

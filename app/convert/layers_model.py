@@ -50,6 +50,10 @@ _PYTHON_LAYERS = ("Lambda", "TFOpLambda", "SlicingOpLambda")
 AFFINE_MAX_CHANNELS = 64
 AFFINE_RTOL = 1e-5
 TWO_CLASSES_LAYER = "belka_two_classes"
+# Keras 3 operations between two tensors (x * hard_sigmoid(x) in MobileNetV3) that are Keras 2
+# merge layers, which TF.js has.
+MERGE_OPERATIONS = {"Add": "Add", "Subtract": "Subtract", "Multiply": "Multiply", "Maximum": "Maximum",
+                    "Minimum": "Minimum"}
 OPERATION_PREFIX = "keras.ops."
 
 
@@ -79,6 +83,8 @@ def build(original, identities: set[int], binary: str | None) -> tuple[Any, list
     body = graph.flatten(_as_functional(config), original)
     synthetic: dict[str, list[np.ndarray]] = {}
     body = graph.simplify(body, synthetic, tf_keras)
+    if not _is_keras3(original) and not binary and body == _as_functional(config):
+        return original, []  # a Keras 2 model TF.js can load as it is (MobileNetV2): no rebuild
     if binary:
         body = _append_two_classes(body, binary, synthetic)
     try:
@@ -298,6 +304,13 @@ class _Graph:
             if id(self.sources.get(name)) in self.identities:
                 replace[(name, 0, 0)] = refs[0][:3]
                 continue
+            operation = cls.removeprefix(OPERATION_PREFIX)
+            if cls.startswith(OPERATION_PREFIX) and operation in MERGE_OPERATIONS and len(refs) == 2 \
+                    and len(layer["inbound_nodes"]) == 1:
+                layers.append({**layer, "class_name": MERGE_OPERATIONS[operation],
+                               "config": {"name": name, "dtype": "float32"},
+                               "inbound_nodes": [[[*r[:3], {}] for r in refs]]})
+                continue
             if cls in _PYTHON_LAYERS or not hasattr(tf_keras.layers, cls):
                 if len(layer["inbound_nodes"]) != 1 or len(refs) != 1:
                     raise LayersUnavailable(f"layer {name!r} ({cls}) has no TF.js equivalent")
@@ -409,10 +422,13 @@ def _layer_function(model, name: str):
 
 
 def _fit_affine(function, shape) -> tuple[np.ndarray, np.ndarray] | None:
-    """(matrix [C, C], offset [C]) with function(x) = x @ matrix + offset at every pixel, else None."""
-    if len(shape) < 2 or shape[-1] is None or shape[-1] > AFFINE_MAX_CHANNELS:
+    """(matrix [C, C], offset [C]) with function(x) = x @ matrix + offset at every pixel, else None.
+    Over ``AFFINE_MAX_CHANNELS`` channels only one scale and offset for all are looked for."""
+    if len(shape) < 2 or shape[-1] is None:
         return None
     channels = int(shape[-1])
+    if channels > AFFINE_MAX_CHANNELS:
+        return _fit_scalar_affine(function, shape)
     spatial = [int(d) if d is not None else 8 for d in shape[1:-1]]
     rng = np.random.default_rng(0)
     batch = np.zeros((channels + 3, *spatial, channels), np.float32)
@@ -434,6 +450,26 @@ def _fit_affine(function, shape) -> tuple[np.ndarray, np.ndarray] | None:
     if constant > AFFINE_RTOL * scale or np.abs(predicted - pixels[-2:]).max() > AFFINE_RTOL * scale:
         return None
     return matrix, offset
+
+
+def _fit_scalar_affine(function, shape) -> tuple[np.ndarray, np.ndarray] | None:
+    """function(x) = a * x + b with one a and b for every value, as (a * I, b * ones), else None."""
+    channels = int(shape[-1])
+    dims = [int(d) if d is not None else 4 for d in shape[1:]]
+    batch = np.stack([np.zeros(dims, np.float32), np.ones(dims, np.float32),
+                      np.random.default_rng(0).uniform(-3.0, 260.0, size=dims).astype(np.float32)])
+    try:
+        out = function(batch).astype(np.float64)
+    except Exception:  # noqa: BLE001 - the layer cannot run alone: not affine as far as we know
+        return None
+    if out.shape != batch.shape:
+        return None
+    offset, scale = out[0].flat[0], out[1].flat[0] - out[0].flat[0]
+    tolerance = AFFINE_RTOL * (1.0 + np.abs(out).max())
+    if np.abs(out[0] - offset).max() > tolerance or np.abs(out[1] - offset - scale).max() > tolerance \
+            or np.abs(batch[2] * scale + offset - out[2]).max() > tolerance:
+        return None
+    return scale * np.eye(channels), np.full(channels, offset)
 
 
 def _copy_weights(sources: dict, synthetic: dict, target) -> None:

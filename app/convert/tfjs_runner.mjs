@@ -6,7 +6,7 @@
 //   "input":  {"path": "probe.bin", "shape": [N, H, W, C], "dtype": "float32"},
 //   "models": [{"format": "graph" | "layers", "dir": "/abs/path/graph",
 //               "outputs": ["Identity:0", ...],     // optional, graph models only
-//               "output": "output",                   // optional: the one output to run
+//               "output": "output",   // a graph model's output to run when it has several (default "output")
 //               "execute": "execute" | "executeAsync"}],  // with outputs: how to run
 //   "out_dir": "/abs/path"        // outputs are written as <format>.bin
 // }
@@ -104,8 +104,8 @@ async function runModel({ format, dir, outputs, execute, output: outputKey }, in
     return { format, outputs: written, load_ms: loadMs, predict_ms: performance.now() - t0 };
   }
   // a graph model with Grad-CAM features has two outputs: run only the one the page shows
-  const output = outputKey && format === 'graph' && model.outputs.length > 1
-    ? model.execute(input, outputKey) : model.predict(input);
+  const output = format === 'graph' && model.outputs.length > 1
+    ? model.execute(input, outputKey ?? 'output') : model.predict(input);
   if (Array.isArray(output) || !(output instanceof tf.Tensor)) {
     tf.dispose(output);
     model.dispose();

@@ -28,7 +28,9 @@
  *                    {method: "gradcam"|"occlusion", classIndex, layer, patch, stride},
  *                    each optional (default: the card's controls, the top-1 class);
  *                    resolves to {method, classIndex, heatmap: [...] (h * w), shape: [h, w],
- *                    ms, and layer, scoreKind, score (Grad-CAM) or patch, stride, rows,
+ *                    ms, and layer, scoreKind, score, source ("page", or "server" when
+ *                    the backend lacked a gradient kernel: then reason and kernel too),
+ *                    model ("layers" or "graph") (Grad-CAM) or patch, stride, rows,
  *                    cols, drops, baseline, images (occlusion)}, or {error} when it cannot
  *                    run, or null when cancelled
  *   cancelExplain()  stops a running occlusion map

@@ -13,7 +13,8 @@ async ({name, input, shape}) => {
   const layers = await tf.loadLayersModel(`/models/${name}/layers/model.json`);
   const graph = await tf.loadGraphModel(`/models/${name}/graph/model.json`);
   for (const [key, model] of [['layers', layers], ['graph', graph]]) {
-    const y = model.predict(x);
+    // a graph model with Grad-CAM features has two outputs: the classes are 'output'
+    const y = key === 'graph' && model.outputs.length > 1 ? model.execute(x, 'output') : model.predict(x);
     out[key] = Array.from(await y.data());
     y.dispose();
     model.dispose();

@@ -78,4 +78,4 @@ def test_overlay_png():
     assert overlay.shape == (20, 30, 3)
     assert overlay[0, 0].tolist() == [100, 100, 164]  # half grey, half jet(0) = dark blue
     assert overlay[0, -1].tolist() == [164, 100, 100]  # jet(1) = dark red
-    assert heatmap_image.input_pixels(np.array([[[-1.0, 0.0, 1.0]]]), [-1, 1]).tolist() == [[[0, 128, 255]]]
+    assert heatmap_image.input_pixels(np.array([[[-1.0, 0.0, 1.0]]]), {"value_range": [-1, 1]}).tolist() == [[[0, 128, 255]]]
