@@ -31,11 +31,11 @@ def quantization_map(quantize: str) -> dict | None:
     return None if quantize == "none" else {quantize: True}
 
 
-def write_saved_model(source: SourceModel, out: Path) -> None:
-    """SavedModel with a serving signature named by ``source.signature``; with a Grad-CAM
-    split, two more: ``FEATURES_SIGNATURE`` (the output and the features, which the TF.js
-    graph model is converted from) and ``GRADCAM_SIGNATURE`` (the server's Grad-CAM when
-    there is no layers model)."""
+def write_saved_model(source: SourceModel, out: Path, gradcam: bool = False) -> None:
+    """SavedModel with a serving signature named by ``source.signature``; with ``gradcam`` (the
+    model has a Grad-CAM split but no layers model) two more: ``FEATURES_SIGNATURE`` (the output
+    and the features, which the TF.js graph model is converted from) and ``GRADCAM_SIGNATURE``
+    (the server's Grad-CAM)."""
     tf = tf_runtime.tensorflow()
     from app.convert.keras_model import two_classes
 
@@ -62,7 +62,7 @@ def write_saved_model(source: SourceModel, out: Path) -> None:
         return {output_name: two_classes(model(images), source.binary)}
 
     signatures = {"serving_default": serve}
-    if source.split is not None:
+    if gradcam and source.split is not None:
         module.split = source.split
 
         @tf.function(input_signature=[spec])

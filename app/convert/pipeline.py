@@ -86,8 +86,11 @@ def convert(load_source: Callable[[], SourceModel], request: Request, source_kin
 
     with staging_folder(request) as staging:
         saved_dir = staging / FORMAT_DIRS["saved"]
+        # Grad-CAM features in the graph model and the SavedModel only when no layers model will
+        # do Grad-CAM (they cost an export of the gradient; the graph model keeps one output)
+        graph_gradcam = source.split is not None and (source.keras_model is None or "layers" not in request.formats)
         with progress.step("Exporting the TensorFlow SavedModel (used by the server)"):
-            export.write_saved_model(source, saved_dir)
+            export.write_saved_model(source, saved_dir, graph_gradcam)
         with progress.step("Converting to a TF.js graph model" if "graph" in request.formats
                            else "Skipping the graph model (not in --formats)"):
             if "graph" in request.formats:
@@ -99,6 +102,15 @@ def convert(load_source: Callable[[], SourceModel], request: Request, source_kin
                 layers_reason = _write_layers(source, staging / "layers", request.quantize)
         with progress.step("Checking the numbers in TF.js (Node) and TensorFlow"):
             verification, reference, layers_reason = _verify(source, staging, request, layers_reason)
+            if layers_reason and source.split is not None and not graph_gradcam:
+                progress.note("no layers model: exporting the SavedModel and the graph model again, "
+                              "with the Grad-CAM features")
+                shutil.rmtree(saved_dir)
+                shutil.rmtree(staging / "graph", ignore_errors=True)
+                export.write_saved_model(source, saved_dir, True)
+                if "graph" in request.formats:
+                    export.write_graph_model(saved_dir, staging / "graph", request.quantize)
+                verification, reference, layers_reason = _verify(source, staging, request, layers_reason)
             for fmt, report in verification["formats"].items():
                 progress.note(f"{fmt}: max |diff| {report['max_abs_diff']:.2e}, top-1 agreement "
                               f"{report['top1_agreement']:.0%}")
