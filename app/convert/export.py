@@ -1,12 +1,13 @@
 """Write the three artifact formats from a SourceModel.
 
 - saved_model/: a TF SavedModel exported from the ORIGINAL model, with a ``serving_default``
-  signature (float32 images in, one output tensor out) that the server runs, and for
-  Grad-CAM ``belka_features`` (output and feature maps) and ``belka_gradcam``.
+  signature (float32 images in, one output tensor out) that the server runs; for a model
+  without a layers model, also ``belka_features`` (output and feature maps) and
+  ``belka_gradcam`` (the server's Grad-CAM).
 - graph/: ``tfjs_graph_model`` (tensorflowjs converter, optimised, fastest in the browser),
   converted from ``belka_features`` when there is one: its ``output`` is what the page
   shows, its ``features`` node is where the page feeds feature maps to differentiate the
-  rest (Grad-CAM without a layers model).
+  rest (Grad-CAM without a layers model); else from ``serving_default``.
 - layers/: ``tfjs_layers_model`` written from the legacy Keras rebuild (the only
   Keras JSON that TF.js 4.22 can read), when one can be made (layers_model.py).
 """
