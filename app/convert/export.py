@@ -53,7 +53,12 @@ def write_saved_model(source: SourceModel, out: Path, gradcam: bool = False) -> 
         def model(images):
             return call(**{input_name: images})[output_name]
     else:
-        module.model = source.model
+        from app.convert.keras_model import is_keras3
+
+        if is_keras3(source.model):
+            module.model = source.model
+        else:  # a tf_keras model attached whole makes tf.saved_model trace every layer (17 s for a
+            module.weights = list(source.model.variables)  # small MobileNetV2, 3 s with its variables)
 
         def model(images):
             return source.model(images, training=False)
@@ -64,7 +69,6 @@ def write_saved_model(source: SourceModel, out: Path, gradcam: bool = False) -> 
 
     signatures = {"serving_default": serve}
     if gradcam and source.split is not None:
-        module.split = source.split
 
         @tf.function(input_signature=[spec])
         def features(images):
