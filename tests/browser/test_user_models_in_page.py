@@ -20,7 +20,6 @@ Numbers are printed at the end of the module (run with -s).
 """
 from __future__ import annotations
 
-import contextlib
 import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -40,7 +39,7 @@ BINARY_LABELS = ["cat", "dog"]
 # or used the variance where the standard deviation belongs, would compute other numbers.
 NORM_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 NORM_VARIANCE = np.array([0.229, 0.224, 0.225], np.float32) ** 2
-# backend -> layer -> Grad-CAM layers to check (wasm lacks Conv2DBackpropFilter: only after the
+# backend -> the Grad-CAM layers checked (wasm lacks Conv2DBackpropFilter: only after the
 # last convolution there; see static/js/gradcam.js)
 STEM_LAYERS = {"wasm": ["features"], "cpu": ["stem_conv", "stem_act", "features"]}
 NUMBERS: dict[str, list[float]] = {}
@@ -139,7 +138,7 @@ def photo(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory, photo) -> dict:
-    """The three models, saved as .keras and converted by the CLI into one models folder."""
+    """The three models, saved as .keras and converted by the CLI."""
     from PIL import Image
 
     tf_runtime.tensorflow()
@@ -156,37 +155,37 @@ def converted(tmp_path_factory, photo) -> dict:
               "binary-sigmoid": binary_model(keras, "sigmoid", picture)}
     (folder / "stem.txt").write_text("\n".join(STEM_LABELS) + "\n")
     (folder / "binary.txt").write_text("\n".join(BINARY_LABELS) + "\n")
-    out = folder / "models"
     flags = {"stem": ["--labels", folder / "stem.txt", "--preprocessing", "raw"],
              "binary-logit": ["--labels", folder / "binary.txt", "--value-range", "0,255"],
              "binary-sigmoid": ["--labels", folder / "binary.txt", "--value-range", "0,255"]}
     for name, model in models.items():
         model.save(folder / f"{name}.keras")
-    # three CLI processes at once: most of each is TensorFlow's and Node's start-up
+    # one models folder each (a server loads every model of its folder at start-up), and three
+    # CLI processes at once (much of each is TensorFlow's and Node's start-up)
+    dirs = {name: folder / f"models-{name}" for name in models}
     with ThreadPoolExecutor(len(models)) as pool:
-        list(pool.map(lambda name: convert_ok("keras", folder / f"{name}.keras", *flags[name], "--out", out,
+        list(pool.map(lambda name: convert_ok("keras", folder / f"{name}.keras", *flags[name], "--out", dirs[name],
                                               "--name", name), models))
-    manifests = {name: json.loads((out / name / "manifest.json").read_text()) for name in models}
-    return {"models": out, "keras": models, "manifests": manifests}
+    manifests = {name: json.loads((dirs[name] / name / "manifest.json").read_text()) for name in models}
+    return {"dirs": dirs, "keras": models, "manifests": manifests}
 
 
 @pytest.fixture(scope="module")
 def servers(converted):
     """name -> the URL of a server whose classify page opens that model (the page has no model
-    choice: one server per model, all started at once)."""
-    with contextlib.ExitStack() as stack:
-        contexts = {name: serve(converted["models"], BELKA_MODEL=name) for name in converted["manifests"]}
-        with ThreadPoolExecutor(len(contexts)) as pool:
-            futures = {name: pool.submit(context.__enter__) for name, context in contexts.items()}
-        urls = {}
-        for name, future in futures.items():  # stop every server that started, whatever failed
-            if future.exception() is None:
-                urls[name] = future.result()
-                stack.push(contexts[name].__exit__)
+    choice: one server per model, started and stopped all at once)."""
+    contexts = {name: serve(folder) for name, folder in converted["dirs"].items()}
+    with ThreadPoolExecutor(len(contexts)) as pool:
+        futures = {name: pool.submit(context.__enter__) for name, context in contexts.items()}
+    urls = {name: future.result() for name, future in futures.items() if future.exception() is None}
+    try:
         for future in futures.values():
             if future.exception() is not None:
                 raise future.exception()
         yield urls
+    finally:  # stop every server that started, whatever failed
+        with ThreadPoolExecutor(len(contexts)) as pool:
+            list(pool.map(lambda name: contexts[name].__exit__(None, None, None), urls))
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -249,7 +248,7 @@ def test_the_stem_keeps_its_normalization_in_the_layers_model(converted):
     assert manifest["explain"]["gradcam"] == "layers"
     assert manifest["preprocessing"]["value_range"] == [0, 255]
     assert manifest["output"]["kind"] == "logits" and "binary" not in manifest["output"]
-    model_json = json.loads((converted["models"] / "stem" / "layers" / "model.json").read_text())
+    model_json = json.loads((converted["dirs"]["stem"] / "stem" / "layers" / "model.json").read_text())
     layers = model_json["modelTopology"]["model_config"]["config"]["layers"]
     classes = {layer["config"]["name"]: layer["class_name"] for layer in layers}
     assert classes["norm"] == "Normalization", classes
@@ -311,7 +310,7 @@ def test_a_binary_classifier_shows_two_classes_in_the_page(browser, servers, con
     assert manifest["labels"] == BINARY_LABELS
     assert manifest["preprocessing"]["value_range"] == [0, 255]
     assert "layers" in manifest["formats"], manifest["conversion"]
-    layers_text = (converted["models"] / name / "layers" / "model.json").read_text()
+    layers_text = (converted["dirs"][name] / name / "layers" / "model.json").read_text()
     assert "RandomFlip" not in layers_text and "Dropout" not in layers_text
 
     url = servers[name]
