@@ -138,6 +138,7 @@ def convert(family: str, quantize: str, formats: str | None, args, out: Path) ->
     cmd += ["--out", str(out), "--json", "--quiet"]
     shown = " ".join(["belka", *cmd[len(belka_command()):]]).replace(str(out), "TMPDIR")
     print(f"$ {shown}", file=sys.stderr, flush=True)
+    load_before = [round(x, 2) for x in os.getloadavg()]
     started = time.perf_counter()
     try:
         proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=args.convert_timeout)
@@ -145,7 +146,8 @@ def convert(family: str, quantize: str, formats: str | None, args, out: Path) ->
         return {"ok": False, "command": shown, "exit_code": None,
                 "error": f"timed out after {args.convert_timeout} s"}
     seconds = time.perf_counter() - started
-    record = {"command": shown, "exit_code": proc.returncode, "wall_seconds": round(seconds, 2)}
+    record = {"command": shown, "exit_code": proc.returncode, "wall_seconds": round(seconds, 2),
+              "load_average_before": load_before}
     try:
         reply = json.loads(proc.stdout) if proc.stdout.strip() else None
     except json.JSONDecodeError:
@@ -242,6 +244,7 @@ def measure_page(browser, base: str, model: str, png: str, runs: int, timeout_ms
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("console", lambda m: m.type == "error" and errors.append(m.text))
     page.set_default_timeout(timeout_ms)
+    load_before = [round(x, 2) for x in os.getloadavg()]
     try:
         page.goto(f"{base}/?backend=wasm")
         first = page.evaluate(FIRST_PREDICTION_JS, {"png": png})
@@ -265,7 +268,8 @@ def measure_page(browser, base: str, model: str, png: str, runs: int, timeout_ms
             "top1": first["first"]["top1"],
             "cross_origin_isolated": first["crossOriginIsolated"],
             "hardware_concurrency": first["hardwareConcurrency"],
-            "console_errors": errors[:5],
+            "console_errors": errors[:5], "load_average_before": load_before,
+            "load_average_after": [round(x, 2) for x in os.getloadavg()],
         }
     except Exception as exc:  # noqa: BLE001 - recorded, the other families still run
         return {"ok": False, "error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:500]}",

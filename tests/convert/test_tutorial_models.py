@@ -20,7 +20,7 @@ import pytest
 from app import tf_runtime
 from app.convert import verify
 from app.convert.applications import PRESETS, calibrate_batchnorm
-from tests.conftest import convert_ok, run_belka
+from tests.conftest import run_belka
 
 SIZE = 48
 
