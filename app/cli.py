@@ -207,10 +207,14 @@ def _convert_mobilenet(args) -> int:
     name = "mobilenet-v2" if (args.alpha, args.size) == (1.0, 224) else f"mobilenet-v2-{args.alpha:g}-{args.size}"
     if args.quantize != "none":
         name += f"-{args.quantize}"
-    if args.weights not in ("imagenet", "none") and not Path(args.weights).is_file():
-        raise BadInput(f"--weights {args.weights}: no such file (use imagenet, none or a weights file)")
+    _check_weights(args.weights)
     return _run_conversion(args, "mobilenet-v2", name,
                            lambda: sources.mobilenet_v2(args.alpha, args.size, args.weights, args.seed))
+
+
+def _check_weights(weights: str) -> None:
+    if weights not in ("imagenet", "none") and not Path(weights).is_file():
+        raise BadInput(f"--weights {weights}: no such file (use imagenet, none or a weights file)")
 
 
 def _convert_keras(args) -> int:
@@ -237,8 +241,7 @@ def _convert_keras_app(args) -> int:
         name += f"-{args.size}"
     if args.quantize != "none":
         name += f"-{args.quantize}"
-    if args.weights not in ("imagenet", "none") and not Path(args.weights).is_file():
-        raise BadInput(f"--weights {args.weights}: no such file (use imagenet, none or a weights file)")
+    _check_weights(args.weights)
     return _run_conversion(args, "keras-app", name,
                            lambda: sources.keras_application(args.application, args.size, args.weights, args.seed))
 

@@ -124,7 +124,7 @@ def two_classes(outputs, kind: str | None):
 def explain_split(model, identities: set[int] = frozenset()) -> tuple[str, Any, list[int]] | None:
     """(layer name, its output tensor in ``model``, [h, w, channels]) for Grad-CAM, or None;
     layers in ``identities`` (switched off) are passed over."""
-    keras = _keras_of(model)
+    keras = keras_of(model)
     graph = getattr(model, "_functional", None) or model
     operations = list(getattr(graph, "_operations", None) or graph.layers)
     for operation in reversed(operations):
@@ -146,20 +146,27 @@ def explain_split(model, identities: set[int] = frozenset()) -> tuple[str, Any, 
 def split_model(model, tensor):
     """``model`` with two outputs: ``tensor`` (the Grad-CAM features) and its own output."""
     graph = getattr(model, "_functional", None) or model
-    return _keras_of(model).Model(graph.inputs, [tensor, graph.outputs[0]])
+    return keras_of(model).Model(graph.inputs, [tensor, graph.outputs[0]])
+
+
+def outer_node(model, operation):
+    """``operation``'s one call in ``model``'s own graph (a nested model has others), or None."""
+    in_model = {id(n) for nodes in model._nodes_by_depth.values() for n in nodes}
+    nodes = [n for n in operation._inbound_nodes if id(n) in in_model]
+    return nodes[0] if len(nodes) == 1 else None
 
 
 def outer_output(model, operation):
-    """``operation``'s output tensor in ``model``'s own graph (a nested model has others)."""
-    in_model = {id(n) for nodes in model._nodes_by_depth.values() for n in nodes}
-    nodes = [n for n in operation._inbound_nodes if id(n) in in_model]
-    if len(nodes) != 1:
+    """``operation``'s output tensor in ``model``'s own graph, or None."""
+    node = outer_node(model, operation)
+    if node is None:
         return None
-    outputs = tf_runtime.tensorflow().nest.flatten(nodes[0].output_tensors)
+    outputs = tf_runtime.tensorflow().nest.flatten(node.output_tensors)
     return outputs[0] if len(outputs) == 1 else None
 
 
-def _keras_of(model):
+def keras_of(model):
+    """The Keras library ``model`` belongs to: keras (3) or tf_keras (2)."""
     if is_keras3(model):
         tf_runtime.tensorflow()
         import keras

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from app import tf_runtime
+from app.convert.keras_model import IDENTITY_AT_INFERENCE, is_keras3, keras_of, outer_node, two_class_weights
 
 # Keys Keras 3 adds to every serialized object that Keras 2 does not know.
 _KERAS3_ONLY_KEYS = ("module", "registered_name", "build_config", "compile_config", "shared_object_id")
@@ -75,7 +76,7 @@ def build(original, identities: set[int], binary: str | None) -> tuple[Any, list
             "cannot read; rebuild it with the functional API to get one")
     if config["class_name"] == "Model":
         config["class_name"] = "Functional"
-    if _is_keras3(original):
+    if is_keras3(original):
         config = _translate(json.loads(json.dumps(config, default=_json_default)), notes, tf_keras)
     else:
         config = json.loads(json.dumps(config, default=_json_default))
@@ -83,7 +84,7 @@ def build(original, identities: set[int], binary: str | None) -> tuple[Any, list
     body = graph.flatten(_as_functional(config), original)
     synthetic: dict[str, list[np.ndarray]] = {}
     body = graph.simplify(body, synthetic, tf_keras)
-    if not _is_keras3(original) and not binary and body == _as_functional(config):
+    if not is_keras3(original) and not binary and body == _as_functional(config):
         return original, []  # a Keras 2 model TF.js can load as it is (MobileNetV2): no rebuild
     if binary:
         body = _append_two_classes(body, binary, synthetic)
@@ -92,13 +93,7 @@ def build(original, identities: set[int], binary: str | None) -> tuple[Any, list
     except Exception as exc:  # noqa: BLE001 - any failure here means "cannot translate"
         raise LayersUnavailable(f"Keras 2 cannot rebuild the model ({_first_line(exc)})") from exc
     _copy_weights(graph.sources, synthetic, rebuilt)
-    from app.convert.keras_model import IDENTITY_AT_INFERENCE
-
     return rebuilt, sorted({n for n in notes if n.split(":")[0] not in IDENTITY_AT_INFERENCE})
-
-
-def _is_keras3(model) -> bool:
-    return not type(model).__module__.startswith("tf_keras")
 
 
 def _json_default(obj):
@@ -381,8 +376,6 @@ def _rewire(body: dict, replace: dict) -> dict:
 
 
 def _append_two_classes(body: dict, binary: str, synthetic: dict) -> dict:
-    from app.convert.keras_model import two_class_weights
-
     (output,) = body["output_layers"]
     layer = {"class_name": "Dense", "name": TWO_CLASSES_LAYER, "inbound_nodes": [[[*output[:3], {}]]],
              "config": {"name": TWO_CLASSES_LAYER, "units": 2, "activation": "linear", "use_bias": True,
@@ -404,17 +397,12 @@ def _layer_function(model, name: str):
     model = getattr(model, "_functional", None) or model  # a Keras 3 Sequential keeps its graph there
     operations = getattr(model, "_operations", None) or model.layers
     operation = next(op for op in operations if op.name == name)
-    in_model = {id(n) for nodes in model._nodes_by_depth.values() for n in nodes}
-    node = next(n for n in operation._inbound_nodes if id(n) in in_model)
+    node = outer_node(model, operation)
     nest = tf_runtime.tensorflow().nest
-    inputs, outputs = nest.flatten(node.input_tensors), nest.flatten(node.output_tensors)
+    inputs, outputs = (nest.flatten(node.input_tensors), nest.flatten(node.output_tensors)) if node else ([], [])
     if len(inputs) != 1 or len(outputs) != 1:
         raise LayersUnavailable(f"layer {name!r} ({type(operation).__name__}) has no TF.js equivalent")
-    if _is_keras3(model):
-        import keras
-        sub = keras.Model(inputs[0], outputs[0])
-    else:
-        sub = tf_runtime.tf_keras().Model(inputs[0], outputs[0])
+    sub = keras_of(model).Model(inputs[0], outputs[0])
 
     def function(batch: np.ndarray) -> np.ndarray:
         return np.asarray(sub(batch, training=False))
