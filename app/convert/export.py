@@ -116,7 +116,9 @@ def features_node(graph_dir: Path) -> str | None:
 
 
 def write_graph_model(saved_model_dir: Path, out: Path, quantize: str) -> None:
-    """The TF.js graph model; BadInput naming the ops when TF.js has no kernel for some."""
+    """The TF.js graph model; BadInput naming the ops when TF.js has no kernel for some.
+    Converted unquantized, its fused ops' biases made rank 1 (``fix_fused_biases``), then
+    its weights written with ``quantize``."""
     tf_runtime.tensorflowjs()
     from tensorflowjs.converters import tf_saved_model_conversion_v2 as saved_model_conversion
 
@@ -125,7 +127,7 @@ def write_graph_model(saved_model_dir: Path, out: Path, quantize: str) -> None:
             saved_model_conversion.convert_tf_saved_model(
                 str(saved_model_dir), str(out),
                 signature_def=graph_signature(saved_model_dir), saved_model_tags="serve",
-                quantization_dtype_map=quantization_map(quantize),
+                quantization_dtype_map=None,
                 weight_shard_size_bytes=SHARD_BYTES)
     except ValueError as exc:
         match = re.search(r"Unsupported Ops in the model(?: before optimization)?\s*(.*)", str(exc))
@@ -134,6 +136,67 @@ def write_graph_model(saved_model_dir: Path, out: Path, quantize: str) -> None:
         ops = ", ".join(sorted({op.strip() for op in match.group(1).split(",") if op.strip()}))
         raise BadInput(f"TF.js has no kernel for these ops of the model: {ops}; the browser cannot run it. "
                        "Rebuild the model without them (or cut it before them), then convert again") from exc
+    fix_fused_biases(out, quantize)
+
+
+FUSED_OPS = ("_FusedConv2D", "FusedDepthwiseConv2dNative", "_FusedMatMul")
+
+
+def fix_fused_biases(graph_dir: Path, quantize: str) -> int:
+    """Give every fused convolution / matmul a rank-1 bias [C]; rewrite the weights with ``quantize``.
+
+    TF.js 4.22's wasm backend (the page's default) runs FusedConv2D only with a rank-1 bias
+    ("FusedConv2D only supports rank-1 bias but got rank 4"); its cpu backend, which the
+    conversion check uses in Node, takes any. Keras 3 convolutions followed by BatchNorm end
+    up with [1, 1, 1, C] biases (ResNet50: all 53), MobileNetV3's `x + 3` with scalar ones.
+    Returns how many biases were changed."""
+    import numpy as np
+    from tensorflowjs import read_weights, write_weights
+
+    model_path = graph_dir / "model.json"
+    model = json.loads(model_path.read_text())
+    nodes = {node["name"]: node for node in model["modelTopology"]["node"]}
+    channels = {}
+    for node in nodes.values():
+        inputs = [i for i in node.get("input", []) if not i.startswith("^")]
+        if node["op"] in FUSED_OPS and len(inputs) > 2:
+            channels[inputs[2]] = _output_channels(node, inputs, model)
+    groups = read_weights.read_weights(model["weightsManifest"], str(graph_dir))
+    changed = 0
+    for group in groups:
+        for entry in group:
+            count = channels.get(entry["name"])
+            data = entry["data"]
+            if count is None or data.ndim == 1:
+                continue
+            if data.size == count:
+                entry["data"] = data.reshape(count)
+            elif data.size == 1 and count:
+                entry["data"] = np.full(count, data.reshape(()), data.dtype)
+            else:
+                continue
+            changed += 1
+    if not changed and quantize == "none":
+        return 0
+    for path in {p for group in model["weightsManifest"] for p in group["paths"]}:
+        (graph_dir / path).unlink()
+    model["weightsManifest"] = write_weights.write_weights(
+        groups, str(graph_dir), SHARD_BYTES, write_manifest=False, quantization_dtype_map=quantization_map(quantize))
+    model_path.write_text(json.dumps(model))
+    return changed
+
+
+def _output_channels(node: dict, inputs: list[str], model: dict) -> int | None:
+    """How many output channels a fused op has: the last dimension of its filter / weights."""
+    shapes = {w["name"]: w["shape"] for group in model["weightsManifest"] for w in group["weights"]}
+    shape = shapes.get(inputs[1])
+    if not shape:
+        return None
+    if node["op"] == "FusedDepthwiseConv2dNative":
+        return shape[2] * shape[3]
+    if node["op"] == "_FusedMatMul" and node.get("attr", {}).get("transpose_b", {}).get("b"):
+        return shape[0]
+    return shape[-1]
 
 
 def write_layers_model(source: SourceModel, out: Path, quantize: str) -> None:

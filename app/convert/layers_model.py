@@ -16,7 +16,9 @@ that computes the same numbers and that TF.js can load:
    Keras 2's ``TFOpLambda``, a ``Lambda`` such as ``t / 127.5 - 1``, a channel reversal)
    are replaced by a ``Rescaling`` (one scale and offset) or a 1x1 ``Conv2D`` (a matrix
    across channels and an offset), measured by running the original layer on a few
-   images; anything else is reported as the reason there is no layers model;
+   images; anything else is reported as the reason there is no layers model; Keras 3's
+   ``hard_sigmoid`` / ``hard_silu`` activations become ``Rescaling``, ``ReLU`` and ``Multiply``,
+   and a global pooling with ``keepdims`` (which TF.js ignores) a pooling and a ``Reshape``;
 5. a binary head (one output unit) gets a fixed ``Dense(2)`` after it, as the SavedModel
    does (see ``keras_model.two_class_weights``);
 6. the weights are copied layer by layer from the original.
@@ -56,6 +58,12 @@ TWO_CLASSES_LAYER = "belka_two_classes"
 MERGE_OPERATIONS = {"Add": "Add", "Subtract": "Subtract", "Multiply": "Multiply", "Maximum": "Maximum",
                     "Minimum": "Minimum"}
 OPERATION_PREFIX = "keras.ops."
+# Keras 3 activations TF.js lacks (MobileNetV3), spelled in layers it has: hard_sigmoid(x) =
+# relu6(x + 3) / 6 = min(max(x / 6 + 0.5, 0), 1) and hard_silu(x) = x * hard_sigmoid(x).
+# (TF.js's own hardSigmoid is Keras 2's 0.2 x + 0.5, another function.)
+HARD_ACTIVATIONS = ("hard_sigmoid", "hard_silu", "hard_swish")
+# Global poolings TF.js 4.22 runs without their ``keepdims`` option (squeeze-and-excite blocks).
+GLOBAL_POOLINGS = ("GlobalAveragePooling2D", "GlobalMaxPooling2D")
 
 
 class LayersUnavailable(Exception):
@@ -80,7 +88,7 @@ def build(original, identities: set[int], binary: str | None) -> tuple[Any, list
         config = _translate(json.loads(json.dumps(config, default=_json_default)), notes, tf_keras)
     else:
         config = json.loads(json.dumps(config, default=_json_default))
-    graph = _Graph(identities)
+    graph = _Graph(identities, keras3=is_keras3(original))
     body = graph.flatten(_as_functional(config), original)
     synthetic: dict[str, list[np.ndarray]] = {}
     body = graph.simplify(body, synthetic, tf_keras)
@@ -244,8 +252,9 @@ class _Graph:
     """Flattening and simplification, with the live original layers at hand (for weights
     and for probing what a layer computes)."""
 
-    def __init__(self, identities: set[int]):
+    def __init__(self, identities: set[int], keras3: bool = False):
         self.identities = identities
+        self.keras3 = keras3
         self.sources: dict[str, Any] = {}      # rebuilt layer name -> original layer (weights)
         self.live: dict[str, tuple] = {}       # rebuilt layer name -> (original model, name in it)
 
@@ -256,7 +265,7 @@ class _Graph:
         for layer in body["layers"]:
             name = layer["name"]
             if layer["class_name"] in _MODEL_CLASSES and len(layer["inbound_nodes"]) == 1:
-                inner_graph = _Graph(self.identities)
+                inner_graph = _Graph(self.identities, self.keras3)
                 inner = inner_graph.flatten(_as_functional(layer), model.get_layer(name))
                 calls = _refs(layer["inbound_nodes"][0])
                 renames = {}
@@ -299,6 +308,12 @@ class _Graph:
             if id(self.sources.get(name)) in self.identities:
                 replace[(name, 0, 0)] = refs[0][:3]
                 continue
+            if self.keras3 and cls == "Activation" and layer["config"].get("activation") in HARD_ACTIVATIONS:
+                layers.extend(_hard_activation(layer, refs[0]))
+                continue
+            if cls in GLOBAL_POOLINGS and layer["config"].get("keepdims"):
+                layers.extend(_pool_then_reshape(layer, self._channels(name)))
+                continue
             operation = cls.removeprefix(OPERATION_PREFIX)
             if cls.startswith(OPERATION_PREFIX) and operation in MERGE_OPERATIONS and len(refs) == 2 \
                     and len(layer["inbound_nodes"]) == 1:
@@ -316,6 +331,14 @@ class _Graph:
                 layer = replacement
             layers.append(layer)
         return _rewire({**body, "layers": layers}, replace)
+
+    def _channels(self, name: str) -> int:
+        """The channel count of layer ``name``'s output in the original model."""
+        model, original_name = self.live[name]
+        channels = _find_layer(model, original_name).output.shape[-1]
+        if not channels:
+            raise LayersUnavailable(f"layer {name!r} has an output of unknown channel count")
+        return int(channels)
 
     def _affine_replacement(self, layer: dict, synthetic: dict) -> dict | None:
         """A Rescaling / 1x1 Conv2D computing what ``layer`` computes (None: it is the identity)."""
@@ -343,6 +366,30 @@ class _Graph:
         return {"class_name": "Conv2D", "name": name, "inbound_nodes": node,
                 "config": {"name": name, "filters": channels, "kernel_size": [1, 1], "strides": [1, 1],
                            "padding": "valid", "use_bias": True, "activation": "linear", "dtype": "float32"}}
+
+
+def _hard_activation(layer: dict, ref: list) -> list[dict]:
+    """Keras 3's Activation(hard_sigmoid | hard_silu) as layers TF.js has; the last keeps the name."""
+    name, silu = layer["name"], layer["config"]["activation"] != "hard_sigmoid"
+    scale_name, clip_name = f"{name}_hard_sigmoid_affine", (f"{name}_hard_sigmoid" if silu else name)
+    node = [[[*ref[:3], {}]]]
+    layers = [{"class_name": "Rescaling", "name": scale_name, "inbound_nodes": node,
+               "config": {"name": scale_name, "scale": 1 / 6, "offset": 0.5, "dtype": "float32"}},
+              {"class_name": "ReLU", "name": clip_name, "inbound_nodes": [[[scale_name, 0, 0, {}]]],
+               "config": {"name": clip_name, "max_value": 1.0, "dtype": "float32"}}]
+    if silu:
+        layers.append({"class_name": "Multiply", "name": name, "config": {"name": name, "dtype": "float32"},
+                       "inbound_nodes": [[[*ref[:3], {}], [clip_name, 0, 0, {}]]]})
+    return layers
+
+
+def _pool_then_reshape(layer: dict, channels: int) -> list[dict]:
+    """A global pooling with keepdims=True as the pooling without it, then Reshape to [1, 1, C]."""
+    name = layer["name"]
+    pool = f"{name}_pool"
+    return [{**layer, "name": pool, "config": {**layer["config"], "name": pool, "keepdims": False}},
+            {"class_name": "Reshape", "name": name, "inbound_nodes": [[[pool, 0, 0, {}]]],
+             "config": {"name": name, "target_shape": [1, 1, channels], "dtype": "float32"}}]
 
 
 def _unique(name: str, taken: set[str]) -> str:

@@ -1,5 +1,8 @@
-// Runs converted models in the real TF.js runtime (Node, CPU backend) so that
-// `belka convert` / `belka verify` can compare their numbers with TensorFlow.
+// Runs converted models in the real TF.js runtime (Node) so that `belka convert` /
+// `belka verify` can compare their numbers with TensorFlow. It runs them on the wasm
+// backend, the pages' default where there is no GPU, which is also stricter than the cpu
+// backend about the shapes of fused ops (a model that runs on wasm runs on cpu and webgl);
+// "backend": "cpu" in the request picks the pure-JS backend instead.
 //
 // Usage: node tfjs_runner.mjs REQUEST.json
 // REQUEST = {
@@ -8,7 +11,8 @@
 //               "outputs": ["Identity:0", ...],     // optional, graph models only
 //               "output": "output",   // a graph model's output to run when it has several (default "output")
 //               "execute": "execute" | "executeAsync"}],  // with outputs: how to run
-//   "out_dir": "/abs/path"        // outputs are written as <format>.bin
+//   "out_dir": "/abs/path",       // outputs are written as <format>.bin
+//   "backend": "wasm" | "cpu"     // optional, default "wasm"
 // }
 // Without "outputs" the model must have one output, run on the whole batch. With
 // "outputs" (a detector: boxes and scores) each image of the batch runs alone (such
@@ -29,6 +33,7 @@ const require = createRequire(import.meta.url);
 const consoleWarn = console.warn;
 console.warn = () => {};
 const tf = require('@tensorflow/tfjs');
+require('@tensorflow/tfjs-backend-wasm');
 console.warn = consoleWarn;
 // The Keras layers TF.js lacks, registered as the pages register them (static/js/custom-layers.js).
 const { registerLayers } = await import('../../static/js/custom-layers.js');
@@ -123,7 +128,8 @@ async function runModel({ format, dir, outputs, execute, output: outputKey }, in
 
 async function main() {
   const request = JSON.parse(await readFile(process.argv[2], 'utf8'));
-  await tf.setBackend('cpu');
+  const backend = request.backend ?? 'wasm';
+  if (!(await tf.setBackend(backend))) throw new Error(`the TF.js ${backend} backend did not start`);
   await tf.ready();
   const input = await readInput(request.input);
   const results = [];

@@ -1,7 +1,7 @@
 """Check converted models numerically in the runtimes that will really run them.
 
-The graph and layers models are run in TF.js itself (Node, ``@tensorflow/tfjs``
-CPU backend, files read from disk by tfjs_runner.mjs); the SavedModel in
+The graph and layers models are run in TF.js itself (Node, ``@tensorflow/tfjs`` on the
+wasm backend the pages default to, files read from disk by tfjs_runner.mjs); the SavedModel in
 TensorFlow. All of them get the same fixed probe batch and are compared with a
 reference: the original model at conversion time, the SavedModel later
 (``belka verify``).
@@ -84,7 +84,8 @@ def detector_probe(height: int, width: int, value_range) -> tuple[np.ndarray, np
 
 
 def run_tfjs(model_dir: Path, formats, batch: np.ndarray, output_names: list[str] | None = None,
-             execute: str = "executeAsync", output_key: str | None = None) -> tuple[dict, dict]:
+             execute: str = "executeAsync", output_key: str | None = None,
+             backend: str = "wasm") -> tuple[dict, dict]:
     """Run ``model_dir/<format>/`` for each format in TF.js; return ({format: outputs}, runtime info).
 
     With ``output_names`` (graph node names, e.g. a detector's boxes and scores) each image runs
@@ -104,6 +105,7 @@ def run_tfjs(model_dir: Path, formats, batch: np.ndarray, output_names: list[str
                         **({"output": output_key} if output_key else {})}
                        for f in formats],
             "out_dir": str(tmp),
+            "backend": backend,
         }
         (tmp / "request.json").write_text(json.dumps(request))
         try:

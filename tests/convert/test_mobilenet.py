@@ -78,15 +78,17 @@ def test_layers_json_is_the_keras2_form_tfjs_reads(small_mobilenet):
 
 
 def test_layers_and_graph_models_load_and_run_in_tfjs(small_mobilenet):
-    """tf.loadLayersModel / tf.loadGraphModel in @tensorflow/tfjs 4.22 (Node, CPU backend)."""
+    """tf.loadLayersModel / tf.loadGraphModel in @tensorflow/tfjs 4.22 (Node), on the wasm
+    backend the conversion checks with and on the pure-JS cpu backend."""
     folder, manifest = small_mobilenet["dir"], small_mobilenet["manifest"]
     batch = verify.probe_batch(96, 96, [-1, 1], seed=7)  # not the conversion's probe
     expected = verify.run_saved_model(folder / "saved_model", manifest["signature"], batch)
-    outputs, runtime = verify.run_tfjs(folder, ["layers", "graph"], batch)
-    assert runtime["backend"] == "cpu" and runtime["tfjs_version"] == "4.22.0"
-    for fmt in ("layers", "graph"):
-        assert outputs[fmt].shape == (4, 1000)
-        np.testing.assert_allclose(outputs[fmt], expected, atol=1e-4)
+    for backend in ("wasm", "cpu"):
+        outputs, runtime = verify.run_tfjs(folder, ["layers", "graph"], batch, backend=backend)
+        assert runtime["backend"] == backend and runtime["tfjs_version"] == "4.22.0"
+        for fmt in ("layers", "graph"):
+            assert outputs[fmt].shape == (4, 1000)
+            np.testing.assert_allclose(outputs[fmt], expected, atol=1e-4, err_msg=f"{fmt} on {backend}")
 
 
 def test_verify_command_passes_then_catches_tampering(small_mobilenet, tmp_path):

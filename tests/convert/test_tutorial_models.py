@@ -241,21 +241,31 @@ def test_a_model_without_a_layers_model_still_converts_and_explains(tutorial_mod
 
 
 def test_keras_app_by_name(tmp_path):
-    """MobileNetV3: raw pixels, the normalisation inside; its hard_silu activation has no TF.js
-    layer, so graph and SavedModel only, uint8 agreement reported."""
+    """MobileNetV3: raw pixels, the normalisation inside; its Keras 3 hard_silu / hard_sigmoid
+    activations and keepdims poolings rebuilt from TF.js layers; uint8 agreement reported."""
     proc = run_belka("convert", "keras-app", "mobilenetv3small", "--weights", "none", "--size", "32",
                      "--quantize", "uint8", "--out", tmp_path, "--json")
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout)
-    assert summary["name"] == "mobilenetv3small-32-uint8" and summary["formats"] == ["graph", "saved"]
-    assert "NO LAYERS MODEL" in proc.stderr and "hard_silu" in proc.stderr
+    assert summary["name"] == "mobilenetv3small-32-uint8"
+    assert summary["formats"] == ["graph", "layers", "saved"], proc.stderr[-2000:]
     manifest = json.loads((tmp_path / summary["name"] / "manifest.json").read_text())
     assert manifest["source"]["application"] == "MobileNetV3Small"
     assert manifest["preprocessing"]["preset"] == "raw" and manifest["preprocessing"]["value_range"] == [0, 255]
     assert len(manifest["labels"]) == 1000 and not manifest["weights"]["trained"]
-    assert manifest["explain"]["gradcam"] == "graph"
-    report = summary["verification"]["formats"]["graph"]
-    assert report["ok"] and 0 <= report["top1_agreement"] <= 1 and report["max_abs_diff"] > 0, report
+    assert manifest["explain"]["gradcam"] == "layers"
+    layers = json.loads((tmp_path / summary["name"] / "layers" / "model.json").read_text())
+    configs = layers["modelTopology"]["model_config"]["config"]["layers"]
+    assert not [c for c in configs if c["config"].get("activation") in ("hard_silu", "hard_sigmoid")]
+    assert not [c for c in configs if c["config"].get("keepdims")]
+    for fmt in ("graph", "layers"):
+        report = summary["verification"]["formats"][fmt]
+        assert report["ok"] and 0 <= report["top1_agreement"] <= 1 and report["max_abs_diff"] > 0, report
+    # the graph model runs on the page's wasm backend: its fused ops' biases are rank 1
+    graph = json.loads((tmp_path / summary["name"] / "graph" / "model.json").read_text())
+    fused = [n for n in graph["modelTopology"]["node"] if n["op"] in ("_FusedConv2D", "FusedDepthwiseConv2dNative")]
+    shapes = {w["name"]: w["shape"] for g in graph["weightsManifest"] for w in g["weights"]}
+    assert fused and all(len(shapes[n["input"][2]]) == 1 for n in fused if len(n["input"]) > 2)
 
 
 def test_keras_app_bad_names_and_offline_weights(tmp_path):
