@@ -51,10 +51,10 @@ Debian's chromium)::
         [--quantize uint8,float16] [--size 224] [--keep DIR] [--no-page]
 
 It prints a table and writes ``bench/results/convert.json`` (``--out``). Run it on an idle
-machine: on 2 CPU cores the default set took 21.5 minutes (1288 s, with another test run
-sharing the machine): the 15 conversions about 20 minutes (ResNet50 float32 alone 3.5), the
-browser part under 2. ``--quantize uint8`` alone saves about a third of the conversion time;
-``--families MobileNetV2 --quantize uint8`` takes about 3 minutes.
+machine: on 2 CPU cores the default set took 11 minutes (652 s): the 15 conversions about
+9 minutes (ResNet50 float32 alone 50 s), the browser part under 2. ``--quantize uint8``
+alone saves about a third of the conversion time; ``--families MobileNetV2 --quantize
+uint8`` takes about a minute.
 
 A family whose conversion fails (exit code and message recorded) gets no page figures; a
 model the page cannot run on wasm gets the page's own error (``page.error``) instead.
