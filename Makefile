@@ -75,6 +75,7 @@ bench: setup chromium
 	@$(BIN)/python bench/load_bench.py
 	@$(BIN)/python bench/explain_bench.py
 	@$(BIN)/python bench/detect_bench.py
+	@$(BIN)/python bench/page_bench.py
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache

@@ -6,12 +6,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse
+from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 
 from app import __version__, errors, files, pages
 from app.api import detect as detect_api
 from app.api import explain as explain_api
 from app.api import models as models_api
 from app.api import predict as predict_api
+from app.assets import Assets
 from app.headers import SecurityHeadersMiddleware
 from app.inference.service import Services
 from app.registry import Registry
@@ -36,7 +38,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.registry = registry
     app.state.services = services
+    app.state.assets = Assets(settings.static_dir, settings.node_modules)
     app.add_middleware(SecurityHeadersMiddleware)
+    # pages and API answers (JSON, HTML) gzipped when over 1 kB; files come compressed from
+    # app/files.py already, weight shards and uploads' binary answers are left alone
+    app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=6,
+                       exclude_content_types=(*DEFAULT_EXCLUDED_CONTENT_TYPES, "application/octet-stream"))
     errors.install(app)
     app.include_router(pages.router)
     app.include_router(files.router)
@@ -57,6 +64,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/favicon.ico", include_in_schema=False)
     def favicon() -> FileResponse:
-        return FileResponse(settings.static_dir / "favicon.svg", media_type="image/svg+xml")
+        return FileResponse(files.safe_path(settings.static_dir, "favicon.svg"), media_type="image/svg+xml")
 
     return app

@@ -10,7 +10,15 @@ from fastapi.templating import Jinja2Templates
 from app.registry import ModelInfo
 from app.settings import Settings
 
-TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent / "templates"))
+def asset_urls(request: Request) -> dict:
+    """What every template uses to name files: content-hashed URLs (app/assets.py)."""
+    assets = request.app.state.assets
+    return {"static_url": assets.static_url, "vendor_url": assets.vendor_url,
+            "module_preloads": assets.module_preloads}
+
+
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent / "templates"),
+                            context_processors=[asset_urls])
 
 router = APIRouter(include_in_schema=False)
 

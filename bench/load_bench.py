@@ -50,6 +50,10 @@ preprocessed (with the server's own code). Beware: JSON spells every float32 out
 in decimal (about 19 characters each), so one 224x224x3 image is about 3 MB of
 text that the server must parse into nested Python lists before numpy sees it;
 that path measures JSON parsing at least as much as the model.
+``--payload float32``: the same tensors as raw little-endian float32 bytes
+(``application/octet-stream`` with ``X-Shape: 1,224,224,3``, 602 kB each), and
+``--payload npy``: as .npy files (``application/x-npy``): what a client that already
+holds a tensor should send.
 
 Bounded and local
 -----------------
@@ -68,7 +72,7 @@ From the repository root::
 
     .venv/bin/python bench/load_bench.py [--requests 500] [--seconds 30] \\
         [--concurrency 1,8,32] [--batch-max 32] [--batch-wait-ms 5] \\
-        [--payload multipart|json] [--models DIR --model NAME] [--modes on,off] [--no-model-cost]
+        [--payload multipart|json|float32|npy] [--models DIR --model NAME] [--modes on,off] [--no-model-cost]
 
 Writes bench/results/load.json (``--out``) and prints a table. About 2-4 minutes on
 2 CPU cores (conversion included).
@@ -144,12 +148,28 @@ def jpeg_photos(short_side: int = 256) -> dict[str, bytes]:
     return photos
 
 
-def json_bodies(photos: dict[str, bytes], manifest: dict) -> list[bytes]:
-    """The same photos preprocessed exactly as the server would, as {"instances": [...]} bodies."""
-    from app.inference.preprocess import preprocess_bytes  # imports TensorFlow: only for --payload json
+def tensor_bodies(photos: dict[str, bytes], manifest: dict, kind: str) -> list[bytes]:
+    """The same photos preprocessed exactly as the server would, as request bodies of ``kind``:
+    json ({"instances": [...]}), float32 (raw bytes) or npy (a .npy file)."""
+    from app.inference.preprocess import preprocess_bytes  # imports TensorFlow: only for tensor payloads
 
-    return [json.dumps({"instances": preprocess_bytes(data, manifest["preprocessing"], 40_000_000).tolist()})
-            .encode() for data in photos.values()]
+    bodies = []
+    for data in photos.values():
+        tensor = preprocess_bytes(data, manifest["preprocessing"], 40_000_000).astype("<f4")
+        if kind == "json":
+            bodies.append(json.dumps({"instances": tensor.tolist()}).encode())
+        elif kind == "float32":
+            bodies.append(tensor.tobytes())
+        else:
+            buffer = io.BytesIO()
+            np.save(buffer, tensor, allow_pickle=False)
+            bodies.append(buffer.getvalue())
+    return bodies
+
+
+TENSOR_HEADERS = {"json": {"content-type": "application/json"},
+                  "float32": {"content-type": "application/octet-stream"},
+                  "npy": {"content-type": "application/x-npy"}}
 
 
 # ---------------------------------------------------------------- server
@@ -255,7 +275,7 @@ async def run_level(url: str, server_pid: int, model: str, payloads: list, paylo
         body = payloads[i % len(payloads)]
         if payload_kind == "multipart":
             return await client.post(endpoint, files={"file": (f"photo{i % len(payloads)}.jpg", body, "image/jpeg")})
-        return await client.post(endpoint, content=body, headers={"content-type": "application/json"})
+        return await client.post(endpoint, content=body, headers=TENSOR_HEADERS[payload_kind])
 
     async with httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False) as client:
         # Warm-up: same concurrency, not measured.
@@ -454,7 +474,7 @@ def main() -> None:
     parser.add_argument("--batch-max", type=int, default=32, help="BELKA_BATCH_MAX (default 32)")
     parser.add_argument("--batch-wait-ms", type=float, default=5.0, help="BELKA_BATCH_WAIT_MS (default 5)")
     parser.add_argument("--modes", default="on,off", help="batching modes to run (default on,off)")
-    parser.add_argument("--payload", choices=("multipart", "json"), default="multipart")
+    parser.add_argument("--payload", choices=("multipart", "json", "float32", "npy"), default="multipart")
     parser.add_argument("--no-model-cost", action="store_true",
                         help="skip the final in-process measurement of the model call alone")
     args = parser.parse_args()
@@ -477,7 +497,8 @@ def main() -> None:
         manifest = json.loads((models_dir / model / "manifest.json").read_text())
 
         photos = jpeg_photos()
-        payloads = list(photos.values()) if args.payload == "multipart" else json_bodies(photos, manifest)
+        payloads = (list(photos.values()) if args.payload == "multipart"
+                    else tensor_bodies(photos, manifest, args.payload))
         payload_bytes = [len(p) for p in payloads]
 
         for mode in modes:

@@ -43,7 +43,7 @@ async def detect(name: str, request: Request,
     manifest = detector.manifest
     received = await read_model_input(request, manifest, request.app.state.settings, OPTIONS)
     if len(received.images) != 1:
-        raise BadRequest(422, f"detect takes one image; 'instances' holds {len(received.images)}")
+        raise BadRequest(422, f"detect takes one image; the request holds {len(received.images)}")
     defaults = manifest["postprocessing"]
     opts = received.options
     score = option(opts, "score_threshold", score_threshold, float, _fraction, "a number from 0 to 1")

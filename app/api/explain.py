@@ -76,7 +76,7 @@ async def explain(name: str, request: Request,
     manifest = service.classifier.manifest
     received = await read_model_input(request, manifest, request.app.state.settings, OPTIONS)
     if len(received.images) != 1:
-        raise BadRequest(422, f"explain takes one image; 'instances' holds {len(received.images)}")
+        raise BadRequest(422, f"explain takes one image; the request holds {len(received.images)}")
     image = received.images[0]
     opts = received.options
     height, width = image.shape[:2]

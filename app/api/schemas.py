@@ -56,8 +56,9 @@ class ErrorResponse(BaseModel):
 
 
 def image_or_tensor_body(options: dict, max_instances: int | None = None) -> dict:
-    """The OpenAPI request body of an endpoint that takes a multipart ``file`` (an image) or
-    JSON ``instances`` (preprocessed tensors), each with ``options`` next to it."""
+    """The OpenAPI request body of an endpoint that takes a multipart ``file`` (an image), JSON
+    ``instances`` (preprocessed tensors) with ``options`` next to either, or the same tensors as
+    binary: raw float32 (``X-Shape`` header) or a .npy file (options then in the query)."""
     instances = {"type": "array", "minItems": 1,
                  "description": "already-preprocessed inputs, each [H, W, 3] float numbers "
                                 "(exactly what the browser fed its model)",
@@ -74,6 +75,16 @@ def image_or_tensor_body(options: dict, max_instances: int | None = None) -> dic
                                                "properties": {"file": file, **options}}},
             "application/json": {"schema": {"type": "object", "required": ["instances"],
                                             "properties": {"instances": instances, **options}}},
+            "application/octet-stream": {"schema": {
+                "type": "string", "format": "binary",
+                "description": "the preprocessed inputs as raw little-endian float32 values (a JS "
+                               "Float32Array's bytes), shaped by the X-Shape header, e.g. "
+                               "'X-Shape: 1,224,224,3' (without it: as many inputs of the model's "
+                               "size as the bytes hold); options in the query string"}},
+            "application/x-npy": {"schema": {
+                "type": "string", "format": "binary",
+                "description": "the preprocessed inputs as a .npy file (numpy.save), [N, H, W, 3] "
+                               "or one [H, W, 3]; options in the query string"}},
         },
     }
 

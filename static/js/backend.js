@@ -6,14 +6,59 @@
  * that initialises; a fixed choice tries that backend first and falls back in the
  * same order when it cannot start (tf.setBackend returned false, threw, or hung).
  * The choice comes from ?backend= (wins), else localStorage, else "auto".
+ *
+ * The page loads only TF.js core (which has webgl and cpu); the WASM and WebGPU
+ * backends are loaded from /vendor the first time they are tried, so a page on
+ * wasm never downloads WebGPU's 0.3 MB and the other way round. Their bundles are
+ * UMD scripts that attach themselves to `window.tf`; they are added as classic
+ * <script> elements, as a static tag would load them.
  */
 import { tf } from './tf.js';
 
 export const BACKENDS = ['webgpu', 'webgl', 'wasm', 'cpu'];
 export const CHOICES = ['auto', ...BACKENDS];
 export const STORAGE_KEY = 'belka.backend';
-const WASM_DIR = '/vendor/tfjs-backend-wasm/dist/';
 const INIT_TIMEOUT_MS = 30000;
+/** The content-hashed /vendor/<version>/ prefix the server wrote on <html data-vendor>. */
+export const VENDOR = document.documentElement.dataset.vendor || '/vendor/';
+const WASM_DIR = `${VENDOR}tfjs-backend-wasm/dist/`;
+/** Backends that live in a bundle of their own, imported on first use. */
+const BUNDLES = {
+  wasm: `${WASM_DIR}tf-backend-wasm.es2017.min.js`,
+  webgpu: `${VENDOR}tfjs-backend-webgpu/dist/tf-backend-webgpu.es2017.min.js`,
+};
+const bundleLoads = {};
+
+/** Loads a classic script; resolves once it ran. */
+function addScript(src) {
+  return new Promise((resolve, reject) => {
+    const script = document.createElement('script');
+    script.src = src;
+    script.onload = () => resolve();
+    script.onerror = () => {
+      script.remove();
+      reject(new Error(`${src} could not be loaded`));
+    };
+    document.head.append(script);
+  });
+}
+
+/** Loads `name`'s bundle once (a no-op for the backends in TF.js core); null, or why it failed. */
+async function loadBundle(name) {
+  if (!BUNDLES[name] || name in tf.engine().registryFactory) return null;
+  if (name === 'webgpu' && !navigator.gpu) return null; // no download for a backend that cannot start
+  bundleLoads[name] ??= addScript(BUNDLES[name]).then(() => null, (error) => {
+    delete bundleLoads[name];
+    return `its code did not load (${error.message})`;
+  });
+  const problem = await bundleLoads[name];
+  if (name === 'wasm' && !problem) configureWasm();
+  // Video frames reach WebGPU by copy, not importExternalTexture: with the bundle loaded
+  // after start-up, imported frames fail ("A valid external Instance reference no longer
+  // exists", Chromium 14x / SwiftShader), and the copy ran the detect loop 3x faster there.
+  if (name === 'webgpu' && !problem) tf.env().set('WEBGPU_IMPORT_EXTERNAL_TEXTURE', false);
+  return problem;
+}
 
 let wasmConfigured = false;
 
@@ -78,7 +123,6 @@ export function candidatesFor(choice) {
  * {backend, choice, failures: [{backend, reason}]}; throws when none starts.
  */
 export async function activateBackend(choice) {
-  configureWasm();
   const failures = [];
   for (const name of candidatesFor(choice)) {
     const reason = await trySetBackend(name);
@@ -92,6 +136,8 @@ export async function activateBackend(choice) {
 /** null when `name` is now the active backend, else why it is not. */
 async function trySetBackend(name) {
   if (tf.getBackend() === name) return null;
+  const loadProblem = await loadBundle(name);
+  if (loadProblem) return loadProblem;
   if (!(name in tf.engine().registryFactory)) {
     return name === 'webgpu' && !navigator.gpu
       ? 'this browser has no WebGPU (navigator.gpu is missing)'

@@ -12,6 +12,8 @@
  *   config           the page config {model, models, squirrelClasses}
  *   backend()        the active TF.js backend ("webgpu", "webgl", "wasm", "cpu")
  *   choice()         the user's choice ("auto" or a backend name)
+ *   autoReason()     why "auto" chose its backend ("auto chose wasm: webgl: not tried
+ *                    (software GPU (SwiftShader)); ..."), or null when the choice is fixed
  *   setBackend(c)    Promise: switch like the <select> does (remembered, re-runs the image)
  *   classifyBlob(b)  Promise: classify a Blob/File like a dropped file; resolves to null
  *                    when it is not a readable image (the page shows why), else to
@@ -36,10 +38,11 @@
  *   cancelExplain()  stops a running occlusion map
  *   explanations()   how many explanations have finished
  */
+import { medianMs, pickAuto } from './auto-backend.js';
 import { activateBackend, CHOICES, initialChoice, rememberChoice } from './backend.js';
 import { readPageConfig } from './config.js';
 import { formatMs } from './format.js';
-import { Classifier, downloadFacts } from './model.js';
+import { Classifier, downloadFacts, loadManifest } from './model.js';
 import { squirrelVerdict, topK } from './predictions.js';
 import { ExplainController } from './explain.js';
 import { decodeImage, ImageDecodeError, modelRegion, toModelInput } from './preprocess.js';
@@ -61,6 +64,7 @@ const state = {
   image: null, // the Blob shown now; re-classified when the backend changes
   result: null,
   runs: 0,
+  autoWhy: null, // why "auto" chose its backend
 };
 
 // ---------------------------------------------------------------- one operation at a time
@@ -93,11 +97,15 @@ async function start() {
   const { choice, source, ignored } = initialChoice();
   if (source === 'url') rememberChoice(choice);
   try {
-    await useBackend(choice);
+    if (choice === 'auto') {
+      await startAuto();
+    } else {
+      await useBackend(choice);
+      await loadModel();
+    }
     if (ignored != null) {
       view.showBackendNote(`Unknown backend "${ignored}" in the address (use ${CHOICES.join(', ')}).`);
     }
-    await loadModel();
     view.showStatus('Ready: choose, drop or paste an image.');
     return { ok: true, backend: state.backend };
   } catch (error) {
@@ -108,11 +116,33 @@ async function start() {
 }
 
 /**
+ * "auto": the backend measured fastest for this model here (static/js/auto-backend.js),
+ * then the model loaded on it; the backend note says why.
+ */
+async function startAuto() {
+  state.choice = 'auto';
+  view.showStatus('Choosing a backend…');
+  const manifest = await loadManifest(config.model);
+  const measure = async (backend) => {
+    view.showStatus(`Measuring the model on ${backend}…`);
+    await useBackend(backend, 'auto');
+    if (state.backend !== backend) throw new Error(`${backend} did not start`);
+    await loadModel();
+    return medianMs(() => state.classifier.warmUp());
+  };
+  const picked = await pickAuto({ model: config.model, manifest, measure });
+  if (await useBackend(picked.backend, 'auto') || !state.classifier) await loadModel();
+  state.autoWhy = `auto chose ${state.backend}: ${picked.why}`;
+  view.showBackendNote(state.autoWhy);
+}
+
+/**
  * Activates the backend for `choice` and shows what happened (fallbacks included).
  * Resolves to true when the active backend changed (timings then start afresh).
  */
-async function useBackend(choice) {
-  state.choice = choice;
+async function useBackend(choice, shownChoice = choice) {
+  state.choice = shownChoice;
+  state.autoWhy = null;
   view.showStatus(choice === 'auto' ? 'Choosing a backend…' : `Starting the ${choice} backend…`);
   let result;
   try {
@@ -184,7 +214,8 @@ async function changeBackend(choice) {
   rememberChoice(choice);
   try {
     // The model's weights live on the backend that loaded them: load it again on the new one.
-    if (await useBackend(choice) || !state.classifier) await loadModel();
+    if (choice === 'auto') await startAuto();
+    else if (await useBackend(choice) || !state.classifier) await loadModel();
   } catch (error) {
     view.showStatus('Not ready.');
     reportError(error);
@@ -333,6 +364,7 @@ function exposeApi(ready) {
     config,
     backend: () => state.backend,
     choice: () => state.choice,
+    autoReason: () => state.autoWhy ?? null,
     setBackend: (choice) => serial(() => changeBackend(choice)),
     classifyBlob: (blob) => serial(() => classify(blob)),
     lastResult: () => plainResult(state.result),

@@ -11,6 +11,8 @@
  *                    or {ok: false, error} (it never rejects)
  *   config           {model, models}
  *   backend()        the active TF.js backend
+ *   choice()         the user's choice ("auto" or a backend name)
+ *   autoReason()     why "auto" chose its backend, or null when the choice is fixed
  *   setBackend(c)    Promise: switch like the <select> does
  *   startCamera()    Promise: {ok: true} or {ok: false, error} (the message the page shows)
  *   stopCamera()     stops the loop and releases the camera
@@ -29,10 +31,12 @@
  *   execution(m)     how the detector's graph runs: "execute" (the default for graphs without
  *                    control flow) or "executeAsync"; with no argument, the current one
  */
+import { medianMs, pickAuto } from './auto-backend.js';
 import { activateBackend, CHOICES, initialChoice, rememberChoice } from './backend.js';
 import { Camera, cameraProblem } from './camera.js';
 import { readPageConfig } from './config.js';
 import { Detector } from './detector.js';
+import { loadManifest } from './model.js';
 import { formatMs } from './format.js';
 import { decodeImage } from './preprocess.js';
 import { tf, tfLoadProblem } from './tf.js';
@@ -46,6 +50,7 @@ const camera = new Camera(video);
 
 const state = {
   choice: 'auto',
+  autoWhy: null, // why "auto" chose its backend
   backend: null,
   detector: null,
   options: { scoreThreshold: 0.5, maxBoxes: 20 },
@@ -78,8 +83,12 @@ async function start() {
   const { choice, source } = initialChoice();
   if (source === 'url') rememberChoice(choice);
   try {
-    await useBackend(choice);
-    await loadDetector();
+    if (choice === 'auto') {
+      await startAuto();
+    } else {
+      await useBackend(choice);
+      await loadDetector();
+    }
     setStatus('Ready: start the camera, or pick a photo or a video.');
     return { ok: true, backend: state.backend };
   } catch (error) {
@@ -89,12 +98,33 @@ async function start() {
   }
 }
 
-async function useBackend(choice) {
-  state.choice = choice;
+/**
+ * "auto": the backend measured fastest for this detector here (static/js/auto-backend.js),
+ * then the detector loaded on it; the backend note says why.
+ */
+async function startAuto() {
+  setStatus('Choosing a backend…');
+  const manifest = await loadManifest(config.model, 'detection');
+  const measure = async (backend) => {
+    setStatus(`Measuring the detector on ${backend}…`);
+    await useBackend(backend, 'auto');
+    if (state.backend !== backend) throw new Error(`${backend} did not start`);
+    await loadDetector();
+    return medianMs(() => state.detector.warmUp());
+  };
+  const picked = await pickAuto({ model: config.model, manifest, measure });
+  if (await useBackend(picked.backend, 'auto') || !state.detector) await loadDetector();
+  state.autoWhy = `auto chose ${state.backend}: ${picked.why}`;
+  showBackendNote(state.autoWhy);
+}
+
+async function useBackend(choice, shownChoice = choice) {
+  state.choice = shownChoice;
+  state.autoWhy = null;
   const result = await activateBackend(choice);
   const changed = result.backend !== state.backend;
   state.backend = result.backend;
-  $('backend-select').value = choice;
+  $('backend-select').value = shownChoice;
   setField('backend', state.backend);
   if (choice !== 'auto' && result.backend !== choice) {
     showBackendNote(`${choice} is unavailable; using ${result.backend}.`);
@@ -134,7 +164,8 @@ async function changeBackend(choice) {
   rememberChoice(choice);
   const wasRunning = state.loop !== 0;
   pauseLoop();
-  if (await useBackend(choice) || !state.detector) await loadDetector();
+  if (choice === 'auto') await startAuto();
+  else if (await useBackend(choice) || !state.detector) await loadDetector();
   if (wasRunning) runLoop();
 }
 
@@ -408,6 +439,8 @@ function exposeApi(ready) {
     ready,
     config,
     backend: () => state.backend,
+    choice: () => state.choice,
+    autoReason: () => state.autoWhy ?? null,
     setBackend: (choice) => serial(() => changeBackend(choice)),
     startCamera: () => serial(startCamera),
     stopCamera: () => stopCamera(),

@@ -252,7 +252,7 @@ def test_bad_options_in_a_json_body_are_422(client, chelsea, body, message):
 def test_bad_requests(client, chelsea):
     assert_error(explain_upload(client, chelsea["png"], url="/api/models/nope/explain"), 404)
     two = client.post(URL, json={"instances": [chelsea["input"].tolist()] * 2})
-    assert_error(two, 422, "explain takes one image; 'instances' holds 2")
+    assert_error(two, 422, "explain takes one image; the request holds 2")
     assert_error(client.post(URL, json={"instances": [[[0.0]]]}), 422, "shape")
     assert_error(client.post(URL, files={"file": ("x.png", b"not an image", "image/png")}), 400, "decoded")
     assert_error(client.post(URL, content=b"x", headers={"content-type": "text/plain"}), 415)

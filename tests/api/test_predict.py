@@ -413,6 +413,90 @@ def test_bad_json_bodies(client, body, status, message):
     assert_error(post_json_text(client, body), status, message)
 
 
+# -- POST predict: binary tensors (raw float32, .npy) ----------------------------------------------
+
+def npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def post_binary(client, body: bytes, content_type: str = "application/octet-stream", shape: str | None = None,
+                url: str = URL):
+    headers = {"content-type": content_type, **({"x-shape": shape} if shape is not None else {})}
+    return client.post(url, content=body, headers=headers)
+
+
+def test_binary_tensors_give_what_json_gives(client, photos):
+    """The astronaut's tensor as JSON, as raw float32 bytes (with and without X-Shape) and as
+    .npy (float32, float64, one image without the batch axis): the same logits to the bit."""
+    tensor = photos["astronaut"]["input"].astype(np.float32)  # [1, 96, 96, 3]
+    query = "?include_logits=true&top_k=10"
+    expected = client.post(URL, json={"instances": tensor.tolist(), "include_logits": True, "top_k": 10})
+    assert expected.status_code == 200
+    expected = expected.json()["predictions"]
+    raw = tensor.astype("<f4").tobytes()
+    for response in (post_binary(client, raw, shape="1,96,96,3", url=URL + query),
+                     post_binary(client, raw, url=URL + query),
+                     post_binary(client, npy(tensor), "application/x-npy", url=URL + query),
+                     post_binary(client, npy(tensor[0].astype(np.float64)), "application/x-npy", url=URL + query)):
+        assert response.status_code == 200, response.text
+        assert response.json()["predictions"][0]["top_k"] == expected[0]["top_k"]
+        assert response.json()["predictions"][0]["logits"] == expected[0]["logits"]
+    two = np.concatenate([tensor, np.zeros_like(tensor)])
+    batch = post_binary(client, two.astype("<f4").tobytes(), shape="2,96,96,3", url=URL + "?top_k=3")
+    assert batch.status_code == 200 and len(batch.json()["predictions"]) == 2
+    first = batch.json()["predictions"][0]["top_k"]  # batched: the same up to float32 rounding
+    assert [c["index"] for c in first] == [c["index"] for c in expected[0]["top_k"][:3]]
+    np.testing.assert_allclose([c["probability"] for c in first],
+                               [c["probability"] for c in expected[0]["top_k"][:3]], rtol=1e-5)
+
+
+@pytest.mark.parametrize("body, shape, status, message", [
+    (b"\x00" * 7, None, 422, "not a whole number of float32"),
+    (b"\x00" * 400, None, 422, "X-Shape header"),
+    (b"\x00" * (96 * 96 * 4), "1,96,96", 422, "has shape [1, 96, 96]"),
+    (b"\x00" * (96 * 96 * 3 * 4), "1,96,96,4", 422, "X-Shape [1, 96, 96, 4] needs 147456 bytes"),
+    (b"\x00" * (96 * 96 * 3 * 4), "one,96,96,3", 422, "X-Shape must be comma-separated"),
+    (b"\x00" * (96 * 96 * 3 * 4), "-1,96,96,3", 422, "X-Shape must be comma-separated"),
+    (b"\x00" * (96 * 96 * 3 * 4), "", 422, "X-Shape must be comma-separated"),
+    (b"\x00" * (2 * 48 * 96 * 3 * 4), "2,48,96,3", 422, "has shape [2, 48, 96, 3]"),
+    (np.full((1, 96, 96, 3), np.nan, "<f4").tobytes(), None, 422, "NaN or infinite"),
+    (b"", "1,96,96,3", 400, "empty"),
+], ids=["odd-bytes", "not-whole-images", "no-channels", "shape-mismatch", "word", "negative", "blank",
+        "wrong-size", "nan", "empty"])
+def test_bad_float32_bodies(client, body, shape, status, message):
+    assert_error(post_binary(client, body, shape=shape), status, message)
+
+
+@pytest.mark.parametrize("body, status, message", [
+    (b"not a numpy file", 400, "not a .npy file"),
+    (npy(np.zeros((1, 96, 96, 3)))[:100], 400, "not a .npy file"),
+    (npy(np.array(["a", "b"])), 422, "must hold numbers"),
+    (npy(np.zeros((1, 96, 96, 3), bool)), 422, "must hold numbers"),
+    (npy(np.zeros((2, 32, 32, 3), np.float32)), 422, "has shape [2, 32, 32, 3]"),
+    (npy(np.zeros((0, 96, 96, 3), np.float32)), 422, "holds no inputs"),
+    (npy(np.full((96, 96, 3), np.inf, np.float32)), 422, "NaN or infinite"),
+], ids=["garbage", "truncated", "strings", "booleans", "wrong-size", "no-images", "infinite"])
+def test_bad_npy_bodies(client, body, status, message):
+    assert_error(post_binary(client, body, "application/x-npy"), status, message)
+
+
+def test_a_pickled_npy_is_refused(client):
+    """np.load never unpickles what a client sends."""
+    assert_error(post_binary(client, npy_pickled(), "application/x-npy"), 400, "not a .npy file")
+
+
+def npy_pickled() -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.array([{"evil": 1}], dtype=object), allow_pickle=True)
+    return buffer.getvalue()
+
+
+def test_binary_body_over_the_size_limit(strict_client):
+    assert_error(post_binary(strict_client, b"\x00" * 60_000), 413)
+
+
 # -- POST predict: bad options -------------------------------------------------------------------
 
 @pytest.mark.parametrize("query", ["top_k=0", "top_k=1001", "top_k=-3", "top_k=five", "top_k=2.5",

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gzip
 import json
+import re
 import shutil
 
 import pytest
@@ -139,6 +141,9 @@ def test_reconverted_model_gets_new_urls_and_etags(site):
     "/vendor/tfjs/../../../pyproject.toml",
     "/vendor/swagger-ui/../../package.json",
     "/vendor/swagger-ui/",
+    "/static/0123456789abcdef/../outside.txt",
+    "/static/0123456789abcdef/.secret",
+    "/vendor/0123456789abcdef/../package.json",
 ])
 def test_no_way_out_of_the_roots(site, path):
     assert raw_get(site["app"], path) == 404
@@ -163,3 +168,76 @@ def test_errors_have_one_json_shape(site):
     response = site["client"].get("/models/nope/manifest.json")
     assert response.status_code == 404
     assert response.json() == {"error": {"code": "not_found", "message": "Not Found", "detail": None}}
+
+
+# -- content-hashed code and styles, compression -------------------------------------------------
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+def test_pages_name_only_content_hashed_files(small_mobilenet, tmp_path):
+    """The real pages and static tree: every script, module, style and icon under a version;
+    each module the page imports, directly or not, is preloaded; all of them cached for good."""
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "tiny").symlink_to(small_mobilenet["dir"], target_is_directory=True)
+    client = TestClient(create_app(Settings(models_dir=models)))
+    assets = client.app.state.assets
+    for page in ("/", "/docs"):
+        html = client.get(page).text
+        urls = re.findall(r'(?:src|href)="(/(?:static|vendor)/[^"]*)"', html)
+        assert urls, page
+        for url in urls:
+            assert re.match(r"/(static|vendor)/[0-9a-f]{16}/", url), (page, url)
+            response = client.get(url)
+            assert response.status_code == 200 and response.headers["cache-control"] == IMMUTABLE, url
+    html = client.get("/").text
+    preloaded = set(re.findall(r'<link rel="modulepreload" href="([^"]+)"', html))
+    version = assets.static_version()
+    for module in ("backend.js", "tf.js", "custom-layers.js", "model.js", "preprocess.js", "explain.js",
+                   "gradcam.js", "occlusion.js"):
+        assert f"/static/{version}/js/{module}" in preloaded, module
+    assert f"/static/{version}/js/classify.js" not in preloaded  # the entry itself is a <script>
+    assert "tf-backend-webgpu" not in html and "tf-backend-wasm" not in html  # loaded on first use
+    assert f'data-vendor="/vendor/{assets.vendor_version()}/"' in html
+
+
+def test_a_changed_file_changes_every_static_url(site):
+    client, static = site["client"], site["static"]
+    before = client.app.state.assets.static_version()
+    assert client.get(f"/static/{before}/app.js").headers["cache-control"] == IMMUTABLE
+    (static / "app.js").write_text("export const x = 2;\n")
+    after = client.app.state.assets.static_version()
+    assert after != before
+    old = client.get(f"/static/{before}/app.js")  # an old page asking: the current file, revalidated
+    assert old.headers["cache-control"] == "no-cache" and "x = 2" in old.text
+    assert client.get(f"/static/{after}/app.js").headers["cache-control"] == IMMUTABLE
+    assert client.get("/static/app.js").headers["cache-control"] == "no-cache"
+
+
+def test_text_files_are_gzipped_and_weights_are_not(site):
+    client = site["client"]
+    vendor = client.app.state.assets.vendor_version()
+    bundle = f"/vendor/{vendor}/tfjs/dist/tf.es2017.min.js"
+    zipped = client.get(bundle, headers={"accept-encoding": "gzip"})
+    plain = client.get(bundle, headers={"accept-encoding": "identity"})
+    assert zipped.headers["content-encoding"] == "gzip" and "accept-encoding" in zipped.headers["vary"].lower()
+    assert "content-encoding" not in plain.headers
+    assert zipped.content == plain.content  # httpx undid the gzip: the same bytes
+    assert int(zipped.headers["content-length"]) < len(plain.content) / 3
+    assert zipped.headers["etag"] != plain.headers["etag"]
+    again = client.get(bundle, headers={"accept-encoding": "gzip", "if-none-match": zipped.headers["etag"]})
+    assert again.status_code == 304
+    for url in ("/models/tiny/graph/model.json", "/models/tiny/manifest.json", "/", "/api/models"):
+        response = client.get(url, headers={"accept-encoding": "gzip"})
+        assert response.headers.get("content-encoding") == "gzip", url
+    shard = client.get("/models/tiny/graph/group1-shard1of2.bin", headers={"accept-encoding": "gzip"})
+    assert "content-encoding" not in shard.headers
+
+
+def test_gzip_bytes_are_a_valid_gzip_stream(site):
+    """What the browser gets really is gzip (read without httpx's transparent decoding)."""
+    client = site["client"]
+    with client.stream("GET", "/models/tiny/graph/model.json", headers={"accept-encoding": "gzip"}) as response:
+        raw = b"".join(response.iter_raw())
+    assert json.loads(gzip.decompress(raw))["format"] == "graph-model"

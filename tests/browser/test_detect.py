@@ -345,3 +345,18 @@ def test_a_video_file_is_detected_frame_by_frame(browser, detect_server, tmp_pat
         assert page.errors == []
     finally:
         page.context.close()
+
+
+def test_auto_picks_wasm_on_a_software_gpu(browser, detect_server):
+    """The detect page's "auto" is measured too (static/js/auto-backend.js): SwiftShader's WebGL
+    and WebGPU are left out, and the page says why."""
+    page, ready = open_detect(browser, f"{detect_server}/detect")
+    try:
+        assert ready == {"ok": True, "backend": "wasm"}, ready
+        assert page.evaluate("window.belka.choice()") == "auto"
+        reason = page.evaluate("window.belka.autoReason()")
+        assert reason.startswith("auto chose wasm:") and "software GPU" in reason, reason
+        assert reason in page.locator("#backend-note").inner_text()
+        assert not page.errors, page.errors
+    finally:
+        page.context.close()

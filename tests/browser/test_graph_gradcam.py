@@ -269,7 +269,7 @@ def test_without_the_kernel_the_server_computes_it(browser, rgb_server, picture)
             assert mine["score"] == pytest.approx(theirs["gradcam"]["score"], abs=1e-6)
             assert page.evaluate("belka.numTensors()") == tensors
             # and when the server cannot either, the card says both
-            page.route("**/api/models/tiny-rgb/explain", lambda route: route.fulfill(
+            page.route("**/api/models/tiny-rgb/explain?*", lambda route: route.fulfill(
                 status=422, json={"error": {"code": "unprocessable", "message": "no Grad-CAM signature"}}))
             failed = explain(page, method="gradcam", classIndex=2)
             assert "no PadV2 kernel" in failed["error"] and "no Grad-CAM signature" in failed["error"], failed
