@@ -7,8 +7,9 @@
  * order, through `serial()`, so a backend switch never races a classification.
  *
  * Test and debug API, `window.belka`:
- *   ready            Promise, settles once the model is loaded and warmed up:
- *                    {ok: true, backend} or {ok: false, error} (it never rejects)
+ *   ready            Promise, settles once the model is loaded and warmed up (by a
+ *                    photo given before, else on zeros): {ok: true, backend} or
+ *                    {ok: false, error} (it never rejects)
  *   config           the page config {model, models, squirrelClasses}
  *   backend()        the active TF.js backend ("webgpu", "webgl", "wasm", "cpu")
  *   choice()         the user's choice ("auto" or a backend name)
@@ -59,6 +60,7 @@ const state = {
   backend: null,
   classifier: null,
   warmupMs: null,
+  warm: false, // whether the classifier has run once (kernels compiled) on this backend
   lastMs: null,
   inference: new RecentMedian(MEDIAN_OF_LAST),
   image: null, // the Blob shown now; re-classified when the backend changes
@@ -101,7 +103,7 @@ async function start() {
       await startAuto();
     } else {
       await useBackend(choice);
-      await loadModel();
+      await loadModel(false);
     }
     if (ignored != null) {
       view.showBackendNote(`Unknown backend "${ignored}" in the address (use ${CHOICES.join(', ')}).`);
@@ -131,7 +133,7 @@ async function startAuto() {
     return medianMs(() => state.classifier.warmUp());
   };
   const picked = await pickAuto({ model: config.model, manifest, measure });
-  if (await useBackend(picked.backend, 'auto') || !state.classifier) await loadModel();
+  if (await useBackend(picked.backend, 'auto') || !state.classifier) await loadModel(false);
   state.autoWhy = `auto chose ${state.backend}: ${picked.why}`;
   view.showBackendNote(state.autoWhy);
 }
@@ -175,8 +177,12 @@ async function useBackend(choice, shownChoice = choice) {
   return changed;
 }
 
-/** Loads the page's model on the active backend (again, after a switch) and warms it up. */
-async function loadModel() {
+/**
+ * Loads the page's model on the active backend (again, after a switch); with `warm`, also
+ * runs it once on zeros so its kernels are compiled (else `warmUpIfCold` does it later,
+ * unless a photo comes first and is the warm-up itself).
+ */
+async function loadModel(warm = true) {
   if (!config.model) throw new Error('No model to load.');
   view.showStatus(`Loading the model ${config.model}…`);
   const previous = state.classifier;
@@ -193,19 +199,49 @@ async function loadModel() {
   }
   view.clearMessage('model');
   view.showModel(classifier.manifest, downloadFacts(classifier.manifest), classifier.loadMs);
+  state.warm = false;
+  if (warm) {
+    try {
+      await warmUp(classifier);
+    } catch (error) {
+      classifier.dispose();
+      throw error;
+    }
+  }
+  state.classifier = classifier;
+  explainer.modelChanged(classifier, state.backend);
+  renderBackend();
+}
+
+/** One run on zeros (kernels compiled now); a clear message when the backend cannot run it. */
+async function warmUp(classifier) {
   view.showStatus(`Warming up on ${state.backend}…`);
   try {
     state.warmupMs = await classifier.warmUp();
+    state.warm = true;
   } catch (error) {
-    classifier.dispose();
     view.showMessage('model', 'error', `The model does not run on the ${state.backend} backend.`,
       `${error.message} Pick another backend.`);
     error.reported = true;
     throw error;
   }
-  state.classifier = classifier;
-  explainer.modelChanged(classifier, state.backend);
+}
+
+/**
+ * The start-up warm-up, queued behind whatever the user gave meanwhile: when a photo came
+ * first, it was the warm-up (no throwaway inference ahead of it) and this does nothing.
+ */
+async function warmUpIfCold() {
+  if (!state.classifier || state.warm) return { ok: true, backend: state.backend };
+  try {
+    await warmUp(state.classifier);
+  } catch (error) {
+    view.showStatus('Not ready.');
+    return { ok: false, error: error.message };
+  }
+  view.showStatus('Ready: choose, drop or paste an image.');
   renderBackend();
+  return { ok: true, backend: state.backend };
 }
 
 /** Switches backend (the <select>, or belka.setBackend), then re-runs the current image. */
@@ -265,7 +301,12 @@ async function classify(blob) {
     };
     state.runs += 1;
     state.lastMs = ms;
-    state.inference.add(ms);
+    if (state.warm) {
+      state.inference.add(ms);
+    } else { // the first run on this model and backend compiled the kernels: it was the warm-up
+      state.warm = true;
+      state.warmupMs = ms;
+    }
     view.showResult(verdict, top5, config.squirrelClasses, classifier.manifest.weights?.trained !== false);
     view.showModelInput(inputData, spec);
     explainer.imageClassified(state.result, bitmap, region);
@@ -383,7 +424,7 @@ function exposeApi(ready) {
 
 if (config.model) {
   wireInputs();
-  exposeApi(serial(start));
+  exposeApi(serial(start).then((started) => (started.ok ? serial(warmUpIfCold) : started)));
 } else {
   exposeApi(Promise.resolve({ ok: false, error: 'No model: run `belka convert mobilenet-v2`.' }));
 }

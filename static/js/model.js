@@ -87,12 +87,18 @@ export class Classifier {
     this.loadMs = loadMs;
   }
 
-  /** Fetches the manifest and the graph model (weights included); measures the time. */
+  /** Fetches the manifest and the graph model (weights included), side by side; measures the time. */
   static async load(name) {
     const start = performance.now();
-    const manifest = await loadManifest(name);
-    const graph = await loadGraph(name);
-    return new Classifier(name, manifest, graph, since(start));
+    const graphLoad = loadGraph(name);
+    let manifest;
+    try {
+      manifest = await loadManifest(name);
+    } catch (error) {
+      graphLoad.then((graph) => graph.dispose(), () => {});
+      throw error;
+    }
+    return new Classifier(name, manifest, await graphLoad, since(start));
   }
 
   get preprocessing() {
