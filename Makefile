@@ -76,6 +76,7 @@ bench: setup chromium
 	@$(BIN)/python bench/explain_bench.py
 	@$(BIN)/python bench/detect_bench.py
 	@$(BIN)/python bench/page_bench.py
+	@$(BIN)/python bench/float16_bench.py
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache
