@@ -45,6 +45,7 @@ class Assets:
         self._signature: tuple | None = None
         self._static_version = ""
         self._vendor_version: str | None = None
+        self._preloads: dict[tuple[str, str], list[str]] = {}  # (static version, entry) -> URLs
 
     def static_version(self) -> str:
         files = _tree(self.static_dir)
@@ -81,7 +82,15 @@ class Assets:
         return f"/vendor/{self.vendor_version()}/{path.lstrip('/')}"
 
     def module_preloads(self, entry: str) -> list[str]:
-        """The static URLs of every module ``entry`` (e.g. ``js/classify.js``) imports, directly or not."""
+        """The static URLs of every module ``entry`` (e.g. ``js/classify.js``) imports, directly or
+        not; read from the modules once per static version."""
+        key = (self.static_version(), entry)
+        if key not in self._preloads:
+            self._preloads = {k: v for k, v in self._preloads.items() if k[0] == key[0]}
+            self._preloads[key] = self._imports(entry)
+        return self._preloads[key]
+
+    def _imports(self, entry: str) -> list[str]:
         seen: list[str] = []
         pending = [entry]
         while pending:
