@@ -66,4 +66,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def favicon() -> FileResponse:
         return FileResponse(files.safe_path(settings.static_dir, "favicon.svg"), media_type="image/svg+xml")
 
+    @app.get("/sw.js", include_in_schema=False)
+    def service_worker(request: Request):
+        """The service worker (static/sw.js) at the root, so its scope is the whole site."""
+        return files.static_file("sw.js", request)
+
     return app

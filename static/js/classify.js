@@ -7,6 +7,8 @@
  * order, through `serial()`, so a backend switch never races a classification.
  *
  * Test and debug API, `window.belka`:
+ *   offline          Promise, once ready: {ok, kept} when the service worker has stored this
+ *                    page, its code and its model for offline visits (static/sw.js)
  *   ready            Promise, settles once the model is loaded and warmed up (by a
  *                    photo given before, else on zeros): {ok: true, backend} or
  *                    {ok: false, error} (it never rejects)
@@ -50,6 +52,7 @@ import { decodeImage, ImageDecodeError, modelRegion, toModelInput } from './prep
 import { tf, tfLoadProblem } from './tf.js';
 import { RecentMedian, since } from './timings.js';
 import * as view from './view.js';
+import { keepForOffline } from './offline.js';
 
 const MEDIAN_OF_LAST = 20;
 
@@ -402,6 +405,7 @@ function wireInputs() {
 function exposeApi(ready) {
   window.belka = {
     ready,
+    offline: ready.then((r) => (r.ok ? keepForOffline() : { ok: false, reason: 'no model running' })),
     config,
     backend: () => state.backend,
     choice: () => state.choice,

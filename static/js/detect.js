@@ -7,6 +7,8 @@
  * The loop waits while the tab is hidden. Stopping releases the camera.
  *
  * Test and debug API, `window.belka`:
+ *   offline          Promise, once ready: {ok, kept} when the service worker has stored this
+ *                    page, its code and its model for offline visits (static/sw.js)
  *   ready            Promise: {ok: true, backend} once the detector is loaded and warmed up,
  *                    or {ok: false, error} (it never rejects)
  *   config           {model, models}
@@ -42,6 +44,7 @@ import { decodeImage } from './preprocess.js';
 import { tf, tfLoadProblem } from './tf.js';
 import { RecentMedian } from './timings.js';
 import { showMessage, clearMessage, showBackendNote } from './view.js';
+import { keepForOffline } from './offline.js';
 
 const config = readPageConfig();
 const $ = (id) => document.getElementById(id);
@@ -437,6 +440,7 @@ function wire() {
 function exposeApi(ready) {
   window.belka = {
     ready,
+    offline: ready.then((r) => (r.ok ? keepForOffline() : { ok: false, reason: 'no model running' })),
     config,
     backend: () => state.backend,
     choice: () => state.choice,

@@ -241,3 +241,14 @@ def test_gzip_bytes_are_a_valid_gzip_stream(site):
     with client.stream("GET", "/models/tiny/graph/model.json", headers={"accept-encoding": "gzip"}) as response:
         raw = b"".join(response.iter_raw())
     assert json.loads(gzip.decompress(raw))["format"] == "graph-model"
+
+
+def test_the_service_worker_is_served_at_the_root(small_mobilenet, tmp_path):
+    """/sw.js (static/sw.js) at the site's root, so its scope can be the whole site; always
+    revalidated, so a new release's worker is picked up."""
+    client = TestClient(create_app(Settings(models_dir=tmp_path)))
+    response = client.get("/sw.js")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/javascript; charset=utf-8"
+    assert response.headers["cache-control"] == "no-cache"
+    assert "self.addEventListener('fetch'" in response.text

@@ -30,10 +30,10 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(models_dir: Path, **env_vars: str):
-    """`belka serve` on a free port for ``models_dir`` (extra BELKA_* settings as keyword
-    arguments); yields its base URL and stops it afterwards."""
-    port = _free_port()
+def serve(models_dir: Path, port: int | None = None, **env_vars: str):
+    """`belka serve` on ``port`` (default: a free one) for ``models_dir`` (extra BELKA_* settings
+    as keyword arguments); yields its base URL and stops it afterwards."""
+    port = port or _free_port()
     env = {**os.environ, "BELKA_MODELS_DIR": str(models_dir), **env_vars}
     proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

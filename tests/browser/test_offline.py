@@ -1,0 +1,66 @@
+"""Offline after one visit (static/sw.js, a service worker for scope /): the page, its code and
+the model it used are kept, so a second visit classifies with the server gone; a re-converted
+model replaces the kept files; the REST API stays online-only."""
+from __future__ import annotations
+
+import json
+import shutil
+
+from tests.browser.conftest import _free_port, classify_file, new_page, serve
+
+KEPT_SHARDS = """async () => {
+  const cache = await caches.open('belka-models-v1');
+  return (await cache.keys()).map((r) => r.url).filter((u) => u.includes('.bin'));
+}"""
+
+
+def test_a_second_visit_works_offline_and_a_new_model_replaces_the_old(browser, small_mobilenet, tmp_path):
+    from PIL import Image
+    from skimage import data
+
+    models = tmp_path / "models"
+    shutil.copytree(small_mobilenet["dir"], models / "tiny")
+    photo = tmp_path / "coffee.png"
+    Image.fromarray(data.coffee()).save(photo)
+    port = _free_port()
+    page = new_page(browser)
+    try:
+        with serve(models, port=port) as url:
+            page.goto(f"{url}/?backend=wasm")
+            assert page.evaluate("window.belka.ready")["ok"]
+            kept = page.evaluate("window.belka.offline")
+            assert kept["ok"] and kept["kept"] > 10, kept
+            online = classify_file(page, photo)
+            old_shards = page.evaluate(KEPT_SHARDS)
+            assert old_shards, "the model's shards were not kept"
+        # the server is gone: the page, its code and the model come from the service worker
+        page.reload()
+        ready = page.evaluate("window.belka.ready")
+        assert ready == {"ok": True, "backend": "wasm"}, ready
+        offline = classify_file(page, photo)
+        assert offline["top5"] == online["top5"]
+        api = page.evaluate("fetch('/api/models').then((r) => r.status, (e) => 'failed')")
+        assert api == "failed"  # online-only: never answered from the cache
+        assert page.errors == ["Failed to load resource: net::ERR_CONNECTION_REFUSED"], page.errors
+        page.errors.clear()  # that refused request was the test's own
+
+        # a re-converted model: new shard bytes, new hash in the manifest
+        folder = models / "tiny"
+        manifest = json.loads((folder / "manifest.json").read_text())
+        entry = next(f for f in manifest["files"] if f["path"].endswith(".bin"))
+        shard = folder / entry["path"]
+        data_bytes = bytearray(shard.read_bytes())
+        data_bytes[0] ^= 1
+        shard.write_bytes(bytes(data_bytes))
+        entry["sha256"] = "f" * 64
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+        with serve(models, port=port):
+            page.reload()
+            assert page.evaluate("window.belka.ready")["ok"]
+            shards = page.evaluate(KEPT_SHARDS)
+        assert any("v=ffffffffffffffff" in u for u in shards), shards
+        replaced = [u for u in old_shards if entry["path"].split("/")[-1] in u]
+        assert replaced and not set(replaced) & set(shards), (replaced, shards)
+        assert not page.errors, page.errors
+    finally:
+        page.context.close()
