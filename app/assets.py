@@ -29,8 +29,14 @@ from pathlib import Path
 
 VERSION_LENGTH = 16
 VERSION = re.compile(rf"[0-9a-f]{{{VERSION_LENGTH}}}")
-# `import x from './a.js'`, `import './a.js'`, `export ... from './a.js'` (static imports only)
-_STATIC_IMPORT = re.compile(r"""^\s*(?:import|export)\b[^'"]*?(?:\bfrom\s*)?['"](\.{1,2}/[^'"]+)['"]""", re.M)
+# The modules a module may run, named by relative URLs: `import x from './a.js'`,
+# `import './a.js'`, `export ... from './a.js'`, `import('./a.js')`, and a worker's script,
+# `new URL('./a.js', import.meta.url)` (the page preloads its worker's code too).
+_MODULE_REFERENCES = [
+    re.compile(r"""^\s*(?:import|export)\b[^'"]*?(?:\bfrom\s*)?['"](\.{1,2}/[^'"]+)['"]""", re.M),
+    re.compile(r"""\bimport\(\s*['"](\.{1,2}/[^'"]+)['"]\s*\)"""),
+    re.compile(r"""\bnew\s+URL\(\s*['"](\.{1,2}/[^'"]+\.m?js)['"]\s*,\s*import\.meta\.url\s*\)"""),
+]
 # the npm packages served under /vendor (app/files.py)
 VENDOR_PACKAGE_FILES = ("@tensorflow/*/package.json", "swagger-ui-dist/package.json")
 
@@ -83,7 +89,7 @@ class Assets:
 
     def module_preloads(self, entry: str) -> list[str]:
         """The static URLs of every module ``entry`` (e.g. ``js/classify.js``) imports, directly or
-        not; read from the modules once per static version."""
+        not, its workers' modules included; read from the modules once per static version."""
         key = (self.static_version(), entry)
         if key not in self._preloads:
             self._preloads = {k: v for k, v in self._preloads.items() if k[0] == key[0]}
@@ -99,7 +105,7 @@ class Assets:
                 source = (self.static_dir / module).read_text()
             except OSError:
                 continue
-            for target in _STATIC_IMPORT.findall(source):
+            for target in (t for pattern in _MODULE_REFERENCES for t in pattern.findall(source)):
                 resolved = _resolve(module, target)
                 if resolved and resolved not in seen and resolved != entry:
                     seen.append(resolved)

@@ -113,7 +113,7 @@ async ({warmupMs, warmupFrames, segmentMs, minFrames, maxFrameMs, modes}) => {
   const animationFrame = () => Promise.race([
     pending ??= new Promise((resolve) => requestAnimationFrame(() => { pending = null; resolve(); })),
     new Promise((resolve) => setTimeout(resolve, 1000))]);
-  const pageMode = b.execution();
+  const pageMode = await b.execution();
   const began = performance.now();
   let seen = b.frames(), done = 0, lastEnd = null, frameMs = null;
   while (true) {
@@ -146,19 +146,19 @@ async ({warmupMs, warmupFrames, segmentMs, minFrames, maxFrameMs, modes}) => {
     return {warmup, pageMode, skipped: why};
   }
   // here a frame has just ended: the page's loop takes the next one after this animation frame
-  const tensorsStart = b.numTensors();
+  const tensorsStart = await b.numTensors();
   let tensorsMin = tensorsStart, tensorsMax = tensorsStart;
   const segments = [];
   for (const mode of modes) {
-    b.execution(mode);
+    await b.execution(mode);
     const start = performance.now();
     const framesStart = b.frames();
-    const atEnds = [b.numTensors()];
+    const atEnds = [await b.numTensors()];
     const inference = [];
     let count = framesStart, elapsedMs = 0;
     while (true) {
       await animationFrame();
-      const n = b.numTensors();
+      const n = await b.numTensors();
       tensorsMin = Math.min(tensorsMin, n);
       tensorsMax = Math.max(tensorsMax, n);
       const now = performance.now();
@@ -178,9 +178,9 @@ async ({warmupMs, warmupFrames, segmentMs, minFrames, maxFrameMs, modes}) => {
   }
   const field = document.querySelector('[data-field=fps]');
   const fpsShown = field ? field.textContent.trim() : null;
-  const tensorsEnd = b.numTensors();
+  const tensorsEnd = await b.numTensors();
   b.stopCamera();
-  b.execution(pageMode);
+  await b.execution(pageMode);
   return {warmup, pageMode, segments, tensorsStart, tensorsEnd, tensorsMin, tensorsMax, fpsShown,
           maxInFlight: b.maxInFlight()};
 }

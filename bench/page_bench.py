@@ -224,7 +224,7 @@ async ({runs, timeoutMs}) => {
   }
   const end = performance.now();
   return {wall, inference, top5, window: [start, end], longtasks: await window.__bench.settled(),
-          numTensors: api.numTensors()};
+          numTensors: await api.numTensors()};
 }
 """
 
@@ -243,7 +243,7 @@ async ({request, timeoutMs}) => {
   return {window: [start, end], longtasks: await window.__bench.settled(), timedOut: Boolean(r?.timedOut),
           cancelled: r === null, error: r?.error ?? null, ms: r?.ms ?? null, source: r?.source ?? null,
           layer: r?.layer ?? null, patch: r?.patch ?? null, stride: r?.stride ?? null,
-          images: r?.images ?? null, numTensors: window.belka.numTensors()};
+          images: r?.images ?? null, numTensors: await window.belka.numTensors()};
 }
 """
 
@@ -264,7 +264,7 @@ async ({runs, timeoutMs}) => {
   }
   const end = performance.now();
   return {ready, backend: window.belka.backend(), wall, inference, window: [start, end],
-          longtasks: await window.__bench.settled(), numTensors: window.belka.numTensors()};
+          longtasks: await window.__bench.settled(), numTensors: await window.belka.numTensors()};
 }
 """
 

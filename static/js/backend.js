@@ -1,53 +1,35 @@
 /**
- * Which TF.js backend runs the model: the user's choice, remembered, and
- * activation with fallback.
+ * Activating a TF.js backend, with fallback, in the model's worker (static/js/engine.js).
+ * The user's choice itself (?backend=, remembered in localStorage) is the page's business:
+ * static/js/backend-choice.js.
  *
- * Choices: "auto" tries webgpu, webgl, wasm, cpu in that order and keeps the first
- * that initialises; a fixed choice tries that backend first and falls back in the
- * same order when it cannot start (tf.setBackend returned false, threw, or hung).
- * The choice comes from ?backend= (wins), else localStorage, else "auto".
+ * "auto" here tries webgpu, webgl, wasm, cpu in that order and keeps the first that
+ * initialises (the page's measured "auto", static/js/auto-backend.js, then names one
+ * backend); a fixed choice tries that backend first and falls back in the same order when
+ * it cannot start (tf.setBackend returned false, threw, or hung).
  *
- * The page loads only TF.js core (which has webgl and cpu); the WASM and WebGPU
- * backends are loaded from /vendor the first time they are tried, so a page on
- * wasm never downloads WebGPU's 0.3 MB and the other way round. Their bundles are
- * UMD scripts that attach themselves to `window.tf`; they are added as classic
- * <script> elements, as a static tag would load them.
+ * TF.js core has webgl and cpu; the WASM and WebGPU backends are loaded from /vendor the
+ * first time they are tried, so a page on wasm never downloads WebGPU's 0.3 MB and the
+ * other way round.
  */
+import { BACKENDS } from './backend-choice.js';
 import { tf } from './tf.js';
+import { loadScript, vendorUrl } from './vendor.js';
 
-export const BACKENDS = ['webgpu', 'webgl', 'wasm', 'cpu'];
-export const CHOICES = ['auto', ...BACKENDS];
-export const STORAGE_KEY = 'belka.backend';
 const INIT_TIMEOUT_MS = 30000;
-/** The content-hashed /vendor/<version>/ prefix the server wrote on <html data-vendor>. */
-export const VENDOR = document.documentElement.dataset.vendor || '/vendor/';
-const WASM_DIR = `${VENDOR}tfjs-backend-wasm/dist/`;
-/** Backends that live in a bundle of their own, imported on first use. */
+const WASM_DIR = vendorUrl('tfjs-backend-wasm/dist/');
+/** Backends that live in a bundle of their own, loaded on first use. */
 const BUNDLES = {
   wasm: `${WASM_DIR}tf-backend-wasm.es2017.min.js`,
-  webgpu: `${VENDOR}tfjs-backend-webgpu/dist/tf-backend-webgpu.es2017.min.js`,
+  webgpu: vendorUrl('tfjs-backend-webgpu/dist/tf-backend-webgpu.es2017.min.js'),
 };
 const bundleLoads = {};
-
-/** Loads a classic script; resolves once it ran. */
-function addScript(src) {
-  return new Promise((resolve, reject) => {
-    const script = document.createElement('script');
-    script.src = src;
-    script.onload = () => resolve();
-    script.onerror = () => {
-      script.remove();
-      reject(new Error(`${src} could not be loaded`));
-    };
-    document.head.append(script);
-  });
-}
 
 /** Loads `name`'s bundle once (a no-op for the backends in TF.js core); null, or why it failed. */
 async function loadBundle(name) {
   if (!BUNDLES[name] || name in tf.engine().registryFactory) return null;
   if (name === 'webgpu' && !navigator.gpu) return null; // no download for a backend that cannot start
-  bundleLoads[name] ??= addScript(BUNDLES[name]).then(() => null, (error) => {
+  bundleLoads[name] ??= loadScript(BUNDLES[name]).then(() => null, (error) => {
     delete bundleLoads[name];
     return `its code did not load (${error.message})`;
   });
@@ -76,40 +58,6 @@ export function configureWasm() {
   tf.wasm.setWasmPaths(WASM_DIR);
   tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
   wasmConfigured = true;
-}
-
-/**
- * The user's backend choice: {choice, source, ignored}. `source` is "url", "storage"
- * or "default"; `ignored` holds an unknown ?backend= value (shown to the user).
- */
-export function initialChoice(search = window.location.search) {
-  const fromUrl = new URLSearchParams(search).get('backend');
-  if (fromUrl != null) {
-    const value = fromUrl.trim().toLowerCase();
-    if (CHOICES.includes(value)) return { choice: value, source: 'url', ignored: null };
-    const stored = storedChoice();
-    return { choice: stored ?? 'auto', source: stored ? 'storage' : 'default', ignored: fromUrl };
-  }
-  const stored = storedChoice();
-  return stored ? { choice: stored, source: 'storage', ignored: null } : { choice: 'auto', source: 'default', ignored: null };
-}
-
-function storedChoice() {
-  try {
-    const value = window.localStorage.getItem(STORAGE_KEY);
-    return CHOICES.includes(value) ? value : null;
-  } catch {
-    return null; // storage disabled (privacy settings): nothing remembered
-  }
-}
-
-/** Remembers `choice` for the next visit (silently does nothing when storage is disabled). */
-export function rememberChoice(choice) {
-  try {
-    window.localStorage.setItem(STORAGE_KEY, choice);
-  } catch {
-    /* storage disabled */
-  }
 }
 
 /** The backends to try, in order, for a choice. */

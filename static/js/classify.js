@@ -3,6 +3,10 @@
  * through the model's preprocessing and its TF.js graph model, in the browser, on
  * the backend the user picked.
  *
+ * The model runs in a Web Worker (static/js/engine.js, through engine-client.js): this
+ * page decodes the picture, sends it there, and draws what comes back, so the page stays
+ * responsive while the model works.
+ *
  * Every operation (start, backend switch, classification) runs one at a time in
  * order, through `serial()`, so a backend switch never races a classification.
  *
@@ -27,7 +31,10 @@
  *   lastResult()     the latest such result, or null
  *   runs()           how many classifications have finished
  *   timings()        {loadMs, warmupMs, medianMs, samples}
- *   numTensors()     tf.memory().numTensors
+ *   numTensors()     Promise: tf.memory().numTensors in the model's worker
+ *   worker(op, args) Promise: one request to the model's worker (static/js/engine.js
+ *                    operations; for tests: "stats" {numTensors, modelCalls, backend},
+ *                    "kernel" {name, present} takes a kernel away or puts it back)
  *   idle()           Promise that resolves when the operations queued so far are done
  *   explain(r)       Promise: explain the current image (static/js/explain.js), r =
  *                    {method: "gradcam"|"occlusion", classIndex, layer, patch, stride},
@@ -42,14 +49,14 @@
  *   explanations()   how many explanations have finished
  */
 import { medianMs, pickAuto } from './auto-backend.js';
-import { activateBackend, CHOICES, initialChoice, rememberChoice } from './backend.js';
+import { CHOICES, initialChoice, rememberChoice } from './backend-choice.js';
 import { readPageConfig } from './config.js';
+import { Engine } from './engine-client.js';
 import { formatMs } from './format.js';
-import { Classifier, downloadFacts, loadManifest } from './model.js';
+import { downloadFacts, loadManifest } from './manifest.js';
 import { squirrelVerdict, topK } from './predictions.js';
 import { ExplainController } from './explain.js';
-import { decodeImage, ImageDecodeError, modelRegion, toModelInput } from './preprocess.js';
-import { tf, tfLoadProblem } from './tf.js';
+import { decodeImage, ImageDecodeError, modelRegion } from './preprocess.js';
 import { RecentMedian, since } from './timings.js';
 import * as view from './view.js';
 import { keepForOffline } from './offline.js';
@@ -57,11 +64,13 @@ import { keepForOffline } from './offline.js';
 const MEDIAN_OF_LAST = 20;
 
 const config = readPageConfig();
+// the model's worker starts at once: TF.js loads there while the page sets itself up
+const engine = config.model ? new Engine() : null;
 
 const state = {
   choice: 'auto',
   backend: null,
-  classifier: null,
+  model: null, // the loaded classifier: {name, manifest, labels, preprocessing, loadMs}
   warmupMs: null,
   warm: false, // whether the classifier has run once (kernels compiled) on this backend
   lastMs: null,
@@ -84,6 +93,7 @@ function serial(task) {
 }
 
 const explainer = config.model ? new ExplainController({
+  engine,
   serial,
   showMessage: view.showMessage,
   clearMessage: view.clearMessage,
@@ -94,10 +104,11 @@ const explainer = config.model ? new ExplainController({
 
 /** Picks the backend, loads and warms up the model. */
 async function start() {
-  const problem = tfLoadProblem();
-  if (problem) {
-    view.showMessage('model', 'error', 'The page cannot run models.', problem);
-    return { ok: false, error: problem };
+  try {
+    await engine.call('start');
+  } catch (error) {
+    view.showMessage('model', 'error', 'The page cannot run models.', error.message);
+    return { ok: false, error: error.message };
   }
   const { choice, source, ignored } = initialChoice();
   if (source === 'url') rememberChoice(choice);
@@ -133,10 +144,10 @@ async function startAuto() {
     await useBackend(backend, 'auto');
     if (state.backend !== backend) throw new Error(`${backend} did not start`);
     await loadModel();
-    return medianMs(() => state.classifier.warmUp());
+    return medianMs(() => engine.call('warmUp'));
   };
   const picked = await pickAuto({ model: config.model, manifest, measure });
-  if (await useBackend(picked.backend, 'auto') || !state.classifier) await loadModel(false);
+  if (await useBackend(picked.backend, 'auto') || !state.model) await loadModel(false);
   state.autoWhy = `auto chose ${state.backend}: ${picked.why}`;
   view.showBackendNote(state.autoWhy);
 }
@@ -151,7 +162,7 @@ async function useBackend(choice, shownChoice = choice) {
   view.showStatus(choice === 'auto' ? 'Choosing a backend…' : `Starting the ${choice} backend…`);
   let result;
   try {
-    result = await activateBackend(choice);
+    result = await engine.call('backend', { choice });
   } catch (error) {
     state.backend = null;
     renderBackend();
@@ -159,9 +170,11 @@ async function useBackend(choice, shownChoice = choice) {
     error.reported = true;
     throw error;
   }
-  const changed = result.backend !== state.backend;
+  const { changed } = result;
   state.backend = result.backend;
   if (changed) {
+    state.model = null; // the worker dropped it: its weights lived on the other backend
+    explainer.modelChanged(null, null);
     state.inference.clear();
     state.warmupMs = null;
     state.lastMs = null;
@@ -188,39 +201,32 @@ async function useBackend(choice, shownChoice = choice) {
 async function loadModel(warm = true) {
   if (!config.model) throw new Error('No model to load.');
   view.showStatus(`Loading the model ${config.model}…`);
-  const previous = state.classifier;
-  state.classifier = null;
+  state.model = null;
   explainer.modelChanged(null, null);
-  previous?.dispose();
-  let classifier;
+  let loaded;
   try {
-    classifier = await Classifier.load(config.model);
+    loaded = await engine.call('loadClassifier', { name: config.model });
   } catch (error) {
     view.showMessage('model', 'error', `The model "${config.model}" could not be loaded.`, error.message);
     error.reported = true;
     throw error;
   }
+  const { manifest, loadMs } = loaded;
+  const model = { name: config.model, manifest, labels: manifest.labels, preprocessing: manifest.preprocessing, loadMs };
   view.clearMessage('model');
-  view.showModel(classifier.manifest, downloadFacts(classifier.manifest), classifier.loadMs);
+  view.showModel(manifest, downloadFacts(manifest), loadMs);
   state.warm = false;
-  if (warm) {
-    try {
-      await warmUp(classifier);
-    } catch (error) {
-      classifier.dispose();
-      throw error;
-    }
-  }
-  state.classifier = classifier;
-  explainer.modelChanged(classifier, state.backend);
+  if (warm) await warmUp();
+  state.model = model;
+  explainer.modelChanged(model, state.backend);
   renderBackend();
 }
 
 /** One run on zeros (kernels compiled now); a clear message when the backend cannot run it. */
-async function warmUp(classifier) {
+async function warmUp() {
   view.showStatus(`Warming up on ${state.backend}…`);
   try {
-    state.warmupMs = await classifier.warmUp();
+    state.warmupMs = await engine.call('warmUp');
     state.warm = true;
   } catch (error) {
     view.showMessage('model', 'error', `The model does not run on the ${state.backend} backend.`,
@@ -235,9 +241,9 @@ async function warmUp(classifier) {
  * first, it was the warm-up (no throwaway inference ahead of it) and this does nothing.
  */
 async function warmUpIfCold() {
-  if (!state.classifier || state.warm) return { ok: true, backend: state.backend };
+  if (!state.model || state.warm) return { ok: true, backend: state.backend };
   try {
-    await warmUp(state.classifier);
+    await warmUp();
   } catch (error) {
     view.showStatus('Not ready.');
     return { ok: false, error: error.message };
@@ -254,7 +260,7 @@ async function changeBackend(choice) {
   try {
     // The model's weights live on the backend that loaded them: load it again on the new one.
     if (choice === 'auto') await startAuto();
-    else if (await useBackend(choice) || !state.classifier) await loadModel();
+    else if (await useBackend(choice) || !state.model) await loadModel();
   } catch (error) {
     view.showStatus('Not ready.');
     reportError(error);
@@ -265,11 +271,14 @@ async function changeBackend(choice) {
   return null;
 }
 
-/** Decodes, previews, preprocesses and classifies one image; shows and returns the result. */
+/**
+ * Decodes and previews one image, has the worker preprocess and classify it, shows the
+ * result and returns it (null when it is not a readable image).
+ */
 async function classify(blob) {
   const started = performance.now();
-  const classifier = state.classifier;
-  if (!classifier) {
+  const model = state.model;
+  if (!model) {
     view.showMessage('image', 'error', 'No model is loaded.', 'See the message above; reload the page to try again.');
     return null;
   }
@@ -287,20 +296,18 @@ async function classify(blob) {
   }
   view.clearMessage('image');
   state.image = blob;
-  const spec = classifier.preprocessing;
-  let input;
+  const spec = model.preprocessing;
   try {
     const region = modelRegion(bitmap.height, bitmap.width, spec);
     view.showPreview(bitmap, region, blob.name || 'Pasted image');
-    input = toModelInput(bitmap, spec);
-    const { output, probabilities, ms } = await classifier.run(input);
-    const inputData = await input.data();
-    const top5 = topK(probabilities, classifier.labels, 5);
+    // the worker gets its own copy of the picture (ImageBitmaps clone cheaply)
+    const { output, probabilities, input, ms } = await engine.call('classify', { image: bitmap });
+    const top5 = topK(probabilities, model.labels, 5);
     const verdict = squirrelVerdict(top5[0], config.squirrelClasses);
     state.result = {
       top5, verdict, backend: state.backend, inferenceMs: ms, totalMs: since(started),
-      logits: classifier.manifest.output.kind === 'logits' ? output : null,
-      probabilities, input: inputData,
+      logits: model.manifest.output.kind === 'logits' ? output : null,
+      probabilities, input,
     };
     state.runs += 1;
     state.lastMs = ms;
@@ -310,20 +317,19 @@ async function classify(blob) {
       state.warm = true;
       state.warmupMs = ms;
     }
-    view.showResult(verdict, top5, config.squirrelClasses, classifier.manifest.weights?.trained !== false);
-    view.showModelInput(inputData, spec);
+    view.showResult(verdict, top5, config.squirrelClasses, model.manifest.weights?.trained !== false);
+    view.showModelInput(input, spec);
     explainer.imageClassified(state.result, bitmap, region);
     view.showStatus(`Classified on ${state.backend}: inference ${formatMs(ms)}, ` +
       `${formatMs(state.result.totalMs)} from file to answer.`);
     renderBackend();
-    return plainResult(state.result);
+    return state.result;
   } catch (error) {
     view.showStatus('Classification failed.');
     view.showMessage('image', 'error', 'Classification failed.', error.message);
     throw error;
   } finally {
     bitmap.close();
-    input?.dispose();
   }
 }
 
@@ -405,20 +411,23 @@ function wireInputs() {
 function exposeApi(ready) {
   window.belka = {
     ready,
-    offline: ready.then((r) => (r.ok ? keepForOffline() : { ok: false, reason: 'no model running' })),
+    offline: ready.then(async (r) => (r.ok
+      ? keepForOffline(await engine.call('resources'))
+      : { ok: false, reason: 'no model running' })),
     config,
     backend: () => state.backend,
     choice: () => state.choice,
     autoReason: () => state.autoWhy ?? null,
     setBackend: (choice) => serial(() => changeBackend(choice)),
-    classifyBlob: (blob) => serial(() => classify(blob)),
+    classifyBlob: (blob) => serial(() => classify(blob)).then(plainResult),
     lastResult: () => plainResult(state.result),
     runs: () => state.runs,
     timings: () => ({
-      loadMs: state.classifier?.loadMs ?? null, warmupMs: state.warmupMs,
+      loadMs: state.model?.loadMs ?? null, warmupMs: state.warmupMs,
       medianMs: state.inference.median(), samples: state.inference.count,
     }),
-    numTensors: () => tf.memory().numTensors,
+    numTensors: () => (engine ? engine.call('stats').then((stats) => stats.numTensors) : Promise.resolve(0)),
+    worker: (op, args) => (engine ? engine.call(op, args) : Promise.reject(new Error('No model.'))),
     idle: () => queue.then(() => {}),
     explain: (request) => explainer?.explain(request) ?? Promise.resolve({ error: 'No model.' }),
     cancelExplain: () => explainer?.cancel(),

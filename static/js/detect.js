@@ -1,6 +1,8 @@
 /**
  * The detect page, "what's in the room?": the webcam (or a photo or video file) through a
- * converted detector (detector.js), boxes drawn on a canvas over the picture.
+ * converted detector (detector.js), boxes drawn on a canvas over the picture. The detector
+ * runs in the model's worker (static/js/engine.js): each frame goes there as an ImageBitmap
+ * and comes back as boxes, so the page only draws.
  *
  * Frames are processed back to back: the next frame is taken only when the last one's
  * boxes are drawn, so there is never more than one frame in flight and nothing queues up.
@@ -28,25 +30,27 @@
  *   maxInFlight()    the most frames ever being processed at once (1 by design)
  *   traceFrames(n)   Promise: the next n frames the loop processes, each {frame, detections,
  *                    width, height, input: [...]} (the model input that frame became)
- *   numTensors()     tf.memory().numTensors
+ *   numTensors()     Promise: tf.memory().numTensors in the model's worker
+ *   worker(op, args) Promise: one request to the model's worker (static/js/engine.js)
  *   idle()           Promise: the operations queued so far are done
- *   execution(m)     how the detector's graph runs: "execute" (the default for graphs without
- *                    control flow) or "executeAsync"; with no argument, the current one
+ *   execution(m)     Promise: how the detector's graph runs: "execute" (the default for graphs
+ *                    without control flow) or "executeAsync"; with no argument, the current one
  */
 import { medianMs, pickAuto } from './auto-backend.js';
-import { activateBackend, CHOICES, initialChoice, rememberChoice } from './backend.js';
+import { CHOICES, initialChoice, rememberChoice } from './backend-choice.js';
 import { Camera, cameraProblem } from './camera.js';
 import { readPageConfig } from './config.js';
-import { Detector } from './detector.js';
-import { loadManifest } from './model.js';
+import { Engine } from './engine-client.js';
+import { loadManifest } from './manifest.js';
 import { formatMs } from './format.js';
 import { decodeImage } from './preprocess.js';
-import { tf, tfLoadProblem } from './tf.js';
 import { RecentMedian } from './timings.js';
 import { showMessage, clearMessage, showBackendNote } from './view.js';
 import { keepForOffline } from './offline.js';
 
 const config = readPageConfig();
+// the model's worker starts at once: TF.js loads there while the page sets itself up
+const engine = new Engine();
 const $ = (id) => document.getElementById(id);
 const video = $('video');
 const camera = new Camera(video);
@@ -55,7 +59,7 @@ const state = {
   choice: 'auto',
   autoWhy: null, // why "auto" chose its backend
   backend: null,
-  detector: null,
+  detector: null, // the loaded detector: {manifest, defaults, loadMs, execution}
   options: { scoreThreshold: 0.5, maxBoxes: 20 },
   loop: 0, // the running loop's id; 0 when stopped
   frames: 0,
@@ -78,10 +82,11 @@ function serial(task) {
 // ---------------------------------------------------------------- start, backend
 
 async function start() {
-  const problem = tfLoadProblem();
-  if (problem) {
-    showMessage('model', 'error', 'The page cannot run models.', problem);
-    return { ok: false, error: problem };
+  try {
+    await engine.call('start');
+  } catch (error) {
+    showMessage('model', 'error', 'The page cannot run models.', error.message);
+    return { ok: false, error: error.message };
   }
   const { choice, source } = initialChoice();
   if (source === 'url') rememberChoice(choice);
@@ -113,7 +118,7 @@ async function startAuto() {
     await useBackend(backend, 'auto');
     if (state.backend !== backend) throw new Error(`${backend} did not start`);
     await loadDetector();
-    return medianMs(() => state.detector.warmUp());
+    return medianMs(() => engine.call('warmUp'));
   };
   const picked = await pickAuto({ model: config.model, manifest, measure });
   if (await useBackend(picked.backend, 'auto') || !state.detector) await loadDetector();
@@ -124,8 +129,9 @@ async function startAuto() {
 async function useBackend(choice, shownChoice = choice) {
   state.choice = shownChoice;
   state.autoWhy = null;
-  const result = await activateBackend(choice);
-  const changed = result.backend !== state.backend;
+  const result = await engine.call('backend', { choice });
+  const { changed } = result;
+  if (changed) state.detector = null; // the worker dropped it: its weights lived on the other backend
   state.backend = result.backend;
   $('backend-select').value = shownChoice;
   setField('backend', state.backend);
@@ -139,15 +145,11 @@ async function useBackend(choice, shownChoice = choice) {
 
 async function loadDetector() {
   setStatus(`Loading the detector ${config.model}…`);
-  state.detector?.dispose();
   state.detector = null;
   let detector;
   try {
-    detector = await Detector.load(config.model);
-    setStatus(`Warming up on ${state.backend}…`);
-    await detector.warmUp();
+    detector = await engine.call('loadDetector', { name: config.model });
   } catch (error) {
-    detector?.dispose();
     showMessage('model', 'error', `The detector "${config.model}" could not be loaded.`, error.message);
     error.reported = true;
     throw error;
@@ -227,7 +229,9 @@ async function detectFrame(source) {
   state.maxInFlight = Math.max(state.maxInFlight, state.inFlight);
   try {
     const tracing = state.trace != null;
-    const result = await state.detector.detect(source, { ...state.options, keepInput: tracing });
+    const frame = await createImageBitmap(source); // a copy of the frame, moved to the worker
+    const result = await engine.call('detect', { image: frame, options: { ...state.options, keepInput: tracing } },
+      { transfer: [frame] });
     state.frames += 1;
     if (tracing && state.trace) {
       state.trace.frames.push({ frame: state.frames, ...result, input: Array.from(result.input) });
@@ -323,7 +327,8 @@ async function detectFile(file) {
     showStage('image');
     let result;
     try {
-      result = await state.detector.detect(bitmap, { ...state.options, keepInput: true });
+      // the worker gets its own copy of the picture (ImageBitmaps clone cheaply)
+      result = await engine.call('detect', { image: bitmap, options: { ...state.options, keepInput: true } });
     } catch (error) {
       reportDetectionError(error);
       return null;
@@ -440,7 +445,9 @@ function wire() {
 function exposeApi(ready) {
   window.belka = {
     ready,
-    offline: ready.then((r) => (r.ok ? keepForOffline() : { ok: false, reason: 'no model running' })),
+    offline: ready.then(async (r) => (r.ok
+      ? keepForOffline(await engine.call('resources'))
+      : { ok: false, reason: 'no model running' })),
     config,
     backend: () => state.backend,
     choice: () => state.choice,
@@ -454,12 +461,10 @@ function exposeApi(ready) {
     frames: () => state.frames,
     lastResult: () => (state.last ? { ...state.last, input: undefined } : null),
     maxInFlight: () => state.maxInFlight,
-    execution: (mode) => {
-      if (mode && state.detector) state.detector.execution = mode;
-      return state.detector?.execution ?? null;
-    },
+    execution: (mode) => (state.detector ? engine.call('execution', { mode }) : Promise.resolve(null)),
     traceFrames: (count) => new Promise((resolve) => { state.trace = { count, frames: [], resolve }; }),
-    numTensors: () => tf.memory().numTensors,
+    numTensors: () => engine.call('stats').then((stats) => stats.numTensors),
+    worker: (op, args) => engine.call(op, args),
     idle: () => queue.then(() => {}),
   };
 }

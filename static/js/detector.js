@@ -17,19 +17,11 @@
  * runs with the synchronous model.execute(): no executeAsync() bookkeeping per frame and no
  * "use model.execute() instead" warning. Models converted before that keep executeAsync().
  */
-import { loadGraph, loadManifest } from './model.js';
+import { loadManifest } from './manifest.js';
+import { loadGraph } from './model.js';
 import { toModelInput } from './preprocess.js';
 import { tf } from './tf.js';
 import { since } from './timings.js';
-
-// WebGPU imports <video> frames as external textures by default; on SwiftShader (Chromium's
-// software WebGPU) that loses the device after a frame or two ("A valid external Instance
-// reference no longer exists"). A plain upload of the frame works everywhere.
-try {
-  tf?.env().set('WEBGPU_IMPORT_EXTERNAL_TEXTURE', false);
-} catch {
-  /* the WebGPU backend is not loaded: nothing to configure */
-}
 
 export class Detector {
   constructor(name, manifest, graph, loadMs) {
@@ -37,6 +29,7 @@ export class Detector {
     this.manifest = manifest;
     this.graph = graph;
     this.loadMs = loadMs;
+    this.calls = 0; // how many times the graph ran
     this.outputs = [manifest.output.boxes.node, manifest.output.scores.node];
     /** "execute" or "executeAsync": how the graph runs (bench/detect_bench.py compares both). */
     this.execution = manifest.graph_execution === 'execute' ? 'execute' : 'executeAsync';
@@ -72,6 +65,7 @@ export class Detector {
     let scores;
     try {
       const start = performance.now();
+      this.calls += 1;
       [boxes, scores] = this.execution === 'execute'
         ? this.graph.execute(input, this.outputs)
         : await this.graph.executeAsync(input, this.outputs);

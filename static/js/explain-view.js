@@ -4,7 +4,6 @@
  * heatmap.js; classify.js decides what runs when.
  */
 import { formatPercent } from './format.js';
-import { drawHeatmap } from './heatmap.js';
 import { shortLabel } from './predictions.js';
 
 const PHOTO_MAX_PX = 448; // longest side of the explain canvases' bitmaps
@@ -147,10 +146,16 @@ export function showStatus(text) {
   $('explain-status').textContent = text;
 }
 
-/** Draws the heatmap ({heatmap, shape}) over the picture and writes `caption`. */
-export async function showHeatmap({ heatmap, shape }, caption) {
+/** The heat canvas's size in pixels: what the heatmap is resized to. */
+export function heatSize() {
+  const canvas = $('explain-heat');
+  return { width: canvas.width, height: canvas.height };
+}
+
+/** Draws the coloured heatmap (ImageData of heatSize()) over the picture and writes `caption`. */
+export function showHeatmap(image, caption) {
   $('explain-figure').hidden = false;
-  await drawHeatmap($('explain-heat'), heatmap, shape);
+  $('explain-heat').getContext('2d').putImageData(image, 0, 0);
   $('explain-caption').textContent = caption;
   applyOpacity();
 }

@@ -1,6 +1,8 @@
 /**
  * The "Where did it look?" card of the classify page: Grad-CAM (gradcam.js) and occlusion
- * (occlusion.js, on the graph model) for the image just classified, for any class.
+ * (occlusion.js, on the graph model) for the image just classified, for any class. Both
+ * run in the model's worker (static/js/engine.js), on the input tensor it kept from the
+ * classification; this controller asks for them and draws the answers.
  *
  * Grad-CAM runs on the TF.js layers model when the model has one (any spatial layer);
  * otherwise on the graph model already loaded, at the one layer the converter exported as
@@ -9,39 +11,37 @@
  * Grad-CAM instead (POST /api/models/<name>/explain on the same input tensor), and the
  * status and the result (`source: "server"`) say so.
  *
- * classify.js owns the model and the image; it tells this controller about them
+ * classify.js owns the model's description and the image; it tells this controller about them
  * (`modelChanged`, `imageClassified`) and runs its operations through the page's
  * one-at-a-time queue (`serial`), so an explanation never races a classification or a
  * backend switch. Cancel works outside the queue (an AbortSignal checked between batches).
  */
 import * as view from './explain-view.js';
-import { GradCam, GradientUnsupportedError, GraphGradCam } from './gradcam.js';
 import { heatmapPng } from './heatmap.js';
-import { modelUrl } from './model.js';
-import { CancelledError, defaultParams, occlusionMap, paramsProblem } from './occlusion.js';
+import { defaultParams, paramsProblem } from './occlusion.js';
 import { pixelToModel } from './preprocess.js';
 import { findClass, shortLabel } from './predictions.js';
 import { formatMs } from './format.js';
-import { tf } from './tf.js';
 
 export class ExplainController {
   /**
-   * `serial(task)` queues an operation behind the page's others; `showMessage(topic,
+   * `engine` is the model's worker (engine-client.js); `serial(task)` queues an operation behind the page's others; `showMessage(topic,
    * level, title, text)` and `clearMessage(topic)` are the page's banners; `squirrelClass`
    * is the class of the squirrel shortcut.
    */
-  constructor({ serial, showMessage, clearMessage, squirrelClass }) {
+  constructor({ engine, serial, showMessage, clearMessage, squirrelClass }) {
+    this.engine = engine;
     this.serial = serial;
     this.showMessage = showMessage;
     this.clearMessage = clearMessage;
     this.squirrelClass = squirrelClass;
-    this.classifier = null;
+    this.classifier = null; // {name, manifest, labels, preprocessing}
     this.backend = null;
-    this.gradcam = null; // GradCam or GraphGradCam, made on the first Grad-CAM, per model and backend
+    this.gradcam = null; // {layers, defaultLayer, model, scoreKind}: the worker's Grad-CAM, once loaded
     this.image = null; // {input: Float32Array [1*H*W*3], top5}
     this.classIndex = null;
     this.explanation = null;
-    this.abort = null;
+    this.occluding = false;
     this.count = 0;
     this.wire();
   }
@@ -49,7 +49,6 @@ export class ExplainController {
   /** A new model (or the same on a new backend): the layers model is loaded again when needed. */
   modelChanged(classifier, backend) {
     this.cancel();
-    this.gradcam?.dispose();
     this.gradcam = null;
     this.classifier = classifier;
     this.backend = backend;
@@ -75,7 +74,7 @@ export class ExplainController {
 
   /** Stops a running occlusion map (between two batches). */
   cancel() {
-    this.abort?.abort();
+    if (this.occluding) this.engine.cancel();
   }
 
   /**
@@ -101,26 +100,26 @@ export class ExplainController {
     view.setMethod(method);
     this.classIndex = classIndex;
     view.markSelected(classIndex);
-    const [height, width] = this.classifier.preprocessing.size;
-    const input = tf.tensor4d(this.image.input, [1, height, width, 3]);
     this.clearMessage('explain');
     try {
       const result = method === 'gradcam'
-        ? await this.runGradCam(input, classIndex, request.layer)
-        : await this.runOcclusion(input, classIndex, request);
+        ? await this.runGradCam(classIndex, request.layer)
+        : await this.runOcclusion(classIndex, request);
       if (result.error) return result;
       this.count += 1;
       this.explanation = result;
-      await view.showHeatmap(result, this.caption(result));
+      const { width, height } = view.heatSize();
+      const image = await this.engine.call('heatmapImage', { heatmap: result.heatmap, shape: result.shape, width, height });
+      view.showHeatmap(image, this.caption(result));
       view.showStatus(this.doneText(result));
       return plain(result);
     } catch (error) {
-      if (error instanceof CancelledError) {
+      if (error.name === 'AbortError') { // occlusion.js's CancelledError, from the worker
         view.showStatus('Cancelled.');
         return null;
       }
-      if (error instanceof GradientUnsupportedError) {
-        const later = this.gradcam?.defaultLayer();
+      if (error.name === 'GradientUnsupportedError') {
+        const later = this.gradcam?.defaultLayer;
         const text = `${error.message} Pick a layer nearer the output (after the last convolution, ` +
           `e.g. ${later}), use Occlusion, or switch the backend to webgl, webgpu or cpu.`;
         this.showMessage('explain', 'warning', 'Grad-CAM needs gradients here that this backend lacks.', text);
@@ -128,23 +127,22 @@ export class ExplainController {
       }
       return this.fail(error.message);
     } finally {
-      input.dispose();
       view.setBusy(false);
     }
   }
 
-  async runGradCam(input, classIndex, requestedLayer) {
+  async runGradCam(classIndex, requestedLayer) {
     const gradcam = await this.loadGradCam();
     if (gradcam.error) return gradcam;
-    const onGraph = gradcam instanceof GraphGradCam;
-    const layer = requestedLayer ?? view.selectedLayer() ?? gradcam.defaultLayer();
-    if (!gradcam.layers().some((l) => l.name === layer)) {
+    const onGraph = gradcam.model === 'graph';
+    const layer = requestedLayer ?? view.selectedLayer() ?? gradcam.defaultLayer;
+    if (!gradcam.layers.some((l) => l.name === layer)) {
       return this.fail(onGraph
         ? `This model has no TF.js layers model, so Grad-CAM runs at one layer only: ` +
-          `"${gradcam.defaultLayer()}" (not "${layer}").`
+          `"${gradcam.defaultLayer}" (not "${layer}").`
         : `The model has no layer "${layer}" with a spatial output.`);
     }
-    view.showLayers(gradcam.layers(), layer);
+    view.showLayers(gradcam.layers, layer);
     view.setBusy(true);
     view.showStatus(onGraph ? `Grad-CAM on the graph model at ${layer}…` : `Grad-CAM at ${layer}…`);
     const facts = {
@@ -152,15 +150,15 @@ export class ExplainController {
       model: onGraph ? 'graph' : 'layers', source: 'page', backend: this.backend,
     };
     try {
-      return { ...(await gradcam.explain(input, classIndex, layer)), ...facts };
+      return { ...(await this.engine.call('gradcam', { classIndex, layer })), ...facts };
     } catch (error) {
       // The layers model's error goes to the card as it is (another layer or backend helps);
       // the graph model has no other layer, so the server computes this one instead.
-      if (!(onGraph && error instanceof GradientUnsupportedError)) throw error;
+      if (!(onGraph && error.name === 'GradientUnsupportedError')) throw error;
       view.showStatus(`${error.message} Asking the server for Grad-CAM at ${layer}…`);
       let result;
       try {
-        result = await this.serverGradCam(input, classIndex, layer);
+        result = await this.serverGradCam(classIndex, layer);
       } catch (serverError) {
         throw new Error(`${error.message} ${serverError.message}`, { cause: serverError });
       }
@@ -173,7 +171,7 @@ export class ExplainController {
    * The server's Grad-CAM (POST /api/models/<name>/explain) of the same input tensor, for
    * when the page cannot differentiate: {heatmap: Float32Array, shape, score, scoreKind, ms}.
    */
-  async serverGradCam(input, classIndex, layer) {
+  async serverGradCam(classIndex, layer) {
     const start = performance.now();
     const query = new URLSearchParams({ method: 'gradcam', class_index: String(classIndex), format: 'json' });
     if (layer) query.set('layer', layer);
@@ -183,7 +181,10 @@ export class ExplainController {
       // the very tensor the page fed its model, as raw float32 (no JSON of 150k numbers)
       response = await fetch(url, {
         method: 'POST',
-        headers: { 'Content-Type': 'application/octet-stream', 'X-Shape': input.shape.join(',') },
+        headers: {
+          'Content-Type': 'application/octet-stream',
+          'X-Shape': [1, ...this.classifier.preprocessing.size, 3].join(','),
+        },
         body: this.image.input,
       });
     } catch (cause) {
@@ -208,38 +209,33 @@ export class ExplainController {
     };
   }
 
+  /** The worker's Grad-CAM for this model (loading the layers model the first time), or {error}. */
   async loadGradCam() {
     if (this.gradcam) return this.gradcam;
     const { manifest } = this.classifier;
-    const scoreKind = manifest.output.kind === 'logits' ? 'logit' : 'probability';
-    if (!manifest.formats?.layers) {
-      if (manifest.explain?.gradcam === 'graph') {
-        try {
-          this.gradcam = new GraphGradCam(this.classifier.graph, manifest, { scoreKind });
-        } catch (error) {
-          return this.fail(`Grad-CAM cannot run on this model's graph model: ${error.message}`);
-        }
-        view.showLayers(this.gradcam.layers(), this.gradcam.defaultLayer());
-        return this.gradcam;
-      }
+    if (!manifest.formats?.layers && manifest.explain?.gradcam !== 'graph') {
       const why = [manifest.conversion?.layers_model?.reason, manifest.explain?.reason]
         .filter(Boolean).map((r) => r.replace(/\.$/, ''));
       return this.fail('Grad-CAM cannot explain this model: it has no TF.js layers model and its graph ' +
         `model has no Grad-CAM layer${why.length ? ` (${why.join('; ')})` : ''}. Occlusion works on any model.`);
     }
-    const bytes = manifest.files.filter((f) => f.path.startsWith('layers/')).reduce((s, f) => s + f.bytes, 0);
-    view.setBusy(true);
-    view.showStatus(`Loading the layers model (${(bytes / 1e6).toFixed(1)} MB) for gradients…`);
-    try {
-      this.gradcam = await GradCam.load(modelUrl(this.classifier.name, 'layers/model.json'), { scoreKind });
-    } catch (error) {
-      return this.fail(`The layers model could not be loaded: ${error.message}`);
+    if (manifest.formats?.layers) {
+      const bytes = manifest.files.filter((f) => f.path.startsWith('layers/')).reduce((s, f) => s + f.bytes, 0);
+      view.setBusy(true);
+      view.showStatus(`Loading the layers model (${(bytes / 1e6).toFixed(1)} MB) for gradients…`);
     }
-    view.showLayers(this.gradcam.layers(), this.gradcam.defaultLayer());
+    try {
+      this.gradcam = await this.engine.call('gradcamLayers');
+    } catch (error) {
+      return this.fail(manifest.formats?.layers
+        ? `The layers model could not be loaded: ${error.message}`
+        : `Grad-CAM cannot run on this model's graph model: ${error.message}`);
+    }
+    view.showLayers(this.gradcam.layers, this.gradcam.defaultLayer);
     return this.gradcam;
   }
 
-  async runOcclusion(input, classIndex, request) {
+  async runOcclusion(classIndex, request) {
     const fromCard = view.occlusionParams();
     const patch = request.patch ?? fromCard.patch;
     const stride = request.stride ?? fromCard.stride;
@@ -249,16 +245,14 @@ export class ExplainController {
     view.setOcclusionParams({ patch, stride }, Math.min(height, width));
     // a mid-grey pixel (127.5) in the model's values, per channel, as the server's fill
     const fill = pixelToModel(127.5, this.classifier.preprocessing);
-    this.abort = new AbortController();
+    this.occluding = true;
     view.setBusy(true, { cancellable: true });
     try {
-      const result = await occlusionMap((batch) => this.classifier.probabilitiesOf(batch), input, classIndex, {
-        patch, stride, fill, signal: this.abort.signal,
-        onProgress: (done, total) => view.showProgress(done, total),
-      });
+      const result = await this.engine.call('occlusion', { classIndex, patch, stride, fill },
+        { onProgress: (done, total) => view.showProgress(done, total) });
       return { ...result, method: 'occlusion', classIndex, patch, stride };
     } finally {
-      this.abort = null;
+      this.occluding = false;
     }
   }
 

@@ -1,11 +1,10 @@
 /**
  * Heatmaps as pictures, drawn the way the server draws its overlay PNG
  * (app/inference/heatmap_image.py): the [h, w] map in [0, 1] is resized bilinearly to the
- * picture (half-pixel centres: tf.image.resizeBilinear(x, size, false, true)), coloured
- * with the "jet" colormap (blue = 0, red = 1) and shown over the picture; the opacity
- * is the canvas's CSS opacity, so the slider needs no redraw.
+ * picture (half-pixel centres: tf.image.resizeBilinear(x, size, false, true), in the
+ * model's worker), coloured with the "jet" colormap (blue = 0, red = 1) and shown over the
+ * picture; the opacity is the canvas's CSS opacity, so the slider needs no redraw.
  */
-import { tf } from './tf.js';
 
 // "jet": [position, [r, g, b]]; linear in between (the server uses the same stops).
 const JET = [[0, [0, 0, 128]], [0.125, [0, 0, 255]], [0.375, [0, 255, 255]], [0.625, [255, 255, 0]],
@@ -23,25 +22,17 @@ export function jet(value) {
 }
 
 /**
- * Draws `heatmap` (Float32Array, `shape` [h, w]) into `canvas`, resized bilinearly to the
- * canvas's size and coloured with jet.
+ * Colours a heatmap already resized to width x height (values in [0, 1], row by row) with
+ * jet: RGBA ImageData to draw over the picture. (The model's worker resizes and colours it,
+ * static/js/engine.js "heatmapImage"; the page only puts the pixels on its canvas.)
  */
-export async function drawHeatmap(canvas, heatmap, shape) {
-  const [height, width] = shape;
-  const resized = tf.tidy(() => tf.image.resizeBilinear(tf.tensor3d(heatmap, [height, width, 1]),
-    [canvas.height, canvas.width], false, true));
-  let values;
-  try {
-    values = await resized.data();
-  } finally {
-    resized.dispose();
-  }
-  const image = new ImageData(canvas.width, canvas.height);
+export function colourise(values, width, height) {
+  const image = new ImageData(width, height);
   values.forEach((v, i) => {
     const [r, g, b] = JET_TABLE[Math.round(Math.min(1, Math.max(0, v)) * 255)];
     image.data.set([r, g, b, 255], i * 4);
   });
-  canvas.getContext('2d').putImageData(image, 0, 0);
+  return image;
 }
 
 // jet at 256 levels: a few hundred thousand pixels are coloured per heatmap.

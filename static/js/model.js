@@ -1,63 +1,13 @@
 /**
- * A converted Belka classifier in the browser: its manifest.json (labels,
- * preprocessing, provenance, files) and its TF.js graph model.
+ * A converted Belka classifier, run where TF.js is (the model's worker): its manifest.json
+ * (static/js/manifest.js) and its TF.js graph model.
  *
  * Served by the app: /models/<name>/manifest.json and /models/<name>/graph/model.json
  * (weight shards content-addressed with ?v=<hash>, so the browser caches them).
  */
+import { loadManifest, ModelLoadError, modelUrl } from './manifest.js';
 import { tf } from './tf.js';
 import { since } from './timings.js';
-
-/** Raised when a model's files cannot be fetched or do not make sense. */
-export class ModelLoadError extends Error {
-  constructor(message, options) {
-    super(message, options);
-    this.name = 'ModelLoadError';
-  }
-}
-
-/** /models/<name>/<path> */
-export function modelUrl(name, path) {
-  return `/models/${encodeURIComponent(name)}/${path}`;
-}
-
-/** Fetches and checks /models/<name>/manifest.json (a model for `task`). */
-export async function loadManifest(name, task = 'classification') {
-  const url = modelUrl(name, 'manifest.json');
-  let response;
-  try {
-    response = await fetch(url);
-  } catch (cause) {
-    throw new ModelLoadError(`Could not reach the server for ${url} (${cause.message}).`, { cause });
-  }
-  if (!response.ok) {
-    throw new ModelLoadError(`${url} answered ${response.status} ${response.statusText}.`);
-  }
-  let manifest;
-  try {
-    manifest = await response.json();
-  } catch (cause) {
-    throw new ModelLoadError(`${url} is not valid JSON.`, { cause });
-  }
-  const problem = manifestProblem(manifest, task);
-  if (problem) throw new ModelLoadError(`${url}: ${problem}.`);
-  return manifest;
-}
-
-function manifestProblem(m, task) {
-  if (m.task !== task) return `task is "${m.task}", not "${task}"`;
-  if (!m.formats?.graph) return 'the model has no TF.js graph format';
-  const p = m.preprocessing;
-  if (!p || !Array.isArray(p.size) || !Array.isArray(p.value_range)) return 'no preprocessing spec';
-  if (!Array.isArray(m.labels) || m.labels.length === 0) return 'no labels';
-  if (task === 'detection') {
-    if (!m.output?.boxes?.node || !m.output?.scores?.node) return 'no boxes and scores outputs';
-    if (!m.postprocessing) return 'no postprocessing defaults';
-    return null;
-  }
-  if (!['logits', 'probabilities'].includes(m.output?.kind)) return `unknown output kind "${m.output?.kind}"`;
-  return null;
-}
 
 /** /models/<name>/graph/model.json as a TF.js GraphModel (weights included). */
 export async function loadGraph(name) {
@@ -69,15 +19,6 @@ export async function loadGraph(name) {
   }
 }
 
-/** What the page shows about a model's download: graph files' bytes and weight shards. */
-export function downloadFacts(manifest) {
-  const graphFiles = manifest.files.filter((f) => f.path.startsWith('graph/'));
-  return {
-    bytes: graphFiles.reduce((sum, f) => sum + f.bytes, 0),
-    shards: graphFiles.filter((f) => f.path.endsWith('.bin')).length,
-  };
-}
-
 /** A loaded classifier: manifest + graph model. Create it with Classifier.load(name). */
 export class Classifier {
   constructor(name, manifest, graph, loadMs) {
@@ -85,6 +26,7 @@ export class Classifier {
     this.manifest = manifest;
     this.graph = graph;
     this.loadMs = loadMs;
+    this.calls = 0; // how many times the graph ran (warm-ups and occlusion batches included)
   }
 
   /** Fetches the manifest and the graph model (weights included), side by side; measures the time. */
@@ -134,6 +76,7 @@ export class Classifier {
    * model with Grad-CAM features has two outputs; only the classes' is computed.
    */
   outputsOf(batch) {
+    this.calls += 1;
     const y = this.graph.outputs.length > 1
       ? this.graph.execute(batch, this.manifest.signature?.output ?? 'output')
       : this.graph.predict(batch);

@@ -6,15 +6,17 @@
 const KEEP_TIMEOUT_MS = 60000;
 
 /**
- * Resolves to {ok: true, kept: n} once the worker stored what this page loaded, or
- * {ok: false, reason} (no service workers here, or registration refused). Never rejects.
+ * Resolves to {ok: true, kept: n} once the service worker stored what this page loaded,
+ * plus `fetched` (what the model's worker loaded: TF.js, WASM, the model), or {ok: false,
+ * reason} (no service workers here, or registration refused). Never rejects.
  */
-export async function keepForOffline() {
+export async function keepForOffline(fetched = []) {
   if (!('serviceWorker' in navigator)) return { ok: false, reason: 'this browser has no service workers' };
   try {
     await navigator.serviceWorker.register('/sw.js', { scope: '/' });
     const { active } = await navigator.serviceWorker.ready;
-    const urls = [window.location.href, ...performance.getEntriesByType('resource').map((e) => e.name)]
+    const loaded = performance.getEntriesByType('resource').map((e) => e.name);
+    const urls = [window.location.href, ...loaded, ...fetched]
       .filter((url) => new URL(url).origin === window.location.origin);
     return await new Promise((resolve) => {
       const timer = setTimeout(() => resolve({ ok: false, reason: 'the service worker did not answer' }),

@@ -194,10 +194,12 @@ def test_pages_name_only_content_hashed_files(small_mobilenet, tmp_path):
     html = client.get("/").text
     preloaded = set(re.findall(r'<link rel="modulepreload" href="([^"]+)"', html))
     version = assets.static_version()
-    for module in ("backend.js", "tf.js", "custom-layers.js", "model.js", "preprocess.js", "explain.js",
-                   "gradcam.js", "occlusion.js"):
+    # the page's modules, and its worker's (named by new URL(..., import.meta.url) and import())
+    for module in ("explain.js", "preprocess.js", "engine-client.js", "engine-worker.js", "engine.js",
+                   "backend.js", "tf.js", "custom-layers.js", "model.js", "gradcam.js", "occlusion.js"):
         assert f"/static/{version}/js/{module}" in preloaded, module
     assert f"/static/{version}/js/classify.js" not in preloaded  # the entry itself is a <script>
+    assert f"/vendor/{assets.vendor_version()}/tfjs/dist/tf.es2017.min.js" in preloaded  # for the worker
     assert "tf-backend-webgpu" not in html and "tf-backend-wasm" not in html  # loaded on first use
     assert f'data-vendor="/vendor/{assets.vendor_version()}/"' in html
 

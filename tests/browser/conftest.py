@@ -61,6 +61,17 @@ def server(small_mobilenet):
         yield url
 
 
+@pytest.fixture(scope="session")
+def chelsea_png(tmp_path_factory) -> Path:
+    """scikit-image's photo of Chelsea the cat, as a PNG file."""
+    from PIL import Image
+    from skimage import data
+
+    path = tmp_path_factory.mktemp("images") / "chelsea.png"
+    Image.fromarray(data.chelsea()).save(path)
+    return path
+
+
 @pytest.fixture(scope="module")
 def browser():
     """Chromium for one test module. Not for the whole session: Playwright's sync API keeps an
@@ -107,6 +118,15 @@ def open_classify(browser, url: str, *, page=None, timeout: float = READY_TIMEOU
     page.goto(url)
     ready = page.evaluate("window.belka.ready")
     return page, ready
+
+
+def load_tfjs(page) -> None:
+    """Runs TF.js core on the page itself, to test a module that needs it (preprocess.js...)
+    directly: the pages run their models in a worker and do not load TF.js."""
+    page.evaluate("""async () => {
+      const v = await import('/static/js/vendor.js');
+      await v.loadScript(v.vendorUrl(v.TF_CORE));
+    }""")
 
 
 def classify_file(page, files) -> dict | None:

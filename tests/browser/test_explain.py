@@ -11,7 +11,6 @@ server's /explain on the same input tensor.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -25,16 +24,6 @@ BACKENDS = ["webgpu", "webgl", "wasm", "cpu"]
 LAYERS = ["block_12_expand", "block_16_project", "out_relu"]
 # TF.js 4.22's wasm backend has no Conv2DBackpropFilter: only layers after the last convolution work.
 WASM_LAYERS = {"out_relu"}
-
-
-@pytest.fixture(scope="module")
-def chelsea_png(tmp_path_factory) -> Path:
-    from PIL import Image
-    from skimage import data
-
-    path = tmp_path_factory.mktemp("explain-images") / "chelsea.png"
-    Image.fromarray(data.chelsea()).save(path)
-    return path
 
 
 def server_explain(url: str, model: str, image: np.ndarray, **options) -> dict:

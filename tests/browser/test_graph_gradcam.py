@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 from app import tf_runtime
-from tests.browser.conftest import classify_file, new_page, open_classify, serve
+from tests.browser.conftest import classify_file, load_tfjs, new_page, open_classify, serve
 from tests.conftest import ROOT, convert_ok
 
 SIZE = 32
@@ -252,8 +252,7 @@ def test_without_the_kernel_the_server_computes_it(browser, rgb_server, picture)
         result = classify_file(page, picture["path"])
         image = page_input(result)
         tensors = page.evaluate("belka.numTensors()")
-        page.evaluate("() => { const b = tf.getBackend(); window.padV2 = tf.getKernel('PadV2', b); "
-                      "tf.unregisterKernel('PadV2', b); }")
+        assert page.evaluate("belka.worker('kernel', {name: 'PadV2', present: false})") is False
         try:
             mine = explain(page, method="gradcam", classIndex=1)
             assert "error" not in mine, mine
@@ -277,7 +276,7 @@ def test_without_the_kernel_the_server_computes_it(browser, rgb_server, picture)
             page.unroute("**/api/models/tiny-rgb/explain")
             assert page.evaluate("belka.numTensors()") == tensors
         finally:
-            page.evaluate("() => tf.registerKernel(window.padV2)")
+            assert page.evaluate("belka.worker('kernel', {name: 'PadV2', present: true})") is True
         # the kernel back: the page computes it again
         back = explain(page, method="gradcam", classIndex=1)
         assert back["source"] == "page", back
@@ -371,6 +370,7 @@ def test_preprocess_js_is_the_servers_normalise(browser, rgb_server, picture):
     try:
         page.goto(f"{rgb_server}/?backend=wasm")
         assert page.evaluate("window.belka.ready")["ok"]
+        load_tfjs(page)  # preprocess.js runs where TF.js is: in the page's worker, here on the page
         found = page.evaluate("""async ([bytes, specs]) => {
             const p = await import('/static/js/preprocess.js');
             const blob = new Blob([new Uint8Array(bytes)], {type: 'image/png'});

@@ -30,16 +30,17 @@ MAX_PIXELS = 40_000_000
 # levels where the scale is not exact, e.g. 512 -> 96; 0 where it is, e.g. 300 -> 96).
 FLOAT_SLACK = 0.02
 
-# Every image in the page: base64 -> Blob -> preprocess.js's preprocessBlob (the function the
-# page's classify() uses: decodeImage + toModelInput) -> flat float32 array.
-PAGE_PREPROCESS = """async ({images, spec}) => {
+# Every image in the page: base64 -> Blob -> the page's own path (decodeImage on the page, then
+# toModelInput in the model's worker, as classify() does) -> flat float32 array.
+PAGE_PREPROCESS = """async ({images}) => {
   const m = await import('/static/js/preprocess.js');
   const out = {};
   for (const [name, [b64, type]] of Object.entries(images)) {
     const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-    const x = await m.preprocessBlob(new Blob([bytes], {type}), spec);
-    out[name] = Array.from(await x.data());
-    x.dispose();
+    const bitmap = await m.decodeImage(new Blob([bytes], {type}));
+    const {input} = await window.belka.worker('classify', {image: bitmap});
+    bitmap.close();
+    out[name] = Array.from(input);
   }
   return out;
 }"""
@@ -167,7 +168,7 @@ def predict_url(server, small_mobilenet) -> str:
 
 
 def _page_inputs(page, cases: dict[str, bytes], mime: str, spec: dict) -> dict[str, np.ndarray]:
-    out = page.evaluate(PAGE_PREPROCESS, {"images": {k: [_b64(v), mime] for k, v in cases.items()}, "spec": spec})
+    out = page.evaluate(PAGE_PREPROCESS, {"images": {k: [_b64(v), mime] for k, v in cases.items()}})
     return {k: np.array(v, dtype=np.float32).reshape(1, *spec["size"], 3) for k, v in out.items()}
 
 

@@ -1,0 +1,42 @@
+/**
+ * The user's backend choice on a page: "auto" (measured, static/js/auto-backend.js) or one
+ * of TF.js's backends. It comes from ?backend= (wins), else localStorage, else "auto", and
+ * is remembered for the next visit. The worker activates it (static/js/backend.js).
+ */
+export const BACKENDS = ['webgpu', 'webgl', 'wasm', 'cpu'];
+export const CHOICES = ['auto', ...BACKENDS];
+export const STORAGE_KEY = 'belka.backend';
+
+/**
+ * The user's backend choice: {choice, source, ignored}. `source` is "url", "storage"
+ * or "default"; `ignored` holds an unknown ?backend= value (shown to the user).
+ */
+export function initialChoice(search = window.location.search) {
+  const fromUrl = new URLSearchParams(search).get('backend');
+  if (fromUrl != null) {
+    const value = fromUrl.trim().toLowerCase();
+    if (CHOICES.includes(value)) return { choice: value, source: 'url', ignored: null };
+    const stored = storedChoice();
+    return { choice: stored ?? 'auto', source: stored ? 'storage' : 'default', ignored: fromUrl };
+  }
+  const stored = storedChoice();
+  return stored ? { choice: stored, source: 'storage', ignored: null } : { choice: 'auto', source: 'default', ignored: null };
+}
+
+function storedChoice() {
+  try {
+    const value = window.localStorage.getItem(STORAGE_KEY);
+    return CHOICES.includes(value) ? value : null;
+  } catch {
+    return null; // storage disabled (privacy settings): nothing remembered
+  }
+}
+
+/** Remembers `choice` for the next visit (silently does nothing when storage is disabled). */
+export function rememberChoice(choice) {
+  try {
+    window.localStorage.setItem(STORAGE_KEY, choice);
+  } catch {
+    /* storage disabled */
+  }
+}

@@ -1,0 +1,74 @@
+/**
+ * The page's handle on its model's worker (static/js/engine-worker.js, running
+ * static/js/engine.js): `engine.call(op, args)` sends one request and resolves to the
+ * worker's answer, or rejects with the worker's error (same name, message and fields, e.g.
+ * GradientUnsupportedError's kernel). Pictures go to the worker as ImageBitmaps; answers
+ * come back as typed arrays, transferred rather than copied.
+ *
+ * The worker's URL is this module's sibling, so it carries the same content-hashed
+ * /static/<version>/ prefix (cached for good); the /vendor/<version>/ prefix of TF.js goes
+ * in its query string.
+ */
+import { VENDOR } from './vendor.js';
+
+export class EngineError extends Error {
+  constructor({ name, message, ...fields }) {
+    super(message);
+    this.name = name ?? 'Error';
+    Object.assign(this, fields);
+  }
+}
+
+export class Engine {
+  constructor() {
+    const url = new URL('./engine-worker.js', import.meta.url);
+    url.searchParams.set('vendor', VENDOR);
+    this.worker = new Worker(url, { type: 'module', name: 'belka-model' });
+    this.pending = new Map(); // id -> {resolve, reject, onProgress}
+    this.nextId = 1;
+    this.failure = null;
+    this.worker.onmessage = ({ data }) => this.receive(data);
+    this.worker.onerror = (event) => {
+      event.preventDefault();
+      this.fail(`The model's worker stopped: ${event.message || 'its code did not load'}.`);
+    };
+    this.worker.onmessageerror = () => this.fail("A message from the model's worker could not be read.");
+  }
+
+  /**
+   * Sends `op` with `args` to the worker; `onProgress(...values)` receives its progress
+   * reports; `transfer` lists objects to move rather than copy.
+   */
+  call(op, args = {}, { onProgress, transfer = [] } = {}) {
+    if (this.failure) return Promise.reject(new EngineError({ message: this.failure }));
+    const id = this.nextId;
+    this.nextId += 1;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject, onProgress });
+      this.worker.postMessage({ id, op, args }, transfer);
+    });
+  }
+
+  /** Stops a running occlusion map between two batches (its call rejects with an AbortError). */
+  cancel() {
+    if (!this.failure) this.worker.postMessage({ id: 0, op: 'cancel' });
+  }
+
+  receive({ id, value, error, progress }) {
+    const request = this.pending.get(id);
+    if (!request) return;
+    if (progress) {
+      request.onProgress?.(...progress);
+      return;
+    }
+    this.pending.delete(id);
+    if (error) request.reject(new EngineError(error));
+    else request.resolve(value);
+  }
+
+  fail(message) {
+    this.failure = message;
+    this.pending.forEach(({ reject }) => reject(new EngineError({ message })));
+    this.pending.clear();
+  }
+}

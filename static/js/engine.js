@@ -1,0 +1,243 @@
+/**
+ * The model's side of a page, in a Web Worker (static/js/engine-worker.js): the TF.js
+ * backend, the loaded classifier or detector, preprocessing, Grad-CAM, occlusion and the
+ * heatmap's colours. The page (static/js/engine-client.js) only decodes pictures, draws and
+ * handles the user; every tensor lives and dies here, so no inference, gradient or occlusion
+ * batch ever blocks the page's main thread.
+ *
+ * Each export of `operations` is one request the page can make, `op(args, {progress})`: it
+ * resolves to plain data (typed arrays are transferred, not copied) or throws an error that
+ * reaches the page with its name, message and fields (GradientUnsupportedError's backend and
+ * kernel, CancelledError...). The page sends one operation at a time, except `cancel`.
+ */
+import { activateBackend } from './backend.js';
+import { Detector } from './detector.js';
+import { GradCam, GraphGradCam } from './gradcam.js';
+import { colourise } from './heatmap.js';
+import { modelUrl } from './manifest.js';
+import { Classifier } from './model.js';
+import { occlusionMap } from './occlusion.js';
+import { toModelInput } from './preprocess.js';
+import { tf } from './tf.js';
+
+const state = {
+  backend: null,
+  model: null, // the Classifier or Detector loaded on the active backend
+  gradcam: null, // GradCam or GraphGradCam for `model`, made on the first Grad-CAM request
+  input: null, // {data: Float32Array, shape} of the last classified image: what explanations explain
+  abort: null, // AbortController of a running occlusion map
+  removedKernels: new Map(), // test hook `kernel`: kernels taken away, to put back
+};
+
+function forgetModel() {
+  state.abort?.abort();
+  state.gradcam?.dispose();
+  state.model?.dispose();
+  Object.assign(state, { model: null, gradcam: null, input: null });
+}
+
+function classifier() {
+  if (!(state.model instanceof Classifier)) throw new Error('No classifier is loaded.');
+  return state.model;
+}
+
+function detector() {
+  if (!(state.model instanceof Detector)) throw new Error('No detector is loaded.');
+  return state.model;
+}
+
+/** The tensor of the last classified image (the caller disposes it). */
+function lastInput() {
+  if (!state.input) throw new Error('Classify an image first.');
+  return tf.tensor4d(state.input.data, state.input.shape);
+}
+
+export const operations = {
+  /** TF.js's version, once the worker runs (a first request that proves it started). */
+  start() {
+    return { tfjs: tf.version.tfjs };
+  },
+
+  /**
+   * Activates the backend for `choice` (with fallback, static/js/backend.js). A model loaded
+   * on another backend is dropped: its weights live there. {backend, failures, changed}.
+   */
+  async backend({ choice }) {
+    const result = await activateBackend(choice);
+    const changed = result.backend !== state.backend;
+    if (changed) forgetModel();
+    state.backend = result.backend;
+    return { ...result, changed };
+  },
+
+  /**
+   * Loads the classifier `name` (replacing any model); with `warm`, runs it once on zeros.
+   * {manifest, loadMs, warmupMs (null without warm)}.
+   */
+  async loadClassifier({ name, warm = false }) {
+    forgetModel();
+    const loaded = await Classifier.load(name);
+    state.model = loaded;
+    const warmupMs = warm ? await loaded.warmUp() : null;
+    return { manifest: loaded.manifest, loadMs: loaded.loadMs, warmupMs };
+  },
+
+  /**
+   * Loads the detector `name` and warms it up: {manifest, defaults (scoreThreshold,
+   * iouThreshold, maxBoxes), loadMs, warmupMs, execution}.
+   */
+  async loadDetector({ name }) {
+    forgetModel();
+    const loaded = await Detector.load(name);
+    state.model = loaded;
+    const warmupMs = await loaded.warmUp();
+    const { manifest, defaults, loadMs, execution } = loaded;
+    return { manifest, defaults, loadMs, warmupMs, execution };
+  },
+
+  /** One run on zeros (kernels compiled): its ms. */
+  warmUp() {
+    if (!state.model) throw new Error('No model is loaded.');
+    return state.model.warmUp();
+  },
+
+  /**
+   * Classifies a picture (an ImageBitmap, decoded by the page): {output, probabilities,
+   * input, ms}, as Classifier.run plus the model input it became. The input is kept for
+   * explanations.
+   */
+  async classify({ image }) {
+    const model = classifier();
+    let input;
+    try {
+      input = toModelInput(image, model.preprocessing);
+      const { output, probabilities, ms } = await model.run(input);
+      const data = await input.data();
+      state.input = { data, shape: input.shape };
+      return { output, probabilities, ms, input: data.slice() };
+    } finally {
+      input?.dispose();
+      image.close?.();
+    }
+  },
+
+  /**
+   * Grad-CAM's layers for the classifier: {layers: [{name, className, shape}],
+   * defaultLayer, model: "layers"|"graph", scoreKind}. Loads the layers model on first use.
+   */
+  async gradcamLayers() {
+    const model = classifier();
+    if (!state.gradcam) {
+      const { manifest } = model;
+      const scoreKind = manifest.output.kind === 'logits' ? 'logit' : 'probability';
+      if (manifest.formats?.layers) {
+        state.gradcam = await GradCam.load(modelUrl(model.name, 'layers/model.json'), { scoreKind });
+      } else {
+        state.gradcam = new GraphGradCam(model.graph, manifest, { scoreKind });
+      }
+    }
+    const gradcam = state.gradcam;
+    return {
+      layers: gradcam.layers(),
+      defaultLayer: gradcam.defaultLayer(),
+      model: gradcam instanceof GraphGradCam ? 'graph' : 'layers',
+      scoreKind: gradcam.scoreKind,
+    };
+  },
+
+  /** Grad-CAM of the last image: {heatmap, shape, score, ms} (gradcam.js). */
+  async gradcam({ classIndex, layer }) {
+    if (!state.gradcam) await operations.gradcamLayers();
+    const input = lastInput();
+    try {
+      return await state.gradcam.explain(input, classIndex, layer);
+    } finally {
+      input.dispose();
+    }
+  },
+
+  /**
+   * The occlusion map of the last image (occlusion.js): progress(done, total) after every
+   * batch; `cancel` stops it between two batches (CancelledError).
+   */
+  async occlusion({ classIndex, patch, stride, fill }, { progress }) {
+    const model = classifier();
+    const input = lastInput();
+    state.abort = new AbortController();
+    try {
+      return await occlusionMap((batch) => model.probabilitiesOf(batch), input, classIndex,
+        { patch, stride, fill, signal: state.abort.signal, onProgress: progress });
+    } finally {
+      state.abort = null;
+      input.dispose();
+    }
+  },
+
+  /** Stops a running occlusion map (handled at once, not queued behind it). */
+  cancel() {
+    state.abort?.abort();
+    return null;
+  },
+
+  /**
+   * A heatmap ({heatmap, shape: [h, w]} in [0, 1]) resized bilinearly to width x height
+   * (half-pixel centres, as the server) and coloured with jet: ImageData.
+   */
+  async heatmapImage({ heatmap, shape, width, height }) {
+    const resized = tf.tidy(() => tf.image.resizeBilinear(tf.tensor3d(heatmap, [...shape, 1]),
+      [height, width], false, true));
+    try {
+      return colourise(await resized.data(), width, height);
+    } finally {
+      resized.dispose();
+    }
+  },
+
+  /**
+   * Detects objects in a picture (an ImageBitmap: a video frame or a photo): Detector.detect's
+   * {detections, width, height, inferenceMs, input?}.
+   */
+  async detect({ image, options = {} }) {
+    try {
+      return await detector().detect(image, options);
+    } finally {
+      image.close?.();
+    }
+  },
+
+  /** How the detector's graph runs ("execute" or "executeAsync"); sets it when `mode` is given. */
+  execution({ mode }) {
+    const model = detector();
+    if (mode) model.execution = mode;
+    return model.execution;
+  },
+
+  /** {numTensors, modelCalls, backend}: for tests and the debug API. */
+  stats() {
+    return { numTensors: tf.memory().numTensors, modelCalls: state.model?.calls ?? 0, backend: state.backend };
+  },
+
+  /** The URLs this worker fetched (code, WASM, model files): what an offline visit needs. */
+  resources() {
+    return performance.getEntriesByType('resource').map((entry) => entry.name);
+  },
+
+  /**
+   * Test hook: takes the active backend's kernel `name` away (present: false), or puts it
+   * back, to check what the page does on a backend that lacks it.
+   */
+  kernel({ name, present }) {
+    const backend = tf.getBackend();
+    const key = `${backend}/${name}`;
+    if (!present && !state.removedKernels.has(key)) {
+      const config = tf.getKernel(name, backend);
+      if (!config) throw new Error(`The ${backend} backend has no ${name} kernel.`);
+      state.removedKernels.set(key, config);
+      tf.unregisterKernel(name, backend);
+    } else if (present && state.removedKernels.has(key)) {
+      tf.registerKernel(state.removedKernels.get(key));
+      state.removedKernels.delete(key);
+    }
+    return Boolean(tf.getKernel(name, backend));
+  },
+};

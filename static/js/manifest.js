@@ -1,0 +1,65 @@
+/**
+ * A converted Belka model's manifest.json (task, labels, preprocessing, provenance, files),
+ * served by the app at /models/<name>/manifest.json; read by the pages and by the worker
+ * that runs the model (static/js/model.js).
+ */
+
+/** Raised when a model's files cannot be fetched or do not make sense. */
+export class ModelLoadError extends Error {
+  constructor(message, options) {
+    super(message, options);
+    this.name = 'ModelLoadError';
+  }
+}
+
+/** /models/<name>/<path> */
+export function modelUrl(name, path) {
+  return `/models/${encodeURIComponent(name)}/${path}`;
+}
+
+/** Fetches and checks /models/<name>/manifest.json (a model for `task`). */
+export async function loadManifest(name, task = 'classification') {
+  const url = modelUrl(name, 'manifest.json');
+  let response;
+  try {
+    response = await fetch(url);
+  } catch (cause) {
+    throw new ModelLoadError(`Could not reach the server for ${url} (${cause.message}).`, { cause });
+  }
+  if (!response.ok) {
+    throw new ModelLoadError(`${url} answered ${response.status} ${response.statusText}.`);
+  }
+  let manifest;
+  try {
+    manifest = await response.json();
+  } catch (cause) {
+    throw new ModelLoadError(`${url} is not valid JSON.`, { cause });
+  }
+  const problem = manifestProblem(manifest, task);
+  if (problem) throw new ModelLoadError(`${url}: ${problem}.`);
+  return manifest;
+}
+
+function manifestProblem(m, task) {
+  if (m.task !== task) return `task is "${m.task}", not "${task}"`;
+  if (!m.formats?.graph) return 'the model has no TF.js graph format';
+  const p = m.preprocessing;
+  if (!p || !Array.isArray(p.size) || !Array.isArray(p.value_range)) return 'no preprocessing spec';
+  if (!Array.isArray(m.labels) || m.labels.length === 0) return 'no labels';
+  if (task === 'detection') {
+    if (!m.output?.boxes?.node || !m.output?.scores?.node) return 'no boxes and scores outputs';
+    if (!m.postprocessing) return 'no postprocessing defaults';
+    return null;
+  }
+  if (!['logits', 'probabilities'].includes(m.output?.kind)) return `unknown output kind "${m.output?.kind}"`;
+  return null;
+}
+
+/** What the page shows about a model's download: graph files' bytes and weight shards. */
+export function downloadFacts(manifest) {
+  const graphFiles = manifest.files.filter((f) => f.path.startsWith('graph/'));
+  return {
+    bytes: graphFiles.reduce((sum, f) => sum + f.bytes, 0),
+    shards: graphFiles.filter((f) => f.path.endsWith('.bin')).length,
+  };
+}
