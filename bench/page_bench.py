@@ -194,14 +194,16 @@ async (timeoutMs) => {
   const first = await Promise.race([bench.first, timeout]);
   clearTimeout(timer);
   const api = window.belka ?? window.bare;
-  const ready = api ? await Promise.race([api.ready, Promise.resolve({ok: false, error: 'not ready'})]) : null;
+  // (Belka's ready settles right after the first answer when the photo was the warm-up)
+  const notReady = new Promise((resolve) => { setTimeout(() => resolve({ok: false, error: 'not ready'}), 5000); });
+  const ready = api ? await Promise.race([api.ready, notReady]) : null;
   const nav = performance.getEntriesByType('navigation')[0];
   return {
     ...first, ready, readyAt: bench.readyAt, backend: api?.backend() ?? null,
     timings: api?.timings() ?? null, longtasks: await bench.settled(), longtaskSupported: bench.longtaskSupported,
-    tfjs: window.tf?.version?.tfjs ?? null, crossOriginIsolated: self.crossOriginIsolated,
+    tfjs: window.tf?.version?.tfjs ?? (await api?.worker?.('start'))?.tfjs ?? null, crossOriginIsolated: self.crossOriginIsolated,
     domContentLoaded: nav?.domContentLoadedEventStart ?? null, responseEnd: nav?.responseEnd ?? null,
-    numTensors: api?.numTensors?.() ?? null,
+    numTensors: (await api?.numTensors?.()) ?? null,
   };
 }
 """
