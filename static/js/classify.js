@@ -51,7 +51,7 @@
 import { medianMs, pickAuto } from './auto-backend.js';
 import { CHOICES, initialChoice, rememberChoice } from './backend-choice.js';
 import { readPageConfig } from './config.js';
-import { Engine } from './engine-client.js';
+import { startEngine } from './engine-client.js';
 import { formatMs } from './format.js';
 import { downloadFacts, loadManifest } from './manifest.js';
 import { squirrelVerdict, topK } from './predictions.js';
@@ -64,8 +64,8 @@ import { keepForOffline } from './offline.js';
 const MEDIAN_OF_LAST = 20;
 
 const config = readPageConfig();
-// the model's worker starts at once: TF.js loads there while the page sets itself up
-const engine = config.model ? new Engine() : null;
+// the model's worker (started already by start-worker.js: TF.js loads there meanwhile)
+const engine = config.model ? startEngine({ model: config.model }) : null;
 
 const state = {
   choice: 'auto',

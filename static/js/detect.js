@@ -40,7 +40,7 @@ import { medianMs, pickAuto } from './auto-backend.js';
 import { CHOICES, initialChoice, rememberChoice } from './backend-choice.js';
 import { Camera, cameraProblem } from './camera.js';
 import { readPageConfig } from './config.js';
-import { Engine } from './engine-client.js';
+import { startEngine } from './engine-client.js';
 import { loadManifest } from './manifest.js';
 import { formatMs } from './format.js';
 import { decodeImage } from './preprocess.js';
@@ -49,8 +49,8 @@ import { showMessage, clearMessage, showBackendNote } from './view.js';
 import { keepForOffline } from './offline.js';
 
 const config = readPageConfig();
-// the model's worker starts at once: TF.js loads there while the page sets itself up
-const engine = new Engine();
+// the model's worker (started already by start-worker.js: TF.js loads there meanwhile)
+const engine = startEngine({ model: config.model });
 const $ = (id) => document.getElementById(id);
 const video = $('video');
 const camera = new Camera(video);

@@ -4,7 +4,12 @@
  * requests {id, op, args} with {id, value} or {id, error}, plus {id, progress} on the way.
  * A "cancel" request is handled as soon as it arrives, even while an occlusion map runs.
  */
+import { prefetchModel } from './prefetch.js';
 import { loadScript, TF_CORE, vendorUrl } from './vendor.js';
+
+// the page's model downloads while TF.js loads and compiles (?model=NAME in this worker's URL)
+const model = new URLSearchParams(self.location.search).get('model');
+if (model) prefetchModel(model);
 
 const engine = loadScript(vendorUrl(TF_CORE)).then(
   () => {

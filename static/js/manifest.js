@@ -3,6 +3,7 @@
  * served by the app at /models/<name>/manifest.json; read by the pages and by the worker
  * that runs the model (static/js/model.js).
  */
+import { fetchEarly } from './prefetch.js';
 
 /** Raised when a model's files cannot be fetched or do not make sense. */
 export class ModelLoadError extends Error {
@@ -22,7 +23,7 @@ export async function loadManifest(name, task = 'classification') {
   const url = modelUrl(name, 'manifest.json');
   let response;
   try {
-    response = await fetch(url);
+    response = await fetchEarly(url);
   } catch (cause) {
     throw new ModelLoadError(`Could not reach the server for ${url} (${cause.message}).`, { cause });
   }

@@ -6,6 +6,7 @@
  * (weight shards content-addressed with ?v=<hash>, so the browser caches them).
  */
 import { loadManifest, ModelLoadError, modelUrl } from './manifest.js';
+import { fetchEarly } from './prefetch.js';
 import { tf } from './tf.js';
 import { since } from './timings.js';
 
@@ -13,7 +14,7 @@ import { since } from './timings.js';
 export async function loadGraph(name) {
   const url = modelUrl(name, 'graph/model.json');
   try {
-    return await tf.loadGraphModel(url);
+    return await tf.loadGraphModel(url, { fetchFunc: fetchEarly });
   } catch (cause) {
     throw new ModelLoadError(`Could not load the graph model ${url}: ${cause.message}`, { cause });
   }

@@ -199,7 +199,11 @@ def test_pages_name_only_content_hashed_files(small_mobilenet, tmp_path):
                    "backend.js", "tf.js", "custom-layers.js", "model.js", "gradcam.js", "occlusion.js"):
         assert f"/static/{version}/js/{module}" in preloaded, module
     assert f"/static/{version}/js/classify.js" not in preloaded  # the entry itself is a <script>
-    assert f"/vendor/{assets.vendor_version()}/tfjs/dist/tf.es2017.min.js" in preloaded  # for the worker
+    # the worker is started by a small module of its own, ahead of the page's module; TF.js is
+    # loaded (and compiled) by the worker alone, not parsed on the page too
+    scripts = re.findall(r'<script type="module" src="([^"]+)"', html)
+    assert scripts == [f"/static/{version}/js/start-worker.js", f"/static/{version}/js/classify.js"], scripts
+    assert "tf.es2017.min.js" not in html
     assert "tf-backend-webgpu" not in html and "tf-backend-wasm" not in html  # loaded on first use
     assert f'data-vendor="/vendor/{assets.vendor_version()}/"' in html
 

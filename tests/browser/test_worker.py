@@ -1,6 +1,7 @@
 """The model runs in a Web Worker (static/js/engine.js), not on the page's main thread (issue 12).
 
-- the page itself never loads TF.js; its worker does, and answers for the model;
+- the page itself never loads TF.js; its worker does, fetches the model's files once, early,
+  and answers for the model;
 - while an occlusion map runs on the cpu backend (the slowest: hundreds of model calls), the
   page's main thread stays free: a 10 ms timer keeps firing, and long tasks (> 50 ms) take a
   small share of the time, where the same work on the main thread was one long task per batch;
@@ -48,6 +49,10 @@ def test_the_page_does_not_load_tfjs_its_worker_does(browser, server):
         assert any(url.endswith("tf.es2017.min.js") for url in worker_urls), worker_urls
         assert any("tf-backend-wasm" in url for url in worker_urls), worker_urls
         assert any("/graph/" in url and url.endswith(".json") for url in worker_urls), worker_urls
+        # the model's files were fetched early (prefetch.js), while TF.js loaded, and once only:
+        # TF.js's loader took those responses
+        model_files = [url for url in worker_urls if "/models/" in url]
+        assert len(model_files) == len(set(model_files)) and any(".bin?v=" in url for url in model_files), model_files
         assert not page.errors, page.errors
     finally:
         page.context.close()

@@ -1,0 +1,45 @@
+/**
+ * A model's files fetched early, side by side with TF.js's own start-up, in the model's
+ * worker: the worker starts them as soon as it runs (before TF.js core is even compiled),
+ * and the loaders (manifest.js, model.js) take the responses when they get there, instead
+ * of fetching one after another only once TF.js and the backend are ready.
+ *
+ * Each early response is used once; a later load of the same file (after a backend switch)
+ * fetches it as usual, from the browser's cache.
+ */
+const early = new Map(); // absolute URL -> Promise<Response>
+
+const absolute = (url) => new URL(url, globalThis.location.href).href;
+
+function start(url) {
+  const key = absolute(url);
+  if (!early.has(key)) early.set(key, fetch(key));
+  return early.get(key);
+}
+
+/**
+ * Starts fetching /models/<name>/manifest.json, its graph model's model.json and, once that
+ * is read, every weight shard it names. Failures are left for the loaders to report.
+ */
+export function prefetchModel(name) {
+  const base = `/models/${encodeURIComponent(name)}/`;
+  start(`${base}manifest.json`).catch(() => {});
+  const graph = absolute(`${base}graph/model.json`);
+  start(graph)
+    .then((response) => (response.ok ? response.clone().json() : null)) // the loader reads the original
+    .then((model) => {
+      for (const group of model?.weightsManifest ?? []) {
+        for (const path of group.paths) start(new URL(path, graph).href).catch(() => {});
+      }
+    })
+    .catch(() => {});
+}
+
+/** fetch(), answered by an early response for the same URL when there is one (GET only). */
+export function fetchEarly(url, init) {
+  const key = absolute(typeof url === 'string' ? url : url.url);
+  const response = (init?.method ?? 'GET') === 'GET' ? early.get(key) : undefined;
+  if (!response) return fetch(url, init);
+  early.delete(key);
+  return response;
+}
