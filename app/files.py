@@ -48,7 +48,8 @@ CONTENT_TYPES = {
 COMPRESSIBLE = {".json", ".js", ".mjs", ".css", ".svg", ".wasm", ".map", ".html", ".txt"}
 GZIP_LEVEL = 6
 GZIP_CACHE_BYTES = 64 << 20  # compressed files kept in memory, least recently used dropped first
-MODEL_FORMAT_DIRS = ("graph", "layers")  # what the browser loads; saved_model/ stays server-side
+# what the browser loads; saved_model/ stays server-side
+MODEL_FORMAT_DIRS = ("graph", "graph-float16", "layers")
 IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
 

@@ -8,6 +8,10 @@
   converted from ``belka_features`` when there is one: its ``output`` is what the page
   shows, its ``features`` node is where the page feeds feature maps to differentiate the
   rest (Grad-CAM without a layers model); else from ``serving_default``.
+- graph-float16/: the same graph model with float16 weights, half the download, which the
+  classify page loads by default (written for a float32 conversion of a classifier, kept
+  when its numbers stay within the float16 gate; the server and the parity checks keep
+  float32).
 - layers/: ``tfjs_layers_model`` written from the legacy Keras rebuild (the only
   Keras JSON that TF.js 4.22 can read), when one can be made (layers_model.py).
 """
@@ -23,6 +27,7 @@ from app.convert.errors import BadInput
 from app.convert.sources import SourceModel
 
 SHARD_BYTES = 4 * 1024 * 1024
+FLOAT16_GRAPH_DIR = "graph-float16"
 FEATURES_SIGNATURE = "belka_features"
 GRADCAM_SIGNATURE = "belka_gradcam"
 QUANTIZATIONS = ("none", "float16", "uint8")
@@ -137,6 +142,19 @@ def write_graph_model(saved_model_dir: Path, out: Path, quantize: str) -> None:
         raise BadInput(f"TF.js has no kernel for these ops of the model: {ops}; the browser cannot run it. "
                        "Rebuild the model without them (or cut it before them), then convert again") from exc
     fix_fused_biases(out, quantize)
+
+
+def write_float16_graph(graph_dir: Path, out: Path) -> None:
+    """A copy of the float32 graph model ``graph_dir`` with its weights stored as float16
+    (TF.js turns them back into float32 as it loads them): same topology, half the bytes."""
+    from tensorflowjs import read_weights, write_weights
+
+    model = json.loads((graph_dir / "model.json").read_text())
+    groups = read_weights.read_weights(model["weightsManifest"], str(graph_dir))
+    out.mkdir(parents=True)
+    model["weightsManifest"] = write_weights.write_weights(
+        groups, str(out), SHARD_BYTES, write_manifest=False, quantization_dtype_map=quantization_map("float16"))
+    (out / "model.json").write_text(json.dumps(model))
 
 
 FUSED_OPS = ("_FusedConv2D", "FusedDepthwiseConv2dNative", "_FusedMatMul")

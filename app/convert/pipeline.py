@@ -94,7 +94,7 @@ def convert(load_source: Callable[[], SourceModel], request: Request, source_kin
         with progress.step("Converting to a TF.js graph model" if "graph" in request.formats
                            else "Skipping the graph model (not in --formats)"):
             if "graph" in request.formats:
-                export.write_graph_model(saved_dir, staging / "graph", request.quantize)
+                _write_graph(saved_dir, staging, request)
         layers_reason = None
         with progress.step("Writing the TF.js layers model" if "layers" in request.formats
                            else "Skipping the layers model (not in --formats)"):
@@ -109,11 +109,15 @@ def convert(load_source: Callable[[], SourceModel], request: Request, source_kin
                 shutil.rmtree(staging / "graph", ignore_errors=True)
                 export.write_saved_model(source, saved_dir, True)
                 if "graph" in request.formats:
-                    export.write_graph_model(saved_dir, staging / "graph", request.quantize)
+                    _write_graph(saved_dir, staging, request)
                 verification, reference, layers_reason = _verify(source, staging, request, layers_reason)
             for fmt, report in verification["formats"].items():
                 progress.note(f"{fmt}: max |diff| {report['max_abs_diff']:.2e}, top-1 agreement "
                               f"{report['top1_agreement']:.0%}")
+            float16 = verification.get("float16")
+            if float16 and not float16["ok"]:
+                progress.note(f"the page downloads float32 weights: float16 ones change the numbers "
+                              f"too much ({verify.describe(float16)})")
             if layers_reason and "layers" in request.formats:
                 progress.warn(f"NO LAYERS MODEL: {layers_reason}. {LAYERS_LOSS}")
         if "saved" not in request.formats:
@@ -150,6 +154,14 @@ def publish(staging: Path, manifest: dict, target: Path) -> None:
     replace_atomically(staging, target)
 
 
+def _write_graph(saved_dir: Path, staging: Path, request: Request) -> None:
+    """graph/ and, for a float32 conversion, graph-float16/ (the page's default download)."""
+    export.write_graph_model(saved_dir, staging / "graph", request.quantize)
+    shutil.rmtree(staging / export.FLOAT16_GRAPH_DIR, ignore_errors=True)
+    if request.quantize == "none":
+        export.write_float16_graph(staging / "graph", staging / export.FLOAT16_GRAPH_DIR)
+
+
 def _write_layers(source: SourceModel, out: Path, quantize: str) -> str | None:
     """Write the layers model when the source has a rebuild; else return why there is none."""
     if source.keras_model is None:
@@ -168,8 +180,13 @@ def _verify(source: SourceModel, staging: Path, request: Request, layers_reason:
     outputs = {"saved": verify.run_saved_model(staging / FORMAT_DIRS["saved"], source.signature, batch)}
     quantize = {"saved": "none"}
     runtime = {}
+    float16 = None
     if "graph" in request.formats:
-        tfjs_outputs, runtime = verify.run_tfjs(staging, ["graph"], batch, output_key=source.signature["output"])
+        float16_dir = staging / export.FLOAT16_GRAPH_DIR
+        graphs = ["graph", export.FLOAT16_GRAPH_DIR] if float16_dir.is_dir() else ["graph"]
+        tfjs_outputs, runtime = verify.run_tfjs(staging, graphs, batch, output_key=source.signature["output"])
+        if float16_dir.is_dir():
+            float16 = _check_float16(reference, tfjs_outputs.pop(export.FLOAT16_GRAPH_DIR), float16_dir)
         outputs.update(tfjs_outputs)
         quantize["graph"] = request.quantize
     reports = verify.check(reference, outputs, quantize)
@@ -184,7 +201,33 @@ def _verify(source: SourceModel, staging: Path, request: Request, layers_reason:
     verification = {"reference": "original model",
                     "probe": {"count": int(batch.shape[0]), "seed": verify.PROBE_SEED},
                     "formats": reports, "runtime": runtime}
+    if float16:
+        verification["float16"] = float16
     return verification, reference, layers_reason
+
+
+def _check_float16(reference, outputs, float16_dir: Path) -> dict:
+    """The float16 graph's numbers against the original, with the gate of --quantize float16;
+    the folder is removed (the page then loads float32) when they fail it."""
+    report = verify.compare(reference, outputs, "float16")
+    if not report["ok"]:
+        shutil.rmtree(float16_dir)
+    return report
+
+
+def page_weights(request: Request, verification: dict) -> dict:
+    """Which graph model the classify page downloads: {"graph": folder, "dtype", "reason"}.
+    float16 (graph-float16/) when it passed its check, else the graph model as converted.
+    (bench/float16_bench.py: MobileNetV2 with float16 weights agrees with float32 on the
+    top-5 of every test photo, and is half the download.)"""
+    float16 = verification.get("float16")
+    if float16 and float16["ok"]:
+        return {"graph": export.FLOAT16_GRAPH_DIR + "/", "dtype": "float16", "reason": None}
+    dtype = "float32" if request.quantize == "none" else request.quantize
+    reason = (f"converted with --quantize {request.quantize}" if request.quantize != "none" else
+              f"float16 weights change its numbers too much ({verify.describe(float16)})" if float16 else
+              "no float16 copy")
+    return {"graph": "graph/", "dtype": dtype, "reason": reason}
 
 
 def _check_layers(staging: Path, batch, reference, quantize: str):
@@ -226,6 +269,7 @@ def build_manifest(source: SourceModel, request: Request, staging: Path, verific
         "preprocessing": source.preprocessing,
         "labels": source.labels,
         "formats": {f: FORMAT_DIRS[f] + "/" for f in written},
+        "page_weights": page_weights(request, verification) if "graph" in written else None,
         "explain": explain_info(source, staging, written),
         "quantization": request.quantize,
         "files": files,
@@ -287,7 +331,7 @@ def summary(manifest: dict, path: Path) -> dict:
     return {
         "name": manifest["name"], "path": str(path), "task": manifest["task"],
         "formats": list(manifest["formats"]), "quantization": manifest["quantization"],
-        "weights": manifest["weights"], "bytes": sizes,
+        "page_weights": manifest.get("page_weights"), "weights": manifest["weights"], "bytes": sizes,
         "verification": manifest["verification"], "steps": manifest["conversion"]["steps"],
         "seconds": manifest["conversion"]["seconds"], "notes": manifest["conversion"]["notes"],
     }

@@ -7,7 +7,7 @@
 // Usage: node tfjs_runner.mjs REQUEST.json
 // REQUEST = {
 //   "input":  {"path": "probe.bin", "shape": [N, H, W, C], "dtype": "float32"},
-//   "models": [{"format": "graph" | "layers", "dir": "/abs/path/graph",
+//   "models": [{"format": "graph" | "graph-float16" | "layers", "dir": "/abs/path/graph",
 //               "outputs": ["Identity:0", ...],     // optional, graph models only
 //               "output": "output",   // a graph model's output to run when it has several (default "output")
 //               "execute": "execute" | "executeAsync"}],  // with outputs: how to run
@@ -98,7 +98,7 @@ async function runNamedOutputs(model, input, outputs, execute, format, outDir) {
 
 async function runModel({ format, dir, outputs, execute, output: outputKey }, input, outDir) {
   let t0 = performance.now();
-  const model = format === 'graph'
+  const model = format.startsWith('graph') // graph, graph-float16
     ? await tf.loadGraphModel(fileHandler(dir))
     : await tf.loadLayersModel(fileHandler(dir));
   const loadMs = performance.now() - t0;

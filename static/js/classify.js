@@ -53,7 +53,7 @@ import { CHOICES, initialChoice, rememberChoice } from './backend-choice.js';
 import { readPageConfig } from './config.js';
 import { startEngine } from './engine-client.js';
 import { formatMs } from './format.js';
-import { downloadFacts, loadManifest } from './manifest.js';
+import { downloadFacts, loadManifest, weightsFromUrl } from './manifest.js';
 import { squirrelVerdict, topK } from './predictions.js';
 import { ExplainController } from './explain.js';
 import { decodeImage, ImageDecodeError, modelRegion } from './preprocess.js';
@@ -65,7 +65,8 @@ const MEDIAN_OF_LAST = 20;
 
 const config = readPageConfig();
 // the model's worker (started already by start-worker.js: TF.js loads there meanwhile)
-const engine = config.model ? startEngine({ model: config.model }) : null;
+const weights = weightsFromUrl(); // "float32" (?weights=float32), else the model's choice for pages
+const engine = config.model ? startEngine({ model: config.model, weights }) : null;
 
 const state = {
   choice: 'auto',
@@ -205,7 +206,7 @@ async function loadModel(warm = true) {
   explainer.modelChanged(null, null);
   let loaded;
   try {
-    loaded = await engine.call('loadClassifier', { name: config.model });
+    loaded = await engine.call('loadClassifier', { name: config.model, weights });
   } catch (error) {
     view.showMessage('model', 'error', `The model "${config.model}" could not be loaded.`, error.message);
     error.reported = true;
@@ -214,7 +215,7 @@ async function loadModel(warm = true) {
   const { manifest, loadMs } = loaded;
   const model = { name: config.model, manifest, labels: manifest.labels, preprocessing: manifest.preprocessing, loadMs };
   view.clearMessage('model');
-  view.showModel(manifest, downloadFacts(manifest), loadMs);
+  view.showModel(manifest, downloadFacts(manifest, loaded.weights.folder), loadMs, loaded.weights.dtype);
   state.warm = false;
   if (warm) await warmUp();
   state.model = model;

@@ -21,19 +21,21 @@ export class EngineError extends Error {
 
 /**
  * The page's one model worker, started on the first call: `model` names the model it will
- * load, so it fetches that model's files at once, while TF.js starts (static/js/prefetch.js).
+ * load (and `weights` the precision the page asked for, manifest.js pageGraph), so it fetches
+ * that model's files at once, while TF.js starts (static/js/prefetch.js).
  */
 let shared = null;
-export function startEngine({ model }) {
-  shared ??= new Engine({ model });
+export function startEngine({ model, weights = null }) {
+  shared ??= new Engine({ model, weights });
   return shared;
 }
 
 export class Engine {
-  constructor({ model } = {}) {
+  constructor({ model, weights } = {}) {
     const url = new URL('./engine-worker.js', import.meta.url);
     url.searchParams.set('vendor', VENDOR);
     if (model) url.searchParams.set('model', model);
+    if (weights) url.searchParams.set('weights', weights);
     this.worker = new Worker(url, { type: 'module', name: 'belka-model' });
     this.pending = new Map(); // id -> {resolve, reject, onProgress}
     this.nextId = 1;

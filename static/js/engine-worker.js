@@ -7,9 +7,10 @@
 import { prefetchModel } from './prefetch.js';
 import { loadScript, TF_CORE, vendorUrl } from './vendor.js';
 
-// the page's model downloads while TF.js loads and compiles (?model=NAME in this worker's URL)
-const model = new URLSearchParams(self.location.search).get('model');
-if (model) prefetchModel(model);
+// the page's model downloads while TF.js loads and compiles (?model=NAME&weights=... in this
+// worker's URL)
+const params = new URLSearchParams(self.location.search);
+if (params.get('model')) prefetchModel(params.get('model'), params.get('weights'));
 
 const engine = loadScript(vendorUrl(TF_CORE)).then(
   () => {

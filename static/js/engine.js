@@ -71,15 +71,16 @@ export const operations = {
   },
 
   /**
-   * Loads the classifier `name` (replacing any model); with `warm`, runs it once on zeros.
-   * {manifest, loadMs, warmupMs (null without warm)}.
+   * Loads the classifier `name` (replacing any model), with the graph model for `weights`
+   * (manifest.js pageGraph); with `warm`, runs it once on zeros. {manifest, weights: {folder,
+   * dtype}, loadMs, warmupMs (null without warm)}.
    */
-  async loadClassifier({ name, warm = false }) {
+  async loadClassifier({ name, weights = null, warm = false }) {
     forgetModel();
-    const loaded = await Classifier.load(name);
+    const loaded = await Classifier.load(name, { weights });
     state.model = loaded;
     const warmupMs = warm ? await loaded.warmUp() : null;
-    return { manifest: loaded.manifest, loadMs: loaded.loadMs, warmupMs };
+    return { manifest: loaded.manifest, weights: loaded.weights, loadMs: loaded.loadMs, warmupMs };
   },
 
   /**

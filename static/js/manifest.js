@@ -56,9 +56,27 @@ function manifestProblem(m, task) {
   return null;
 }
 
-/** What the page shows about a model's download: graph files' bytes and weight shards. */
-export function downloadFacts(manifest) {
-  const graphFiles = manifest.files.filter((f) => f.path.startsWith('graph/'));
+/** ?weights=float32 in the page's address: the graph model as converted, not the page's default. */
+export function weightsFromUrl(search = globalThis.location?.search ?? '') {
+  return new URLSearchParams(search).get('weights') === 'float32' ? 'float32' : null;
+}
+
+/**
+ * The graph model the page downloads: {folder: "graph-float16/" | "graph/", dtype}. The
+ * converter's choice for pages (manifest.page_weights: float16, half the download, when it
+ * passed its check), unless `weights` is "float32": the graph model as converted, which the
+ * server's numbers are checked against.
+ */
+export function pageGraph(manifest, weights = null) {
+  const chosen = manifest.page_weights;
+  if (weights !== 'float32' && chosen?.graph) return { folder: chosen.graph, dtype: chosen.dtype };
+  const quantization = manifest.quantization ?? 'none';
+  return { folder: 'graph/', dtype: quantization === 'none' ? 'float32' : quantization };
+}
+
+/** What the page shows about a model's download: the graph files' bytes and weight shards. */
+export function downloadFacts(manifest, folder = 'graph/') {
+  const graphFiles = manifest.files.filter((f) => f.path.startsWith(folder));
   return {
     bytes: graphFiles.reduce((sum, f) => sum + f.bytes, 0),
     shards: graphFiles.filter((f) => f.path.endsWith('.bin')).length,

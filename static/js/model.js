@@ -5,14 +5,14 @@
  * Served by the app: /models/<name>/manifest.json and /models/<name>/graph/model.json
  * (weight shards content-addressed with ?v=<hash>, so the browser caches them).
  */
-import { loadManifest, ModelLoadError, modelUrl } from './manifest.js';
+import { loadManifest, ModelLoadError, modelUrl, pageGraph } from './manifest.js';
 import { fetchEarly } from './prefetch.js';
 import { tf } from './tf.js';
 import { since } from './timings.js';
 
-/** /models/<name>/graph/model.json as a TF.js GraphModel (weights included). */
-export async function loadGraph(name) {
-  const url = modelUrl(name, 'graph/model.json');
+/** /models/<name>/<folder>model.json (folder "graph/" by default) as a TF.js GraphModel. */
+export async function loadGraph(name, folder = 'graph/') {
+  const url = modelUrl(name, `${folder}model.json`);
   try {
     return await tf.loadGraphModel(url, { fetchFunc: fetchEarly });
   } catch (cause) {
@@ -30,18 +30,18 @@ export class Classifier {
     this.calls = 0; // how many times the graph ran (warm-ups and occlusion batches included)
   }
 
-  /** Fetches the manifest and the graph model (weights included), side by side; measures the time. */
-  static async load(name) {
+  /**
+   * Fetches the manifest, then the graph model it names for pages (float16 weights by
+   * default, `weights` "float32" for the graph as converted: manifest.js pageGraph);
+   * measures the time. (The worker has usually fetched both already: prefetch.js.)
+   */
+  static async load(name, { weights = null } = {}) {
     const start = performance.now();
-    const graphLoad = loadGraph(name);
-    let manifest;
-    try {
-      manifest = await loadManifest(name);
-    } catch (error) {
-      graphLoad.then((graph) => graph.dispose(), () => {});
-      throw error;
-    }
-    return new Classifier(name, manifest, await graphLoad, since(start));
+    const manifest = await loadManifest(name);
+    const graph = pageGraph(manifest, weights);
+    const classifier = new Classifier(name, manifest, await loadGraph(name, graph.folder), since(start));
+    classifier.weights = graph;
+    return classifier;
   }
 
   get preprocessing() {

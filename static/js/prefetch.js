@@ -7,6 +7,8 @@
  * Each early response is used once; a later load of the same file (after a backend switch)
  * fetches it as usual, from the browser's cache.
  */
+import { pageGraph } from './manifest.js';
+
 const early = new Map(); // absolute URL -> Promise<Response>
 
 const absolute = (url) => new URL(url, globalThis.location.href).href;
@@ -18,15 +20,23 @@ function start(url) {
 }
 
 /**
- * Starts fetching /models/<name>/manifest.json, its graph model's model.json and, once that
- * is read, every weight shard it names. Failures are left for the loaders to report.
+ * Starts fetching /models/<name>/manifest.json, then the model.json of the graph model it
+ * names for pages (pageGraph, `weights` as the page asks), then every weight shard that
+ * names. Failures are left for the loaders to report.
  */
-export function prefetchModel(name) {
-  const base = `/models/${encodeURIComponent(name)}/`;
-  start(`${base}manifest.json`).catch(() => {});
-  const graph = absolute(`${base}graph/model.json`);
-  start(graph)
+export function prefetchModel(name, weights = null) {
+  const base = absolute(`/models/${encodeURIComponent(name)}/`);
+  start(`${base}manifest.json`)
     .then((response) => (response.ok ? response.clone().json() : null)) // the loader reads the original
+    .then((manifest) => {
+      if (manifest) prefetchGraph(new URL(`${pageGraph(manifest, weights).folder}model.json`, base).href);
+    })
+    .catch(() => {});
+}
+
+function prefetchGraph(graph) {
+  return start(graph)
+    .then((response) => (response.ok ? response.clone().json() : null))
     .then((model) => {
       for (const group of model?.weightsManifest ?? []) {
         for (const path of group.paths) start(new URL(path, graph).href).catch(() => {});

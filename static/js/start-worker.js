@@ -6,6 +6,7 @@
  */
 import { readPageConfig } from './config.js';
 import { startEngine } from './engine-client.js';
+import { weightsFromUrl } from './manifest.js';
 
 const { model } = readPageConfig();
-if (model) startEngine({ model });
+if (model) startEngine({ model, weights: weightsFromUrl() });

@@ -155,9 +155,9 @@ function top5Item({ index, label, probability }, isSquirrel) {
 // ---------------------------------------------------------------- panels
 
 /** Fills the model panel from the manifest, the download facts and the load time. */
-export function showModel(manifest, facts, loadMs) {
+export function showModel(manifest, facts, loadMs, dtype) {
   const panel = $('model-panel');
-  setField(panel, 'download', `${formatMB(facts.bytes)} (TF.js graph model)`);
+  setField(panel, 'download', `${formatMB(facts.bytes)} (TF.js graph model, ${dtype} weights)`);
   setField(panel, 'shards', String(facts.shards));
   setField(panel, 'load-time', formatMs(loadMs));
   const [height, width] = manifest.preprocessing.size;

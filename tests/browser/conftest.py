@@ -139,8 +139,9 @@ def classify_file(page, files) -> dict | None:
 @pytest.fixture(scope="module")
 def wasm_page(browser, server):
     """One classify page on the wasm backend (fast), shared by a module's tests that do not
-    switch backend."""
-    page, ready = open_classify(browser, server + "/?backend=wasm")
+    switch backend; with the float32 graph (?weights=float32), which the server's numbers
+    are checked against (the page's default is float16)."""
+    page, ready = open_classify(browser, server + "/?backend=wasm&weights=float32")
     assert ready == {"ok": True, "backend": "wasm"}, ready
     yield page
     page.context.close()

@@ -48,7 +48,7 @@ def test_page_loads_with_no_console_errors(browser, server, small_mobilenet):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_chelsea_on_each_backend_matches_tensorflow(browser, server, small_mobilenet, chelsea_png,
                                                     backend_results, backend):
-    page, ready = open_classify(browser, f"{server}/?backend={backend}")
+    page, ready = open_classify(browser, f"{server}/?backend={backend}&weights=float32")
     try:
         assert ready == {"ok": True, "backend": backend}, ready
         tensors_before = page.evaluate("belka.numTensors()")
@@ -119,6 +119,32 @@ def test_model_panel_describes_the_download(wasm_page, small_mobilenet):
     assert wasm_page.locator("[data-field=quantization]").inner_text() == "none"
     assert wasm_page.locator("[data-field=input]").inner_text() == "96×96 px, 1000 classes"
     assert wasm_page.locator("[data-field=load-time]").inner_text().endswith(("ms", " s"))
+
+
+def test_the_page_downloads_float16_weights_unless_asked_for_float32(browser, server, small_mobilenet,
+                                                                    wasm_page, chelsea_png):
+    """The page's default is the converter's float16 graph (half the download); ?weights=float32
+    (the parity pages, wasm_page here) loads the float32 graph. Both give the same answer."""
+    files = small_mobilenet["manifest"]["files"]
+    float16_files = [f for f in files if f["path"].startswith("graph-float16/")]
+    page, ready = open_classify(browser, server + "/?backend=wasm")
+    try:
+        assert ready["ok"], ready
+        download = page.locator("[data-field=download]").inner_text()
+        assert download == f"{sum(f['bytes'] for f in float16_files) / 1e6:.2f} MB (TF.js graph model, float16 weights)"
+        fetched = [url for url in page.evaluate("belka.worker('resources')") if "/models/" in url]
+        assert any("/graph-float16/" in url and ".bin?v=" in url for url in fetched), fetched
+        assert not any("/graph/" in url for url in fetched), fetched
+        assert "float32 weights" in wasm_page.locator("[data-field=download]").inner_text()
+        half = classify_file(page, chelsea_png)
+        full = classify_file(wasm_page, chelsea_png)
+        assert half["input"] == full["input"]  # same preprocessing; only the weights differ
+        assert half["top5"][0]["index"] == full["top5"][0]["index"]
+        gap = np.max(np.abs(np.array(half["probabilities"]) - np.array(full["probabilities"])))
+        assert 0 < gap < 0.02, gap
+        assert not page.errors, page.errors
+    finally:
+        page.context.close()
 
 
 def test_no_tensor_leaks_over_50_classifications(wasm_page, chelsea_png):
@@ -304,7 +330,7 @@ def test_unavailable_backend_is_reported_and_falls_back(browser, server):
         page.context.close()
 
 
-@pytest.mark.parametrize("missing", ["manifest.json", "graph/model.json"])
+@pytest.mark.parametrize("missing", ["manifest.json", "graph-float16/model.json"])  # what the page loads
 def test_model_that_fails_to_load_shows_an_error(browser, server, small_mobilenet, missing):
     page = new_page(browser)
     name = small_mobilenet["dir"].name

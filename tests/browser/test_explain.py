@@ -49,7 +49,7 @@ def pearson(a, b) -> float:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_gradcam_in_the_page_matches_the_server(browser, server, small_mobilenet, chelsea_png, backend):
-    page, ready = open_classify(browser, f"{server}/?backend={backend}")
+    page, ready = open_classify(browser, f"{server}/?backend={backend}&weights=float32")
     try:
         assert ready == {"ok": True, "backend": backend}, ready
         result = classify_file(page, chelsea_png)
@@ -81,7 +81,7 @@ def test_gradcam_in_the_page_matches_the_server(browser, server, small_mobilenet
 
 
 def test_occlusion_in_the_page_matches_the_server(browser, server, small_mobilenet, chelsea_png):
-    page, ready = open_classify(browser, f"{server}/?backend=wasm")
+    page, ready = open_classify(browser, f"{server}/?backend=wasm&weights=float32")
     try:
         result = classify_file(page, chelsea_png)
         mine = explain(page, method="occlusion", patch=16, stride=8, classIndex=335)
@@ -101,7 +101,7 @@ def test_occlusion_in_the_page_matches_the_server(browser, server, small_mobilen
 # -- the card ------------------------------------------------------------------------------------
 
 def test_the_explain_card(browser, server, small_mobilenet, chelsea_png, tmp_path):
-    page, ready = open_classify(browser, f"{server}/?backend=cpu")
+    page, ready = open_classify(browser, f"{server}/?backend=cpu&weights=float32")
     try:
         assert page.locator("#explain").is_hidden()  # nothing to explain yet
         result = classify_file(page, chelsea_png)
@@ -187,7 +187,7 @@ def test_the_explain_card(browser, server, small_mobilenet, chelsea_png, tmp_pat
 def test_occlusion_shows_progress_and_can_be_cancelled(browser, server, chelsea_png):
     """On the slow cpu backend with a fine grid (529 images): the progress bar moves and the
     Cancel button is handled while the map is being computed, so the page stays responsive."""
-    page, ready = open_classify(browser, f"{server}/?backend=cpu")
+    page, ready = open_classify(browser, f"{server}/?backend=cpu&weights=float32")
     try:
         classify_file(page, chelsea_png)
         tensors = page.evaluate("belka.numTensors()")
@@ -216,7 +216,7 @@ def test_occlusion_shows_progress_and_can_be_cancelled(browser, server, chelsea_
 
 
 def test_no_tensor_leaks_over_20_explanations(browser, server, chelsea_png):
-    page, ready = open_classify(browser, f"{server}/?backend=webgl")
+    page, ready = open_classify(browser, f"{server}/?backend=webgl&weights=float32")
     try:
         classify_file(page, chelsea_png)
         explain(page, method="gradcam")  # loads the layers model (its weights stay: that is expected)
@@ -321,7 +321,7 @@ def test_both_methods_point_at_the_only_region_that_decides(browser, square_mode
             assert in_square(np.array(body["heatmap"]), square_model["square"], MARGIN[method]), (method, body)
 
         # the page, on the picture of the same input
-        page, ready = open_classify(browser, f"{url}/?backend=cpu")
+        page, ready = open_classify(browser, f"{url}/?backend=cpu&weights=float32")
         try:
             assert ready["ok"], ready
             result = classify_file(page, png)

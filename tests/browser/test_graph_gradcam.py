@@ -209,7 +209,7 @@ def test_the_manifest_says_graph_gradcam(tiny_models):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_graph_gradcam_in_the_page_matches_the_server(browser, rgb_server, tiny_models, picture, backend):
-    page, ready = open_classify(browser, f"{rgb_server}/?backend={backend}")
+    page, ready = open_classify(browser, f"{rgb_server}/?backend={backend}&weights=float32")
     try:
         assert ready == {"ok": True, "backend": backend}, ready
         result = classify_file(page, picture["path"])
@@ -247,7 +247,7 @@ def test_graph_gradcam_in_the_page_matches_the_server(browser, rgb_server, tiny_
 def test_without_the_kernel_the_server_computes_it(browser, rgb_server, picture):
     """A backend without a kernel the gradient needs (simulated: PadV2, the gradient of the
     class-score slice, unregistered): the page asks the server and says so."""
-    page, ready = open_classify(browser, f"{rgb_server}/?backend=wasm")
+    page, ready = open_classify(browser, f"{rgb_server}/?backend=wasm&weights=float32")
     try:
         result = classify_file(page, picture["path"])
         image = page_input(result)
@@ -299,7 +299,7 @@ def test_no_gradcam_layer_says_why(browser, rgb_server, picture):
     page = new_page(browser)
     try:
         page.route("**/models/tiny-rgb/manifest.json", without_gradcam)
-        page, ready = open_classify(browser, f"{rgb_server}/?backend=wasm", page=page)
+        page, ready = open_classify(browser, f"{rgb_server}/?backend=wasm&weights=float32", page=page)
         assert ready["ok"], ready
         classify_file(page, picture["path"])
         failed = explain(page, method="gradcam")
@@ -317,7 +317,7 @@ def test_no_gradcam_layer_says_why(browser, rgb_server, picture):
 def test_caffe_preprocessing_gradcam_and_occlusion(browser, tiny_models, picture):
     spec = tiny_models["manifests"]["tiny-caffe"]["preprocessing"]
     with serve(tiny_models["models"], BELKA_MODEL="tiny-caffe") as url:
-        page, ready = open_classify(browser, f"{url}/?backend=wasm")
+        page, ready = open_classify(browser, f"{url}/?backend=wasm&weights=float32")
         try:
             assert ready["ok"], ready
             result = classify_file(page, picture["path"])
@@ -368,7 +368,7 @@ def test_preprocess_js_is_the_servers_normalise(browser, rgb_server, picture):
 
     page = new_page(browser)
     try:
-        page.goto(f"{rgb_server}/?backend=wasm")
+        page.goto(f"{rgb_server}/?backend=wasm&weights=float32")
         assert page.evaluate("window.belka.ready")["ok"]
         load_tfjs(page)  # preprocess.js runs where TF.js is: in the page's worker, here on the page
         found = page.evaluate("""async ([bytes, specs]) => {

@@ -47,7 +47,8 @@ def test_a_second_visit_works_offline_and_a_new_model_replaces_the_old(browser, 
         # a re-converted model: new shard bytes, new hash in the manifest
         folder = models / "tiny"
         manifest = json.loads((folder / "manifest.json").read_text())
-        entry = next(f for f in manifest["files"] if f["path"].endswith(".bin"))
+        graph = manifest["page_weights"]["graph"]  # the graph model the page downloads (float16)
+        entry = next(f for f in manifest["files"] if f["path"].startswith(graph) and f["path"].endswith(".bin"))
         shard = folder / entry["path"]
         data_bytes = bytearray(shard.read_bytes())
         data_bytes[0] ^= 1

@@ -288,7 +288,7 @@ def test_browser_tensor_on_the_server_gives_the_same_logits(browser, server, was
     if backend == "wasm":
         page = wasm_page
     else:
-        page, ready = open_classify(browser, f"{server}/?backend={backend}")
+        page, ready = open_classify(browser, f"{server}/?backend={backend}&weights=float32")
         assert ready == {"ok": True, "backend": backend}, ready
     try:
         result = page.evaluate(CLASSIFY_BYTES, {"b64": _b64(chelsea_blob_png), "name": "chelsea.png"})

@@ -260,7 +260,7 @@ def test_the_stem_keeps_its_normalization_in_the_layers_model(converted):
 def test_the_stem_predicts_and_explains_in_the_page_like_the_server(browser, servers, converted, photo, backend):
     url = servers["stem"]
     model = converted["keras"]["stem"]
-    page, ready = open_classify(browser, f"{url}/?backend={backend}")
+    page, ready = open_classify(browser, f"{url}/?backend={backend}&weights=float32")
     try:
         assert ready == {"ok": True, "backend": backend}, ready
         result = classify_file(page, photo)
@@ -314,7 +314,7 @@ def test_a_binary_classifier_shows_two_classes_in_the_page(browser, servers, con
     assert "RandomFlip" not in layers_text and "Dropout" not in layers_text
 
     url = servers[name]
-    page, ready = open_classify(browser, f"{url}/?backend=wasm")
+    page, ready = open_classify(browser, f"{url}/?backend=wasm&weights=float32")
     try:
         assert ready == {"ok": True, "backend": "wasm"}, ready
         result = classify_file(page, photo)
@@ -366,7 +366,7 @@ def test_a_binary_classifier_shows_two_classes_in_the_page(browser, servers, con
 
 def test_no_tensor_leaks(browser, servers, photo):
     """Classifications, Grad-CAM and occlusion, again and again, on the stem (its custom layer)."""
-    page, ready = open_classify(browser, f"{servers['stem']}/?backend=wasm")
+    page, ready = open_classify(browser, f"{servers['stem']}/?backend=wasm&weights=float32")
     try:
         assert ready["ok"], ready
         first = classify_file(page, photo)

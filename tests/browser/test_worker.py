@@ -48,7 +48,7 @@ def test_the_page_does_not_load_tfjs_its_worker_does(browser, server):
         worker_urls = page.evaluate("belka.worker('resources')")
         assert any(url.endswith("tf.es2017.min.js") for url in worker_urls), worker_urls
         assert any("tf-backend-wasm" in url for url in worker_urls), worker_urls
-        assert any("/graph/" in url and url.endswith(".json") for url in worker_urls), worker_urls
+        assert any("/graph-float16/model.json" in url for url in worker_urls), worker_urls
         # the model's files were fetched early (prefetch.js), while TF.js loaded, and once only:
         # TF.js's loader took those responses
         model_files = [url for url in worker_urls if "/models/" in url]

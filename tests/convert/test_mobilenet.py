@@ -40,7 +40,7 @@ def test_manifest_lists_every_file_with_size_and_sha256(small_mobilenet):
     folder, manifest = small_mobilenet["dir"], small_mobilenet["manifest"]
     on_disk = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
                      if p.is_file() and p.name != "manifest.json")
-    assert [f["path"] for f in manifest["files"]] == on_disk
+    assert sorted(f["path"] for f in manifest["files"]) == on_disk
     for entry in manifest["files"]:
         path = folder / entry["path"]
         assert path.stat().st_size == entry["bytes"]
@@ -55,6 +55,25 @@ def test_every_format_matches_the_original_within_1e4(small_mobilenet):
         assert report["ok"], fmt
         assert report["max_abs_diff"] <= 1e-4, fmt
         assert report["top5_identical"], fmt
+
+
+def test_the_page_gets_float16_weights_checked_like_quantize_float16(small_mobilenet):
+    """A float32 conversion also writes graph-float16/, the page's default download: the same
+    graph with float16 weights, half the bytes, gated like --quantize float16 (5% relative)."""
+    manifest, sizes = small_mobilenet["manifest"], small_mobilenet["bytes"]
+    assert manifest["page_weights"] == {"graph": "graph-float16/", "dtype": "float16", "reason": None}
+    report = manifest["verification"]["float16"]
+    assert report["ok"] and report["max_rel_diff"] <= 0.05 and report["max_abs_diff"] > 0
+    assert report["top1_agreement"] == 1.0, report
+    assert 0.45 < sizes["graph-float16"] / sizes["graph"] < 0.55, sizes
+    folder = small_mobilenet["dir"]
+    float16 = json.loads((folder / "graph-float16" / "model.json").read_text())
+    float32 = json.loads((folder / "graph" / "model.json").read_text())
+    assert float16["modelTopology"] == float32["modelTopology"]
+    floats = [w for g in float16["weightsManifest"] for w in g["weights"] if w["dtype"] == "float32"]
+    assert floats and {w.get("quantization", {}).get("dtype") for w in floats} == {"float16"}
+    # the graph the server's numbers are checked against stays float32
+    assert manifest["verification"]["formats"]["graph"]["max_abs_diff"] <= 1e-4
 
 
 def test_untrained_weights_are_not_degenerate(small_mobilenet):
@@ -154,6 +173,10 @@ def test_quantized_float16_and_uint8_are_smaller_and_checked(tmp_path):
         assert 0 < report["max_abs_diff"]  # quantization really happened
         assert summary["verification"]["formats"]["saved"]["max_abs_diff"] <= 1e-4  # server stays float32
         sizes[quantize] = summary["bytes"]["graph"]
+        # no float16 copy of a quantized graph: the page downloads the graph as converted
+        assert summary["page_weights"] == {"graph": "graph/", "dtype": quantize,
+                                           "reason": f"converted with --quantize {quantize}"}
+        assert "graph-float16" not in summary["bytes"] and "float16" not in summary["verification"]
         weights = json.loads((tmp_path / summary["name"] / "graph" / "model.json").read_text())["weightsManifest"]
         dtypes = {w.get("quantization", {}).get("dtype") for group in weights for w in group["weights"]}
         assert quantize in dtypes
