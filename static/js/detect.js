@@ -11,8 +11,9 @@
  * Test and debug API, `window.belka`:
  *   offline          Promise, once ready: {ok, kept} when the service worker has stored this
  *                    page, its code and its model for offline visits (static/sw.js)
- *   ready            Promise: {ok: true, backend} once the detector is loaded and warmed up,
- *                    or {ok: false, error} (it never rejects)
+ *   ready            Promise: {ok: true, backend} once the detector is loaded and warmed up
+ *                    (by the first picture or frame when one came first, else on a black
+ *                    picture), or {ok: false, error} (it never rejects)
  *   config           {model, models}
  *   backend()        the active TF.js backend
  *   choice()         the user's choice ("auto" or a backend name)
@@ -60,6 +61,7 @@ const state = {
   autoWhy: null, // why "auto" chose its backend
   backend: null,
   detector: null, // the loaded detector: {manifest, defaults, loadMs, execution}
+  warm: false, // whether the detector has run once (kernels compiled) on this backend
   options: { scoreThreshold: 0.5, maxBoxes: 20 },
   loop: 0, // the running loop's id; 0 when stopped
   frames: 0,
@@ -95,7 +97,7 @@ async function start() {
       await startAuto();
     } else {
       await useBackend(choice);
-      await loadDetector();
+      await loadDetector(false); // warmed up next, unless a picture comes first (warmUpIfCold)
     }
     setStatus('Ready: start the camera, or pick a photo or a video.');
     return { ok: true, backend: state.backend };
@@ -121,7 +123,7 @@ async function startAuto() {
     return medianMs(() => engine.call('warmUp'));
   };
   const picked = await pickAuto({ model: config.model, manifest, measure });
-  if (await useBackend(picked.backend, 'auto') || !state.detector) await loadDetector();
+  if (await useBackend(picked.backend, 'auto') || !state.detector) await loadDetector(false);
   state.autoWhy = `auto chose ${state.backend}: ${picked.why}`;
   showBackendNote(state.autoWhy);
 }
@@ -143,12 +145,13 @@ async function useBackend(choice, shownChoice = choice) {
   return changed;
 }
 
-async function loadDetector() {
+/** Loads the detector on the active backend; with `warm`, also runs it once on a black picture. */
+async function loadDetector(warm = true) {
   setStatus(`Loading the detector ${config.model}…`);
   state.detector = null;
   let detector;
   try {
-    detector = await engine.call('loadDetector', { name: config.model });
+    detector = await engine.call('loadDetector', { name: config.model, warm });
   } catch (error) {
     showMessage('model', 'error', `The detector "${config.model}" could not be loaded.`, error.message);
     error.reported = true;
@@ -156,12 +159,33 @@ async function loadDetector() {
   }
   clearMessage('model');
   state.detector = detector;
+  state.warm = warm;
   if (state.frames === 0) {
     state.options = { scoreThreshold: detector.defaults.scoreThreshold, maxBoxes: detector.defaults.maxBoxes };
     syncSliders();
   }
   const [height, width] = detector.manifest.preprocessing.size;
   setField('input', `${width}×${height} px, ${detector.manifest.labels.filter((l) => l != null).length} classes`);
+}
+
+/**
+ * The start-up warm-up, queued behind whatever the user did meanwhile: when a picture or the
+ * camera came first, its first detection is the warm-up and this does nothing.
+ */
+async function warmUpIfCold() {
+  if (!state.detector || state.warm || state.loop !== 0) return { ok: true, backend: state.backend };
+  setStatus(`Warming up on ${state.backend}…`);
+  try {
+    await engine.call('warmUp');
+  } catch (error) {
+    setStatus('Not ready.');
+    showMessage('model', 'error', `The detector does not run on the ${state.backend} backend.`,
+      `${error.message} Pick another backend.`);
+    return { ok: false, error: error.message };
+  }
+  state.warm = true;
+  setStatus('Ready: start the camera, or pick a photo or a video.');
+  return { ok: true, backend: state.backend };
 }
 
 async function changeBackend(choice) {
@@ -233,6 +257,7 @@ async function detectFrame(source) {
     const result = await engine.call('detect', { image: frame, options: { ...state.options, keepInput: tracing } },
       { transfer: [frame] });
     state.frames += 1;
+    state.warm = true;
     if (tracing && state.trace) {
       state.trace.frames.push({ frame: state.frames, ...result, input: Array.from(result.input) });
       if (state.trace.frames.length >= state.trace.count) {
@@ -333,6 +358,7 @@ async function detectFile(file) {
       reportDetectionError(error);
       return null;
     }
+    state.warm = true;
     state.last = { frame: state.frames, ...result };
     drawBoxes(result);
     setStatus(`${result.detections.length} object(s) in ${formatMs(result.inferenceMs)} on ${state.backend}.`);
@@ -470,4 +496,4 @@ function exposeApi(ready) {
 }
 
 wire();
-exposeApi(serial(start));
+exposeApi(serial(start).then((started) => (started.ok ? serial(warmUpIfCold) : started)));

@@ -84,14 +84,14 @@ export const operations = {
   },
 
   /**
-   * Loads the detector `name` and warms it up: {manifest, defaults (scoreThreshold,
-   * iouThreshold, maxBoxes), loadMs, warmupMs, execution}.
+   * Loads the detector `name`; with `warm`, runs it once on a black picture. {manifest,
+   * defaults (scoreThreshold, iouThreshold, maxBoxes), loadMs, warmupMs, execution}.
    */
-  async loadDetector({ name }) {
+  async loadDetector({ name, warm = false }) {
     forgetModel();
     const loaded = await Detector.load(name);
     state.model = loaded;
-    const warmupMs = await loaded.warmUp();
+    const warmupMs = warm ? await loaded.warmUp() : null;
     const { manifest, defaults, loadMs, execution } = loaded;
     return { manifest, defaults, loadMs, warmupMs, execution };
   },

@@ -248,6 +248,31 @@ def test_page_and_server_detections_match(browser, detect_server, tmp_path, back
         page.context.close()
 
 
+def test_an_early_picture_is_the_warm_up(browser, detect_server):
+    """A picture given while the page starts is the detector's first run (no warm-up on a black
+    picture ahead of it); without one, the page warms up once on its own."""
+    page = new_page(browser)
+    try:
+        page.set_default_timeout(READY_TIMEOUT_MS)
+        page.add_init_script(f"window.__still = {base64.b64encode(still_png()).decode()!r};")
+        page.add_init_script("""document.addEventListener('DOMContentLoaded', () => {
+          const bytes = Uint8Array.from(atob(window.__still), (c) => c.charCodeAt(0));
+          window.__first = window.belka.detectBlob(new Blob([bytes], {type: 'image/png'}));
+        });""")
+        page.goto(f"{detect_server}/detect?backend=wasm")
+        assert page.evaluate("window.belka.ready") == {"ok": True, "backend": "wasm"}
+        assert len(page.evaluate("window.__first")["detections"]) >= 2
+        assert page.evaluate("belka.worker('stats')")["modelCalls"] == 1
+        plain, ready = open_detect(browser, f"{detect_server}/detect?backend=wasm")
+        try:
+            assert ready["ok"] and plain.evaluate("belka.worker('stats')")["modelCalls"] == 1
+        finally:
+            plain.context.close()
+        assert page.errors == []
+    finally:
+        page.context.close()
+
+
 # -- clear messages ------------------------------------------------------------------------------
 
 def test_no_detector_says_which_command_to_run(browser, tmp_path):
