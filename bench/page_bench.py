@@ -69,7 +69,10 @@ for a user):
    events of the page): the sum of ``loadingFinished.encodedDataLength`` (bytes on the wire,
    headers included) of every request up to the first answer, the requests, how many came from
    the cache (``requestServedFromCache`` / ``fromDiskCache``) and how many were revalidated
-   (304), by kind (html, app code, TF.js, wasm, model).
+   (304), by kind (html, app code, TF.js, wasm, model). CDP on the page's target does not see a
+   dedicated worker's requests (Belka's model worker fetches TF.js, the WASM backend and the
+   model): those come from the worker's Resource Timing (``transferSize``: headers and encoded
+   body, 0 when served from the cache), read through Playwright's ``page.workers``.
 
 Results: per page and backend the median over rounds of each metric (every raw sample kept),
 the ratio belka / bare, and the targets (issue 12), checked on wasm with both pages in the same
@@ -459,8 +462,11 @@ class Wire:
         if event["requestId"] in self.requests:
             self.requests[event["requestId"]]["failed"] = True
 
-    def summary(self) -> dict:
+    def summary(self, workers: list[dict] | None = None) -> dict:
+        """Totals of the page's requests plus ``workers``' (entries from worker_requests: CDP on the
+        page's target does not see a dedicated worker's network)."""
         entries = [e for e in self.requests.values() if e["url"]]  # (ExtraInfo may name other targets' ids)
+        entries += workers or []
         by_kind: dict[str, dict] = {}
         for e in entries:
             k = by_kind.setdefault(kind_of(e["url"]), {"requests": 0, "bytes": 0, "cached": 0, "revalidated": 0})
@@ -494,7 +500,24 @@ def r1(x):
     return None if x is None else round(x, 1)
 
 
-def load_figures(first: dict, wire: Wire | None) -> dict:
+def worker_requests(page) -> list[dict]:
+    """What the page's workers (Belka's model worker: TF.js, WASM, the model) fetched, from their
+    Resource Timing: bytes = transferSize (headers and encoded body; 0 when served from the
+    cache), as Wire's entries."""
+    entries = []
+    for worker in page.workers:
+        try:
+            timing = worker.evaluate("performance.getEntriesByType('resource').map((e) => "
+                                     "[e.name, e.transferSize, e.encodedBodySize, e.responseStatus ?? null])")
+        except Exception:  # a worker that ended meanwhile
+            continue
+        for url, transfer, body, status in timing:
+            entries.append({"url": url, "status": status, "raw_status": None, "bytes": transfer,
+                            "cache": transfer == 0 and body > 0, "failed": False, "worker": True})
+    return entries
+
+
+def load_figures(first: dict, wire: Wire | None, workers: list[dict] | None = None) -> dict:
     """What one navigation (cold, second visit, reload) gave: times in page ms since navigation start."""
     if first.get("error") or first.get("skipped") or not (first.get("ready") or {}).get("ok"):
         return {"ok": False, "error": first.get("error") or first.get("skipped") or first.get("ready")}
@@ -507,7 +530,7 @@ def load_figures(first: dict, wire: Wire | None) -> dict:
         "page_timings": {k: r1(v) if isinstance(v, (int, float)) else v for k, v in timings.items()},
         "top5": first["result"]["top5"], "backend": first["backend"],
         "longest_task": longest(first["longtasks"], (0.0, first["at"])),
-        "wire": wire.summary() if wire else None,
+        "wire": wire.summary(workers) if wire else None,
     }
 
 
@@ -520,7 +543,7 @@ def navigate(page, wire: Wire, url: str | None, timeout_ms: float) -> dict:
         page.goto(url, wait_until="domcontentloaded")
     first = page.evaluate(FIRST_ANSWER, timeout_ms)
     page.wait_for_timeout(100)  # let the CDP events of the last responses arrive
-    return {"first": first, "figures": load_figures(first, wire)}
+    return {"first": first, "figures": load_figures(first, wire, worker_requests(page))}
 
 
 def run_page(p, kind: str, url: str, backend: str, args, photo: str, detect_url: str | None) -> dict:

@@ -59,7 +59,7 @@ import { ExplainController } from './explain.js';
 import { decodeImage, ImageDecodeError, modelRegion } from './preprocess.js';
 import { RecentMedian, since } from './timings.js';
 import * as view from './view.js';
-import { keepForOffline } from './offline.js';
+import { keepWhenReady } from './offline.js';
 
 const MEDIAN_OF_LAST = 20;
 
@@ -412,9 +412,7 @@ function wireInputs() {
 function exposeApi(ready) {
   window.belka = {
     ready,
-    offline: ready.then(async (r) => (r.ok
-      ? keepForOffline(await engine.call('resources'))
-      : { ok: false, reason: 'no model running' })),
+    offline: keepWhenReady(ready, engine),
     config,
     backend: () => state.backend,
     choice: () => state.choice,

@@ -47,7 +47,7 @@ import { formatMs } from './format.js';
 import { decodeImage } from './preprocess.js';
 import { RecentMedian } from './timings.js';
 import { showMessage, clearMessage, showBackendNote } from './view.js';
-import { keepForOffline } from './offline.js';
+import { keepWhenReady } from './offline.js';
 
 const config = readPageConfig();
 // the model's worker (started already by start-worker.js: TF.js loads there meanwhile)
@@ -471,9 +471,7 @@ function wire() {
 function exposeApi(ready) {
   window.belka = {
     ready,
-    offline: ready.then(async (r) => (r.ok
-      ? keepForOffline(await engine.call('resources'))
-      : { ok: false, reason: 'no model running' })),
+    offline: keepWhenReady(ready, engine),
     config,
     backend: () => state.backend,
     choice: () => state.choice,

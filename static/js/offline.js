@@ -32,3 +32,13 @@ export async function keepForOffline(fetched = []) {
     return { ok: false, reason: error?.message ?? String(error) };
   }
 }
+
+/**
+ * keepForOffline once the page's model runs (`ready` resolved ok), with what the model's
+ * worker fetched (`engine`: TF.js, the WASM backend, the model's files).
+ */
+export async function keepWhenReady(ready, engine) {
+  const started = await ready;
+  if (!started.ok) return { ok: false, reason: 'no model running' };
+  return keepForOffline(await engine.call('resources'));
+}

@@ -9,7 +9,7 @@
 """
 from __future__ import annotations
 
-from tests.browser.conftest import classify_file, open_classify
+from tests.browser.conftest import classify_file, new_page, open_classify
 
 # Watches the main thread while `belka.explain(request)` runs: every gap between the firings of
 # a 10 ms timer, and every long task the browser reports.
@@ -97,5 +97,17 @@ def test_worker_errors_and_cancel_reach_the_page(browser, server, chelsea_png):
         assert page.locator("#explain-status").inner_text() == "Cancelled."
         assert page.evaluate("belka.numTensors()") == tensors
         assert not page.errors, page.errors
+    finally:
+        page.context.close()
+
+
+def test_tfjs_that_does_not_load_is_a_clear_message(browser, server):
+    page = new_page(browser)
+    page.route("**/tfjs/dist/tf.es2017.min.js", lambda route: route.fulfill(status=404, body="gone"))
+    try:
+        page, ready = open_classify(browser, server + "/?backend=wasm", page=page)
+        assert ready["ok"] is False and "TensorFlow.js did not load" in ready["error"], ready
+        banner = page.locator(".banner-error").inner_text()
+        assert "The page cannot run models." in banner and "make setup" in banner, banner
     finally:
         page.context.close()
