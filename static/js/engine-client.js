@@ -40,6 +40,7 @@ export class Engine {
     this.pending = new Map(); // id -> {resolve, reject, onProgress}
     this.nextId = 1;
     this.failure = null;
+    this.lastAnswer = performance.now();
     this.worker.onmessage = ({ data }) => this.receive(data);
     this.worker.onerror = (event) => {
       event.preventDefault();
@@ -75,8 +76,18 @@ export class Engine {
       return;
     }
     this.pending.delete(id);
+    this.lastAnswer = performance.now();
     if (error) request.reject(new EngineError(error));
     else request.resolve(value);
+  }
+
+  /** Resolves once no request has been in flight for `ms` milliseconds. */
+  async quiet(ms) {
+    for (;;) {
+      const idleFor = this.pending.size ? 0 : performance.now() - this.lastAnswer;
+      if (idleFor >= ms) return;
+      await new Promise((resolve) => { setTimeout(resolve, ms - idleFor); });
+    }
   }
 
   fail(message) {

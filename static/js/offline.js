@@ -4,41 +4,50 @@
  * page, its code and the model it used are kept (see sw.js for what stays online-only).
  */
 const KEEP_TIMEOUT_MS = 60000;
+// The copy reads the model again (7-14 MB) into the service worker's cache: it waits until
+// the model's worker has been idle this long, so it never competes with the first photos.
+const QUIET_MS = 2000;
+
+/** `promise`, or {ok: false, reason} when it takes longer than `ms`. */
+function within(promise, ms, reason) {
+  let timer;
+  const late = new Promise((resolve) => { timer = setTimeout(() => resolve({ ok: false, reason }), ms); });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
 
 /**
  * Resolves to {ok: true, kept: n} once the service worker stored what this page loaded,
  * plus `fetched` (what the model's worker loaded: TF.js, WASM, the model), or {ok: false,
- * reason} (no service workers here, or registration refused). Never rejects.
+ * reason} (no service workers here, registration refused or blocked, no answer). Never rejects.
  */
 export async function keepForOffline(fetched = []) {
   if (!('serviceWorker' in navigator)) return { ok: false, reason: 'this browser has no service workers' };
   try {
     await navigator.serviceWorker.register('/sw.js', { scope: '/' });
-    const { active } = await navigator.serviceWorker.ready;
+    const ready = await within(navigator.serviceWorker.ready, KEEP_TIMEOUT_MS, 'the service worker did not start');
+    if (!ready.active) return ready;
     const loaded = performance.getEntriesByType('resource').map((e) => e.name);
     const urls = [window.location.href, ...loaded, ...fetched]
       .filter((url) => new URL(url).origin === window.location.origin);
-    return await new Promise((resolve) => {
-      const timer = setTimeout(() => resolve({ ok: false, reason: 'the service worker did not answer' }),
-        KEEP_TIMEOUT_MS);
+    const kept = new Promise((resolve) => {
       const channel = new MessageChannel();
-      channel.port1.onmessage = (event) => {
-        clearTimeout(timer);
-        resolve({ ok: true, kept: event.data?.kept ?? 0 });
-      };
-      active.postMessage({ keep: urls }, [channel.port2]);
+      channel.port1.onmessage = (event) => resolve({ ok: true, kept: event.data?.kept ?? 0 });
+      ready.active.postMessage({ keep: urls }, [channel.port2]);
     });
+    return await within(kept, KEEP_TIMEOUT_MS, 'the service worker did not answer');
   } catch (error) {
     return { ok: false, reason: error?.message ?? String(error) };
   }
 }
 
 /**
- * keepForOffline once the page's model runs (`ready` resolved ok), with what the model's
- * worker fetched (`engine`: TF.js, the WASM backend, the model's files).
+ * keepForOffline once the page's model runs (`ready` resolved ok) and its worker has been
+ * idle for a moment, with what that worker fetched (`engine`: TF.js, the WASM backend, the
+ * model's files).
  */
 export async function keepWhenReady(ready, engine) {
   const started = await ready;
   if (!started.ok) return { ok: false, reason: 'no model running' };
+  await engine.quiet(QUIET_MS);
   return keepForOffline(await engine.call('resources'));
 }
