@@ -29,12 +29,13 @@ from pathlib import Path
 
 VERSION_LENGTH = 16
 VERSION = re.compile(rf"[0-9a-f]{{{VERSION_LENGTH}}}")
-# The modules a module may run, named by relative URLs: `import x from './a.js'`,
-# `import './a.js'`, `export ... from './a.js'`, `import('./a.js')`, and a worker's script,
-# `new URL('./a.js', import.meta.url)` (the page preloads its worker's code too).
+# The modules a page's module needs at once, named by relative URLs: its static imports
+# (`import x from './a.js'`, `import './a.js'`, `export ... from './a.js'`) and a worker's
+# script (`new URL('./a.js', import.meta.url)`) with the worker's own static imports. Not what
+# is imported later with import(): the model worker's engine loads after TF.js, and
+# preloading it on the page held up the page's own modules, six connections at a time.
 _MODULE_REFERENCES = [
     re.compile(r"""^\s*(?:import|export)\b[^'"]*?(?:\bfrom\s*)?['"](\.{1,2}/[^'"]+)['"]""", re.M),
-    re.compile(r"""\bimport\(\s*['"](\.{1,2}/[^'"]+)['"]\s*\)"""),
     re.compile(r"""\bnew\s+URL\(\s*['"](\.{1,2}/[^'"]+\.m?js)['"]\s*,\s*import\.meta\.url\s*\)"""),
 ]
 # the npm packages served under /vendor (app/files.py)
@@ -89,7 +90,7 @@ class Assets:
 
     def module_preloads(self, entry: str) -> list[str]:
         """The static URLs of every module ``entry`` (e.g. ``js/classify.js``) imports, directly or
-        not, its workers' modules included; read from the modules once per static version."""
+        not; read from the modules once per static version."""
         key = (self.static_version(), entry)
         if key not in self._preloads:
             self._preloads = {k: v for k, v in self._preloads.items() if k[0] == key[0]}

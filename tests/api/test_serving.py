@@ -194,14 +194,17 @@ def test_pages_name_only_content_hashed_files(small_mobilenet, tmp_path):
     html = client.get("/").text
     preloaded = set(re.findall(r'<link rel="modulepreload" href="([^"]+)"', html))
     version = assets.static_version()
-    # the page's modules, and its worker's (named by new URL(..., import.meta.url) and import())
-    for module in ("explain.js", "preprocess.js", "engine-client.js", "engine-worker.js", "engine.js",
-                   "backend.js", "tf.js", "custom-layers.js", "model.js", "gradcam.js", "occlusion.js"):
+    # the page's modules, and its worker's script with that script's static imports (named by
+    # new URL(..., import.meta.url)); not the engine the worker imports once TF.js is loaded
+    for module in ("explain.js", "preprocess.js", "view.js", "engine-client.js", "engine-worker.js",
+                   "prefetch.js", "vendor.js"):
         assert f"/static/{version}/js/{module}" in preloaded, module
+    for module in ("engine.js", "model.js", "gradcam.js", "backend.js"):
+        assert f"/static/{version}/js/{module}" not in preloaded, module
     assert f"/static/{version}/js/classify.js" not in preloaded  # the entry itself is a <script>
     # the worker is started by a small module of its own, ahead of the page's module; TF.js is
     # loaded (and compiled) by the worker alone, not parsed on the page too
-    scripts = re.findall(r'<script type="module" src="([^"]+)"', html)
+    scripts = re.findall(r'<script type="module" (?:async )?src="([^"]+)"', html)
     assert scripts == [f"/static/{version}/js/start-worker.js", f"/static/{version}/js/classify.js"], scripts
     assert "tf.es2017.min.js" not in html
     assert "tf-backend-webgpu" not in html and "tf-backend-wasm" not in html  # loaded on first use
