@@ -109,7 +109,7 @@ async function runModel({ format, dir, outputs, execute, output: outputKey }, in
     return { format, outputs: written, load_ms: loadMs, predict_ms: performance.now() - t0 };
   }
   // a graph model with Grad-CAM features has two outputs: run only the one the page shows
-  const output = format === 'graph' && model.outputs.length > 1
+  const output = format.startsWith('graph') && model.outputs.length > 1
     ? model.execute(input, outputKey ?? 'output') : model.predict(input);
   if (Array.isArray(output) || !(output instanceof tf.Tensor)) {
     tf.dispose(output);
