@@ -15,8 +15,10 @@ import sys
 import traceback
 from pathlib import Path
 
-from app.convert.errors import BadInput, BelkaError
+from app.convert.errors import BadInput, BelkaError, PortInUse
 
+SERVE_EXIT_CODES_HELP = ("exit codes: 0 stopped (Ctrl-C), 1 unexpected error, 2 bad --host, --port or "
+                         "--models (checked before anything loads), 5 the port is in use")
 EXIT_CODES_HELP = ("exit codes: 0 ok, 1 unexpected error, 2 bad input, 3 verification failed, "
                    "4 download failed; nothing is written unless the exit code is 0")
 
@@ -123,10 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", action="store_true", help="print a JSON report on stdout")
     verify.set_defaults(handler=_verify)
 
-    serve = commands.add_parser("serve", help="start the web app")
+    serve = commands.add_parser("serve", help="start the web app", epilog=SERVE_EXIT_CODES_HELP)
     serve.add_argument("--host", default=None, help="default 127.0.0.1 (BELKA_HOST)")
     serve.add_argument("--port", type=int, default=None, help="default 8000 (BELKA_PORT)")
-    serve.add_argument("--models", type=Path, default=None, help="models folder (BELKA_MODELS_DIR)")
+    serve.add_argument("--models", type=Path, default=None,
+                       help="models folder (default: BELKA_MODELS_DIR, else models/ here; where `belka convert` writes)")
     serve.set_defaults(handler=_serve)
     return parser
 
@@ -136,7 +139,8 @@ def _common_convert_args(p: argparse.ArgumentParser, formats: str = "graph,layer
                    help="weight quantization of the TF.js models (default none)")
     p.add_argument("--formats", default=formats, type=_csv,
                    help=f"comma-separated subset of graph,layers,saved (default {formats})")
-    p.add_argument("--out", type=Path, default=Path("models"), help="output folder (default models/)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default: BELKA_MODELS_DIR, else models/ here; what `belka serve` serves)")
     p.add_argument("--name", default=None, help="model folder name (default derived from the source)")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -184,7 +188,9 @@ def _run_conversion(args, source_kind: str, default_name: str, load) -> int:
     from app.convert import detector, pipeline
     from app.convert.progress import Progress
 
-    request = pipeline.Request(name=args.name or default_name, out=args.out,
+    from app.settings import default_models_dir
+
+    request = pipeline.Request(name=args.name or default_name, out=args.out or default_models_dir(),
                                formats=args.formats, quantize=args.quantize)
     if source_kind == "coco-ssd":
         result = detector.convert(load, request, Progress(detector.STEPS, enabled=not args.quiet))
@@ -283,14 +289,71 @@ def _verify(args) -> int:
 
 
 def _serve(args) -> int:
-    import uvicorn
-
-    from app.main import create_app
+    """Checks the address, the port and the models folder before anything slow (exit 2, or 5
+    for a port in use), says what it serves, then runs the app on the socket it bound."""
     from app.settings import Settings
 
     settings = Settings.from_env(host=args.host, port=args.port, models_dir=args.models)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    sock = _bind(settings.host, settings.port)
+    models = _models_to_serve(settings.models_dir)
+    listing = ", ".join(f"{name} ({task})" for name, task in models) or "none yet (belka convert ...)"
+    print(f"Belka on http://{settings.host}:{settings.port}/ serving {settings.models_dir.resolve()}: {listing}",
+          file=sys.stderr)
+
+    import uvicorn
+
+    from app.main import create_app
+
+    config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+
+def _bind(host: str, port: int):
+    """A listening socket on host:port, or a BelkaError: 2 for an address or port that cannot
+    be, 5 for a port another program holds."""
+    import errno
+    import socket
+
+    if not 1 <= port <= 65535:
+        raise BadInput(f"--port {port}: a port is a number from 1 to 65535")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise BadInput(f"--host {host}: not an address this machine can listen on ({exc})") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(f"port {port} on {host} is in use (another belka serve?): stop it or pick "
+                            "another with --port") from None
+        raise BadInput(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _models_to_serve(models_dir: Path) -> list[tuple[str, str]]:
+    """(name, task) of each model folder in ``models_dir`` (none when it does not exist yet);
+    a BelkaError (2) when it exists but cannot be read."""
+    if not models_dir.exists():
+        return []
+    if not models_dir.is_dir():
+        raise BadInput(f"--models {models_dir}: not a folder")
+    try:
+        folders = sorted(p for p in models_dir.iterdir() if not p.name.startswith("."))
+    except PermissionError as exc:
+        raise BadInput(f"--models {models_dir}: cannot be read ({exc.strerror})") from None
+    found = []
+    for folder in folders:
+        try:
+            found.append((folder.name, json.loads((folder / "manifest.json").read_text()).get("task", "?")))
+        except (OSError, ValueError, AttributeError):
+            continue  # not a model folder (the server's registry says why, if it is one)
+    return found
 
 
 if __name__ == "__main__":

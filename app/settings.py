@@ -8,11 +8,17 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+def default_models_dir() -> Path:
+    """The models folder that `belka convert` writes to and `belka serve` serves, unless told
+    otherwise: BELKA_MODELS_DIR, else models/ in the current folder."""
+    return Path(os.environ.get("BELKA_MODELS_DIR") or "models").absolute()
+
+
 @dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
-    models_dir: Path = field(default_factory=lambda: PROJECT_ROOT / "models")
+    models_dir: Path = field(default_factory=default_models_dir)
     # The classifier the page opens with (any classification model in models_dir works).
     default_model: str = "mobilenet-v2"
     # ImageNet classes that count as "squirrel" for the verdict (335: fox squirrel).

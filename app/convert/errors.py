@@ -23,3 +23,9 @@ class DownloadFailed(BelkaError):
     """Pretrained weights could not be downloaded (offline, proxy, server down)."""
 
     exit_code = 4
+
+
+class PortInUse(BelkaError):
+    """`belka serve`: another program already listens on the port."""
+
+    exit_code = 5

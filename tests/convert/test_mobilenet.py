@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -149,11 +150,15 @@ def test_verify_catches_wrong_numbers_even_with_matching_hashes(small_mobilenet,
 
 
 def test_progress_lines_and_json_summary(tmp_path):
+    # no --out (nor BELKA_MODELS_DIR): models/ in the current folder, which `belka serve` serves
+    env = {k: v for k, v in os.environ.items() if k != "BELKA_MODELS_DIR"}
     proc = run_belka("convert", "mobilenet-v2", "--weights", "none", "--alpha", "0.35", "--size", "96",
-                     "--formats", "graph,saved", "--out", tmp_path, "--name", "tiny", "--json")
+                     "--formats", "graph,saved", "--name", "tiny", "--json", cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)  # stdout holds the JSON and nothing else
     assert summary["name"] == "tiny" and summary["formats"] == ["graph", "saved"]
+    assert summary["path"] == str(tmp_path / "models" / "tiny")
+    tmp_path = tmp_path / "models"
     assert not (tmp_path / "tiny" / "layers").exists()
     assert "[1/6] Loading the source model" in proc.stderr
     assert "[5/6] Checking the numbers" in proc.stderr
