@@ -22,11 +22,12 @@ export async function loadGraph(name, folder = 'graph/') {
 
 /** A loaded classifier: manifest + graph model. Create it with Classifier.load(name). */
 export class Classifier {
-  constructor(name, manifest, graph, loadMs) {
+  constructor(name, manifest, graph, loadMs, weights = pageGraph(manifest, 'float32')) {
     this.name = name;
     this.manifest = manifest;
     this.graph = graph;
     this.loadMs = loadMs;
+    this.weights = weights; // the graph model loaded: {folder, dtype} (manifest.js pageGraph)
     this.calls = 0; // how many times the graph ran (warm-ups and occlusion batches included)
   }
 
@@ -39,9 +40,7 @@ export class Classifier {
     const start = performance.now();
     const manifest = await loadManifest(name);
     const graph = pageGraph(manifest, weights);
-    const classifier = new Classifier(name, manifest, await loadGraph(name, graph.folder), since(start));
-    classifier.weights = graph;
-    return classifier;
+    return new Classifier(name, manifest, await loadGraph(name, graph.folder), since(start), graph);
   }
 
   get preprocessing() {
