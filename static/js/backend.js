@@ -14,15 +14,13 @@
  */
 import { BACKENDS } from './backend-choice.js';
 import { tf } from './tf.js';
-import { loadScript, vendorUrl } from './vendor.js';
+import { BACKEND_BUNDLES, loadScript, vendorUrl } from './vendor.js';
 
 const INIT_TIMEOUT_MS = 30000;
-const WASM_DIR = vendorUrl('tfjs-backend-wasm/dist/');
+const WASM_DIR = vendorUrl(BACKEND_BUNDLES.wasm.dir);
 /** Backends that live in a bundle of their own, loaded on first use. */
-const BUNDLES = {
-  wasm: `${WASM_DIR}tf-backend-wasm.es2017.min.js`,
-  webgpu: vendorUrl('tfjs-backend-webgpu/dist/tf-backend-webgpu.es2017.min.js'),
-};
+const BUNDLES = Object.fromEntries(Object.entries(BACKEND_BUNDLES).map(
+  ([name, { dir, bundle }]) => [name, vendorUrl(dir + bundle)]));
 const bundleLoads = {};
 
 /** Loads `name`'s bundle once (a no-op for the backends in TF.js core); null, or why it failed. */
@@ -98,7 +96,7 @@ async function trySetBackend(name) {
   try {
     const ok = await Promise.race([tf.setBackend(name), timeout]);
     if (ok === 'timeout') return `did not start within ${INIT_TIMEOUT_MS / 1000} s`;
-    if (!ok) return 'failed to initialise (no suitable GPU adapter or context?)';
+    if (!ok) return 'it did not start: no usable GPU adapter or context';
     await tf.ready();
     return null;
   } catch (error) {

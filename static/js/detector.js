@@ -19,7 +19,7 @@
  */
 import { loadManifest } from './manifest.js';
 import { loadGraph } from './model.js';
-import { toModelInput } from './preprocess.js';
+import { toModelInput } from './model-input.js';
 import { tf } from './tf.js';
 import { since } from './timings.js';
 

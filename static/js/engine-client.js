@@ -22,20 +22,23 @@ export class EngineError extends Error {
 /**
  * The page's one model worker, started on the first call: `model` names the model it will
  * load (and `weights` the precision the page asked for, manifest.js pageGraph), so it fetches
- * that model's files at once, while TF.js starts (static/js/prefetch.js).
+ * that model's files at once, while TF.js starts (static/js/prefetch.js); with `backend`, the
+ * backend the page will ask for first, it also starts that backend and loads the model
+ * before the page asks (engine.js headStart).
  */
 let shared = null;
-export function startEngine({ model, weights = null }) {
-  shared ??= new Engine({ model, weights });
+export function startEngine({ model, weights = null, backend = null }) {
+  shared ??= new Engine({ model, weights, backend });
   return shared;
 }
 
 export class Engine {
-  constructor({ model, weights } = {}) {
+  constructor({ model, weights, backend } = {}) {
     const url = new URL('./engine-worker.js', import.meta.url);
     url.searchParams.set('vendor', VENDOR);
     if (model) url.searchParams.set('model', model);
     if (weights) url.searchParams.set('weights', weights);
+    if (backend) url.searchParams.set('backend', backend);
     this.worker = new Worker(url, { type: 'module', name: 'belka-model' });
     this.pending = new Map(); // id -> {resolve, reject, onProgress}
     this.nextId = 1;

@@ -1,27 +1,35 @@
 /**
  * The model's worker (a module worker the page starts, static/js/engine-client.js): runs
- * TF.js's core bundle, then the engine (static/js/engine.js), and answers the page's
- * requests {id, op, args} with {id, value} or {id, error}, plus {id, progress} on the way.
- * A "cancel" request is handled as soon as it arrives, even while an occlusion map runs.
+ * the engine (static/js/engine.js, which runs TF.js's core bundle first: tf.js) and answers
+ * the page's requests {id, op, args} with {id, value} or {id, error}, plus {id, progress} on
+ * the way. A "cancel" request is handled as soon as it arrives, even while an occlusion map
+ * runs.
+ *
+ * Its URL says what the page will ask for first (?model=NAME&weights=...&backend=B, the
+ * backend only when the user's choice names one), so before any request arrives it fetches
+ * the model's files, the backend's bundle and the engine's modules side by side with TF.js,
+ * then activates the backend and loads the model (engine.js headStart).
  */
-import { prefetchModel } from './prefetch.js';
-import { loadScript, TF_CORE, vendorUrl } from './vendor.js';
+import { BACKENDS } from './backend-choice.js';
+import { prefetchModel, warmCache } from './prefetch.js';
+import { backendFiles, loadScript, TF_CORE, vendorUrl } from './vendor.js';
 
-// the page's model downloads while TF.js loads and compiles (?model=NAME&weights=... in this
-// worker's URL)
 const params = new URLSearchParams(self.location.search);
-if (params.get('model')) prefetchModel(params.get('model'), params.get('weights'));
+const hint = {
+  model: params.get('model'),
+  weights: params.get('weights'),
+  backend: BACKENDS.includes(params.get('backend')) ? params.get('backend') : null,
+};
+// TF.js first: the engine's tf.js awaits this same module (a failure is reported there)
+loadScript(vendorUrl(TF_CORE)).catch(() => {});
+const manifest = hint.model ? prefetchModel(hint.model, hint.weights) : null;
+// "auto" (no backend named) measures wasm at least: its files are worth fetching ahead too
+warmCache(backendFiles(hint.backend ?? 'wasm'));
 
-const engine = loadScript(vendorUrl(TF_CORE)).then(
-  () => {
-    if (typeof globalThis.tf?.loadGraphModel !== 'function') throw new Error('tf is missing');
-    return import('./engine.js');
-  },
-  (error) => {
-    throw new Error(`TensorFlow.js did not load (${vendorUrl(TF_CORE)}: ${error.message}). ` +
-      'Run `make setup` (npm ci) on the server and reload.');
-  },
-);
+const engine = import('./engine.js').then(async (module) => {
+  await module.headStart({ ...hint, manifest });
+  return module;
+});
 
 /** An error as plain data: its name, message and own fields (kernel, backend...). */
 function plainError(error) {

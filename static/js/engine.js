@@ -16,8 +16,8 @@ import { GradCam, GraphGradCam } from './gradcam.js';
 import { colourise } from './heatmap.js';
 import { modelUrl } from './manifest.js';
 import { Classifier } from './model.js';
-import { occlusionMap } from './occlusion.js';
-import { toModelInput } from './preprocess.js';
+import { occlusionMap } from './occlusion-map.js';
+import { toModelInput } from './model-input.js';
 import { tf } from './tf.js';
 
 const state = {
@@ -27,14 +27,45 @@ const state = {
   input: null, // {data: Float32Array, shape} of the last classified image: what explanations explain
   abort: null, // AbortController of a running occlusion map
   removedKernels: new Map(), // test hook `kernel`: kernels taken away, to put back
+  prepared: null, // "task name weights" of `model` when headStart loaded it before the page asked
 };
 
 function forgetModel() {
   state.abort?.abort();
   state.gradcam?.dispose();
   state.model?.dispose();
-  Object.assign(state, { model: null, gradcam: null, input: null });
+  Object.assign(state, { model: null, gradcam: null, input: null, prepared: null });
 }
+
+/** The model headStart loaded for `key`, taken (later loads load afresh), or null. */
+function takePrepared(key) {
+  const found = state.prepared === key ? state.model : null;
+  state.prepared = null;
+  return found;
+}
+
+/**
+ * Begins what the page will ask for first, before it asks: activates `backend` and loads the
+ * page's model (`manifest`, fetched early: a classifier or a detector), so this work runs while
+ * the page is still loading its own modules. The page's `backend` and `load...` requests then
+ * find it done (the worker answers no request before this settles). Never throws: whatever
+ * fails here fails again, and is reported, when the page asks.
+ */
+export async function headStart({ backend, model, weights = null, manifest }) {
+  if (!backend || !model) return;
+  try {
+    await operations.backend({ choice: backend });
+    const task = (await manifest)?.task;
+    if (task === 'classification') state.model = await Classifier.load(model, { weights });
+    else if (task === 'detection') state.model = await Detector.load(model);
+    else return;
+    state.prepared = preparedKey(task, model, task === 'classification' ? weights : null);
+  } catch {
+    forgetModel();
+  }
+}
+
+const preparedKey = (task, name, weights) => `${task} ${name} ${weights}`;
 
 function classifier() {
   if (!(state.model instanceof Classifier)) throw new Error('No classifier is loaded.');
@@ -76,9 +107,12 @@ export const operations = {
    * dtype}, loadMs, warmupMs (null without warm)}.
    */
   async loadClassifier({ name, weights = null, warm = false }) {
-    forgetModel();
-    const loaded = await Classifier.load(name, { weights });
-    state.model = loaded;
+    let loaded = takePrepared(preparedKey('classification', name, weights));
+    if (!loaded) {
+      forgetModel();
+      loaded = await Classifier.load(name, { weights });
+      state.model = loaded;
+    }
     const warmupMs = warm ? await loaded.warmUp() : null;
     return { manifest: loaded.manifest, weights: loaded.weights, loadMs: loaded.loadMs, warmupMs };
   },
@@ -88,9 +122,12 @@ export const operations = {
    * defaults (scoreThreshold, iouThreshold, maxBoxes), loadMs, warmupMs, execution}.
    */
   async loadDetector({ name, warm = false }) {
-    forgetModel();
-    const loaded = await Detector.load(name);
-    state.model = loaded;
+    let loaded = takePrepared(preparedKey('detection', name, null));
+    if (!loaded) {
+      forgetModel();
+      loaded = await Detector.load(name);
+      state.model = loaded;
+    }
     const warmupMs = warm ? await loaded.warmUp() : null;
     const { manifest, defaults, loadMs, execution } = loaded;
     return { manifest, defaults, loadMs, warmupMs, execution };

@@ -22,16 +22,18 @@ function start(url) {
 /**
  * Starts fetching /models/<name>/manifest.json, then the model.json of the graph model it
  * names for pages (pageGraph, `weights` as the page asks), then every weight shard that
- * names. Failures are left for the loaders to report.
+ * names. Resolves to the manifest, or null when it could not be read: failures are left for
+ * the loaders to report.
  */
 export function prefetchModel(name, weights = null) {
   const base = absolute(`/models/${encodeURIComponent(name)}/`);
-  start(`${base}manifest.json`)
+  return start(`${base}manifest.json`)
     .then((response) => (response.ok ? response.clone().json() : null)) // the loader reads the original
     .then((manifest) => {
       if (manifest) prefetchGraph(new URL(`${pageGraph(manifest, weights).folder}model.json`, base).href);
+      return manifest;
     })
-    .catch(() => {});
+    .catch(() => null);
 }
 
 function prefetchGraph(graph) {
@@ -43,6 +45,15 @@ function prefetchGraph(graph) {
       }
     })
     .catch(() => {});
+}
+
+/**
+ * Fetches `urls` into the browser's HTTP cache, bodies read and dropped: for files that a
+ * library fetches itself later (a backend's bundle and binary), from the cache then. Only
+ * for content-hashed URLs (cached for good), else the later fetch revalidates anyway.
+ */
+export function warmCache(urls) {
+  for (const url of urls) fetch(url).then((response) => response.arrayBuffer()).catch(() => {});
 }
 
 /** fetch(), answered by an early response for the same URL when there is one (GET only). */

@@ -1,12 +1,24 @@
 /**
  * Starts the page's model worker as early as the page can: a module of its own, run before
  * the page's main module (which waits for its whole import graph), so the worker's TF.js
- * and model downloads begin at once. The page's module then gets the same worker from
- * startEngine().
+ * and model downloads begin at once. The page's module gets the same worker from
+ * startPageEngine() (it imports this module, so whichever runs first starts the worker, with
+ * the same URL).
  */
+import { initialChoice } from './backend-choice.js';
 import { readPageConfig } from './config.js';
 import { startEngine } from './engine-client.js';
 import { weightsFromUrl } from './manifest.js';
 
-const { model } = readPageConfig();
-if (model) startEngine({ model, weights: weightsFromUrl() });
+/**
+ * The page's worker for its model (the config block), the weights the address asks for
+ * (?weights=) and the backend the user chose, when the choice names one ("auto" measures
+ * first, on the page).
+ */
+export function startPageEngine(config = readPageConfig()) {
+  const { choice } = initialChoice();
+  return startEngine({ model: config.model, weights: weightsFromUrl(), backend: choice === 'auto' ? null : choice });
+}
+
+const config = readPageConfig();
+if (config.model) startPageEngine(config);

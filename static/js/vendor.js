@@ -16,6 +16,23 @@ export const VENDOR = (inPage ? document.documentElement.dataset.vendor : worker
 /** TF.js core, which has the webgl and cpu backends (wasm and webgpu are bundles of their own). */
 export const TF_CORE = 'tfjs/dist/tf.es2017.min.js';
 
+/**
+ * The backends that live in a bundle of their own (TF.js core has webgl and cpu), loaded on
+ * first use (static/js/backend.js); `warm` also names the binary the bundle then fetches
+ * (the single-threaded SIMD build: static/js/backend.js configureWasm), so the model's
+ * worker can fetch them ahead (static/js/prefetch.js warmCache).
+ */
+export const BACKEND_BUNDLES = {
+  wasm: { dir: 'tfjs-backend-wasm/dist/', bundle: 'tf-backend-wasm.es2017.min.js', warm: ['tfjs-backend-wasm-simd.wasm'] },
+  webgpu: { dir: 'tfjs-backend-webgpu/dist/', bundle: 'tf-backend-webgpu.es2017.min.js', warm: [] },
+};
+
+/** The URLs of `backend`'s bundle and binaries (none for the backends in TF.js core). */
+export function backendFiles(backend) {
+  const entry = BACKEND_BUNDLES[backend];
+  return entry ? [entry.bundle, ...entry.warm].map((file) => vendorUrl(entry.dir + file)) : [];
+}
+
 /** /vendor/<version>/<path> */
 export function vendorUrl(path) {
   return `${VENDOR}${path}`;

@@ -7,10 +7,12 @@ import gzip
 import json
 import re
 import shutil
+import time
 
 import pytest
 from fastapi.testclient import TestClient
 
+from app.assets import RECHECK_SECONDS
 from app.main import create_app
 from app.settings import Settings
 
@@ -216,6 +218,7 @@ def test_a_changed_file_changes_every_static_url(site):
     before = client.app.state.assets.static_version()
     assert client.get(f"/static/{before}/app.js").headers["cache-control"] == IMMUTABLE
     (static / "app.js").write_text("export const x = 2;\n")
+    time.sleep(RECHECK_SECONDS + 0.1)  # the tree is looked at once a second
     after = client.app.state.assets.static_version()
     assert after != before
     old = client.get(f"/static/{before}/app.js")  # an old page asking: the current file, revalidated

@@ -121,7 +121,7 @@ def open_classify(browser, url: str, *, page=None, timeout: float = READY_TIMEOU
 
 
 def load_tfjs(page) -> None:
-    """Runs TF.js core on the page itself, to test a module that needs it (preprocess.js...)
+    """Runs TF.js core on the page itself, to test a module that needs it (model-input.js...)
     directly: the pages run their models in a worker and do not load TF.js."""
     page.evaluate("""async () => {
       const v = await import('/static/js/vendor.js');

@@ -13,7 +13,7 @@ in the page, both checked against the server on the same input tensor.
 - The same network converted for Caffe-style inputs (``--preprocessing caffe``: BGR, 0..255
   minus the ImageNet mean; a manifest edit while the CLI lacks the flag): the page's
   preprocessed input, its "model input" picture and its occlusion grey equal the server's.
-- preprocess.js on its own (toModelInput, pixelToModel, inputToImageData) equals
+- preprocess.js and model-input.js on their own (toModelInput, pixelToModel, inputToImageData) equal
   app/inference/preprocess.py for rgb/bgr, mean and std specs.
 - No tensor leaks; the status names the graph model.
 """
@@ -362,21 +362,22 @@ SPECS = {
 
 
 def test_preprocess_js_is_the_servers_normalise(browser, rgb_server, picture):
-    """preprocess.js on its own, for specs the CLI may not write yet: toModelInput, pixelToModel
-    and inputToImageData against app/inference/preprocess.py."""
+    """preprocess.js and model-input.js on their own, for specs the CLI may not write yet:
+    toModelInput, pixelToModel and inputToImageData against app/inference/preprocess.py."""
     from app.inference import preprocess
 
     page = new_page(browser)
     try:
         page.goto(f"{rgb_server}/?backend=wasm&weights=float32")
         assert page.evaluate("window.belka.ready")["ok"]
-        load_tfjs(page)  # preprocess.js runs where TF.js is: in the page's worker, here on the page
+        load_tfjs(page)  # model-input.js runs where TF.js is: in the page's worker, here on the page
         found = page.evaluate("""async ([bytes, specs]) => {
             const p = await import('/static/js/preprocess.js');
+            const m = await import('/static/js/model-input.js');
             const blob = new Blob([new Uint8Array(bytes)], {type: 'image/png'});
             const out = {};
             for (const [name, spec] of Object.entries(specs)) {
-              const x = await p.preprocessBlob(blob, spec);
+              const x = await m.preprocessBlob(blob, spec);
               const data = await x.data();
               x.dispose();
               out[name] = {input: Array.from(data), grey: p.pixelToModel(127.5, spec),

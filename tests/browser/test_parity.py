@@ -1,7 +1,8 @@
 """One preprocessing spec, two implementations; one model, two runtimes.
 
-The manifest's preprocessing spec is implemented twice: static/js/preprocess.js in the page
-(Chromium decodes, a white canvas flattens transparency, TF.js crops, resizes and scales) and
+The manifest's preprocessing spec is implemented twice: static/js/preprocess.js and model-input.js
+in the page (Chromium decodes, a white canvas flattens transparency, a loop crops, TF.js resizes
+and scales) and
 app/inference/preprocess.py on the server (Pillow decodes and converts, TensorFlow resizes).
 These tests hold the two to the same numbers, then the two runtimes (TF.js on each backend,
 TensorFlow behind POST /api/models/{name}/predict) to the same outputs, on the real server with
