@@ -43,16 +43,20 @@ $(NPM_STAMP): package.json package-lock.json
 models: $(DEFAULT_MODEL) $(DETECTOR_STAMP)
 	@:
 
+# (A failed download, exit 4, is handled here: its error line, written for someone running the
+# command by hand, is left out, and the banner says what happens instead.)
 $(DETECTOR_STAMP): | setup
 	@mkdir -p $(@D)
-	@$(BIN)/belka convert coco-ssd --quiet; status=$$?; \
+	@$(BIN)/belka convert coco-ssd --quiet 2>&1 | grep -v '^belka: error: Could not download'; \
+	status=$${PIPESTATUS[0]}; \
 	if [ $$status -eq 4 ]; then \
 		echo "(No internet for the COCO SSD detector: the /detect page will say how to add one.)"; \
 	elif [ $$status -ne 0 ]; then exit $$status; fi
 	@touch $@
 
 $(DEFAULT_MODEL): | setup
-	@$(BIN)/belka convert mobilenet-v2 --weights imagenet; status=$$?; \
+	@$(BIN)/belka convert mobilenet-v2 --weights imagenet 2>&1 | grep -v '^belka: error: Could not download'; \
+	status=$${PIPESTATUS[0]}; \
 	if [ $$status -eq 4 ]; then \
 		echo ""; \
 		echo "!!! No internet for the ImageNet weights: building MobileNetV2 with UNTRAINED weights instead."; \

@@ -8,6 +8,7 @@ not be downloaded (nothing written), 130/143 interrupted (nothing written).
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import signal
@@ -25,7 +26,9 @@ EXIT_CODES_HELP = ("exit codes: 0 ok, 1 unexpected error, 2 bad input, 3 verific
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # said by the (sub)command that was given them, with its own usage line
+        args.parser_.error(f"unrecognized arguments: {' '.join(extra)}{_did_you_mean(args.parser_, extra)}")
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         return args.handler(args)
@@ -52,6 +55,25 @@ def _fail(args, code: int, kind: str, message: str) -> int:
         print(json.dumps({"error": {"code": kind, "message": message, "exit_code": code}}))
     print(f"belka: error: {message}", file=sys.stderr)
     return code
+
+
+def _did_you_mean(parser: argparse.ArgumentParser, extra: list[str]) -> str:
+    """" (did you mean --alpha?)" for a misspelled option, else ""."""
+    known = [o for action in parser._actions for o in action.option_strings if o.startswith("--")]
+    guesses = [difflib.get_close_matches(word.split("=")[0], known, n=1, cutoff=0.6) for word in extra
+               if word.startswith("--")]
+    found = [g[0] for g in guesses if g]
+    return f" (did you mean {', '.join(found)}?)" if found else ""
+
+
+def _name_parsers(parser: argparse.ArgumentParser) -> None:
+    """Every parser records itself in ``args.parser_`` (the deepest one given wins), so an
+    unknown option is reported with the usage of the command it was given to."""
+    parser.set_defaults(parser_=parser)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _name_parsers(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--models", type=Path, default=None,
                        help="models folder (default: BELKA_MODELS_DIR, else models/ here; where `belka convert` writes)")
     serve.set_defaults(handler=_serve)
+    _name_parsers(parser)
     return parser
 
 

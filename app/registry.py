@@ -28,6 +28,26 @@ class ModelInfo:
     def total_bytes(self) -> int:
         return sum(f["bytes"] for f in self.manifest["files"])
 
+    @property
+    def page_download(self) -> dict:
+        """What a page downloads to run this model: {folder, bytes, dtype}. The graph model the
+        manifest names for pages (``page_weights``: float16 for a float32 classifier), else its
+        graph model; the rule of static/js/manifest.js pageGraph (without ?weights=float32)."""
+        page = self.manifest.get("page_weights") or {}
+        if page.get("graph"):
+            folder, dtype = page["graph"], page.get("dtype")
+        else:
+            quantization = self.manifest.get("quantization") or "none"
+            folder, dtype = "graph/", "float32" if quantization == "none" else quantization
+        size = sum(f["bytes"] for f in self.manifest.get("files", []) if f["path"].startswith(folder))
+        return {"folder": folder, "bytes": size, "dtype": dtype}
+
+    @property
+    def input_size(self) -> tuple[int, int] | None:
+        """The picture size the model takes (height, width), from its preprocessing."""
+        size = (self.manifest.get("preprocessing") or {}).get("size")
+        return (int(size[0]), int(size[1])) if size else None
+
 
 class Registry:
     def __init__(self, models_dir: Path):

@@ -57,8 +57,13 @@ class ErrorResponse(BaseModel):
 
 def image_or_tensor_body(options: dict, max_instances: int | None = None) -> dict:
     """The OpenAPI request body of an endpoint that takes a multipart ``file`` (an image), JSON
-    ``instances`` (preprocessed tensors) with ``options`` next to either, or the same tensors as
-    binary: raw float32 (``X-Shape`` header) or a .npy file (options then in the query)."""
+    ``instances`` (preprocessed tensors), or the same tensors as binary: raw float32 (``X-Shape``
+    header) or a .npy file.
+
+    The endpoint's options (``options``: top_k, class_index...) are documented once, as query
+    parameters. The server also reads them from a form field or a JSON key (the body wins), but
+    listing them twice made /docs' "Try it out" send prefilled form values (top_k=1,
+    include_logits=true) over the query's, so the body schemas leave them out and say so."""
     instances = {"type": "array", "minItems": 1,
                  "description": "already-preprocessed inputs, each [H, W, 3] float numbers "
                                 "(exactly what the browser fed its model)",
@@ -68,13 +73,15 @@ def image_or_tensor_body(options: dict, max_instances: int | None = None) -> dic
     file = {"type": "string", "format": "binary",
             "description": "an image (PNG, JPEG, GIF, WebP, BMP, TIFF...); the server applies the "
                            "manifest's preprocessing"}
+    also = (f"Options ({', '.join(options)}) go in the query string; a client may also send them as "
+            "form fields or JSON keys next to the input (the body wins).")
     return {
         "required": True,
         "content": {
-            "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
-                                               "properties": {"file": file, **options}}},
-            "application/json": {"schema": {"type": "object", "required": ["instances"],
-                                            "properties": {"instances": instances, **options}}},
+            "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "description": also,
+                                               "properties": {"file": file}}},
+            "application/json": {"schema": {"type": "object", "required": ["instances"], "description": also,
+                                            "properties": {"instances": instances}}},
             "application/octet-stream": {"schema": {
                 "type": "string", "format": "binary",
                 "description": "the preprocessed inputs as raw little-endian float32 values (a JS "

@@ -40,3 +40,11 @@ export function rememberChoice(choice) {
     /* storage disabled */
   }
 }
+
+/** What a page says about an unknown ?backend= value: {title, text}. */
+export function unknownBackendMessage(ignored, choice) {
+  return {
+    title: `Unknown backend "${ignored}" in the address.`,
+    text: `Use ?backend= with one of ${CHOICES.join(', ')}. Using ${choice} meanwhile.`,
+  };
+}

@@ -3,24 +3,30 @@
  * message a person can act on when there is no camera or no permission.
  */
 
-/** A readable reason why the camera cannot start, from getUserMedia's error (or its absence). */
+/**
+ * Why the camera cannot start, from getUserMedia's error (or its absence), for a person:
+ * {title, text}, what happened and what to do.
+ */
 export function cameraProblem(error) {
   if (!navigator.mediaDevices?.getUserMedia) {
-    return 'This browser cannot use a camera on this page (cameras need https or localhost). ' +
-      'Use a photo or video file instead.';
+    return { title: 'No camera on this page.', text: 'This browser cannot use a camera on this page (cameras need ' +
+      'https or localhost). Use a photo or video file instead.' };
   }
   switch (error?.name) {
     case 'NotAllowedError':
     case 'SecurityError':
-      return 'Camera permission was denied. Allow the camera for this site (the camera icon in the ' +
-        'address bar), then press Start camera again; or use a photo or video file.';
+      return { title: 'Camera permission denied.', text: 'Camera permission was denied. Allow the camera for ' +
+        'this site (the camera icon in the address bar), then press Start camera again; or use a photo or ' +
+        'video file.' };
     case 'NotFoundError':
     case 'OverconstrainedError':
-      return 'No camera was found. Plug one in and press Start camera again, or use a photo or video file.';
+      return { title: 'No camera found.', text: 'No camera was found. Plug one in and press Start camera ' +
+        'again, or use a photo or video file.' };
     case 'NotReadableError':
-      return 'The camera is busy (another application is using it). Close it and try again.';
+      return { title: 'The camera is busy.', text: 'The camera is busy (another application is using it). ' +
+        'Close it and try again.' };
     default:
-      return `The camera could not start: ${error?.message ?? error}.`;
+      return { title: 'The camera could not start.', text: `The camera could not start: ${error?.message ?? error}.` };
   }
 }
 

@@ -17,6 +17,7 @@
  *                    photo given before, else on zeros): {ok: true, backend} or
  *                    {ok: false, error} (it never rejects)
  *   config           the page config {model, models, squirrelClasses}
+ *   model()          the model this page runs (picked: ?model=, remembered, or the default)
  *   backend()        the active TF.js backend ("webgpu", "webgl", "wasm", "cpu")
  *   choice()         the user's choice ("auto" or a backend name)
  *   autoReason()     why "auto" chose its backend ("auto chose wasm: webgl: not tried
@@ -49,9 +50,8 @@
  *   explanations()   how many explanations have finished
  */
 import { medianMs, pickAuto } from './auto-backend.js';
-import { CHOICES, initialChoice, rememberChoice } from './backend-choice.js';
+import { CHOICES, initialChoice, rememberChoice, unknownBackendMessage } from './backend-choice.js';
 import { readPageConfig } from './config.js';
-import { startEngine } from './engine-client.js';
 import { formatMs } from './format.js';
 import { downloadFacts, loadManifest, weightsFromUrl } from './manifest.js';
 import { squirrelVerdict, topK } from './predictions.js';
@@ -59,14 +59,16 @@ import { ExplainController } from './explain.js';
 import { decodeImage, ImageDecodeError, modelRegion } from './preprocess.js';
 import { RecentMedian, since } from './timings.js';
 import * as view from './view.js';
+import { wireModelPicker } from './model-picker.js';
 import { keepWhenReady } from './offline.js';
+import { startPageEngine } from './start-worker.js';
 
 const MEDIAN_OF_LAST = 20;
 
 const config = readPageConfig();
 // the model's worker (started already by start-worker.js: TF.js loads there meanwhile)
 const weights = weightsFromUrl(); // "float32" (?weights=float32), else the model's choice for pages
-const engine = config.model ? startEngine({ model: config.model, weights }) : null;
+const engine = config.model ? startPageEngine(config) : null;
 
 const state = {
   choice: 'auto',
@@ -113,15 +115,16 @@ async function start() {
   }
   const { choice, source, ignored } = initialChoice();
   if (source === 'url') rememberChoice(choice);
+  if (ignored != null) {
+    const { title, text } = unknownBackendMessage(ignored, choice);
+    view.showMessage('address', 'warning', title, text);
+  }
   try {
     if (choice === 'auto') {
       await startAuto();
     } else {
       await useBackend(choice);
       await loadModel(false);
-    }
-    if (ignored != null) {
-      view.showBackendNote(`Unknown backend "${ignored}" in the address (use ${CHOICES.join(', ')}).`);
     }
     view.showStatus('Ready: choose, drop or paste an image.');
     return { ok: true, backend: state.backend };
@@ -289,6 +292,8 @@ async function classify(blob) {
     bitmap = await decodeImage(blob);
   } catch (error) {
     state.image = null;
+    state.result = null;
+    explainer.imageCleared();
     view.clearImageAndResult();
     view.showStatus('Choose, drop or paste an image.');
     view.showMessage('image', 'error', 'That file is not an image we can read.', error.message);
@@ -350,15 +355,13 @@ function reportError(error) {
   console.warn(error);
 }
 
-/** A result with plain arrays (what page.evaluate and JSON can carry). */
+/**
+ * A copy of a result for callers of window.belka. Its numbers stay typed arrays: copying the
+ * model input (150k floats) into an Array cost ~12 ms per photo on the main thread, and
+ * Playwright's page.evaluate hands typed arrays to Python as lists anyway.
+ */
 function plainResult(result) {
-  if (!result) return null;
-  return {
-    ...result,
-    logits: result.logits ? Array.from(result.logits) : null,
-    probabilities: Array.from(result.probabilities),
-    input: Array.from(result.input),
-  };
+  return result ? { ...result } : null;
 }
 
 /** Classifies a user's file; errors are shown in the page, not thrown at the event loop. */
@@ -414,6 +417,7 @@ function exposeApi(ready) {
     ready,
     offline: keepWhenReady(ready, engine),
     config,
+    model: () => config.model,
     backend: () => state.backend,
     choice: () => state.choice,
     autoReason: () => state.autoWhy ?? null,
@@ -436,7 +440,8 @@ function exposeApi(ready) {
 
 if (config.model) {
   wireInputs();
+  wireModelPicker();
   exposeApi(serial(start).then((started) => (started.ok ? serial(warmUpIfCold) : started)));
 } else {
-  exposeApi(Promise.resolve({ ok: false, error: 'No model: run `belka convert mobilenet-v2`.' }));
+  exposeApi(Promise.resolve({ ok: false, error: 'No model: run `.venv/bin/belka convert mobilenet-v2`.' }));
 }

@@ -15,6 +15,7 @@
  *                    (by the first picture or frame when one came first, else on a black
  *                    picture), or {ok: false, error} (it never rejects)
  *   config           {model, models}
+ *   model()          the detector this page runs (picked: ?model=, remembered, or the default)
  *   backend()        the active TF.js backend
  *   choice()         the user's choice ("auto" or a backend name)
  *   autoReason()     why "auto" chose its backend, or null when the choice is fixed
@@ -38,20 +39,21 @@
  *                    without control flow) or "executeAsync"; with no argument, the current one
  */
 import { medianMs, pickAuto } from './auto-backend.js';
-import { CHOICES, initialChoice, rememberChoice } from './backend-choice.js';
+import { CHOICES, initialChoice, rememberChoice, unknownBackendMessage } from './backend-choice.js';
 import { Camera, cameraProblem } from './camera.js';
 import { readPageConfig } from './config.js';
-import { startEngine } from './engine-client.js';
 import { loadManifest } from './manifest.js';
-import { formatMs } from './format.js';
+import { count, formatMs } from './format.js';
 import { decodeImage } from './preprocess.js';
 import { RecentMedian } from './timings.js';
 import { showMessage, clearMessage, showBackendNote } from './view.js';
+import { wireModelPicker } from './model-picker.js';
 import { keepWhenReady } from './offline.js';
+import { startPageEngine } from './start-worker.js';
 
 const config = readPageConfig();
 // the model's worker (started already by start-worker.js: TF.js loads there meanwhile)
-const engine = startEngine({ model: config.model });
+const engine = startPageEngine(config);
 const $ = (id) => document.getElementById(id);
 const video = $('video');
 const camera = new Camera(video);
@@ -90,8 +92,12 @@ async function start() {
     showMessage('model', 'error', 'The page cannot run models.', error.message);
     return { ok: false, error: error.message };
   }
-  const { choice, source } = initialChoice();
+  const { choice, source, ignored } = initialChoice();
   if (source === 'url') rememberChoice(choice);
+  if (ignored != null) {
+    const { title, text } = unknownBackendMessage(ignored, choice);
+    showMessage('address', 'warning', title, text);
+  }
   try {
     if (choice === 'auto') {
       await startAuto();
@@ -165,7 +171,7 @@ async function loadDetector(warm = true) {
     syncSliders();
   }
   const [height, width] = detector.manifest.preprocessing.size;
-  setField('input', `${width}×${height} px, ${detector.manifest.labels.filter((l) => l != null).length} classes`);
+  setField('input', `${width}×${height} px, ${count(detector.manifest.labels.filter((l) => l != null).length, 'class', 'classes')}`);
 }
 
 /**
@@ -259,7 +265,7 @@ async function detectFrame(source) {
     state.frames += 1;
     state.warm = true;
     if (tracing && state.trace) {
-      state.trace.frames.push({ frame: state.frames, ...result, input: Array.from(result.input) });
+      state.trace.frames.push({ frame: state.frames, ...result });
       if (state.trace.frames.length >= state.trace.count) {
         state.trace.resolve(state.trace.frames);
         state.trace = null;
@@ -272,6 +278,7 @@ async function detectFrame(source) {
     while (state.frameTimes.length > 1 && now - state.frameTimes[0] > 2000) state.frameTimes.shift();
     drawBoxes(result);
     showStats();
+    if (state.loop) setStatus(`Live: ${foundText(result.detections)}.`);
     return result;
   } finally {
     state.inFlight -= 1;
@@ -286,8 +293,8 @@ async function startCamera() {
   try {
     await camera.start();
   } catch (error) {
-    const text = cameraProblem(error);
-    showMessage('camera', 'error', 'No camera.', text);
+    const { title, text } = cameraProblem(error);
+    showMessage('camera', 'error', title, text);
     setStatus('Camera not available.');
     return { ok: false, error: text };
   }
@@ -295,7 +302,7 @@ async function startCamera() {
   showStage('video');
   $('camera-start').hidden = true;
   $('camera-stop').hidden = false;
-  setStatus('Detecting…');
+  setStatus('Live: looking for objects…');
   runLoop();
   return { ok: true };
 }
@@ -361,8 +368,8 @@ async function detectFile(file) {
     state.warm = true;
     state.last = { frame: state.frames, ...result };
     drawBoxes(result);
-    setStatus(`${result.detections.length} object(s) in ${formatMs(result.inferenceMs)} on ${state.backend}.`);
-    return { ...result, input: Array.from(result.input), backend: state.backend };
+    setStatus(`${foundText(result.detections)} in ${formatMs(result.inferenceMs)} on ${state.backend}.`);
+    return { ...result, backend: state.backend };
   } finally {
     bitmap.close();
   }
@@ -418,6 +425,12 @@ function drawBoxes({ detections, width, height }) {
     item.append(score);
     return item;
   }));
+}
+
+/** "nothing above 50%", "1 object: cup", "3 objects: person, person, cup". */
+function foundText(detections) {
+  if (!detections.length) return `nothing found above ${Math.round(state.options.scoreThreshold * 100)}%`;
+  return `${count(detections.length, 'object')}: ${detections.map((d) => d.label).join(', ')}`;
 }
 
 function showStats() {
@@ -476,6 +489,7 @@ function exposeApi(ready) {
     backend: () => state.backend,
     choice: () => state.choice,
     autoReason: () => state.autoWhy ?? null,
+    model: () => config.model,
     setBackend: (choice) => serial(() => changeBackend(choice)),
     startCamera: () => serial(startCamera),
     stopCamera: () => stopCamera(),
@@ -494,4 +508,5 @@ function exposeApi(ready) {
 }
 
 wire();
+wireModelPicker();
 exposeApi(serial(start).then((started) => (started.ok ? serial(warmUpIfCold) : started)));

@@ -15,6 +15,12 @@ export function showCard() {
   $('explain').hidden = false;
 }
 
+/** Hides the card: there is no picture to explain (the last file was not an image). */
+export function hideCard() {
+  $('explain').hidden = true;
+  clearFigure();
+}
+
 /** Forgets the picture and the heatmap (a new image is coming). */
 export function clearFigure() {
   $('explain-figure').hidden = true;

@@ -72,6 +72,38 @@ export class ExplainController {
     view.showCard();
   }
 
+  /** The page has no picture any more (a file that was not an image): nothing to explain. */
+  imageCleared() {
+    this.cancel();
+    this.image = null;
+    this.explanation = null;
+    view.hideCard();
+  }
+
+  /**
+   * The class typed in the card's box: {} when the box is empty, {classIndex} when it names a
+   * class (the box is then emptied), null when it names none (the card says so).
+   */
+  typedClass() {
+    const input = document.getElementById('explain-class-input');
+    const text = input.value.trim();
+    if (!text) return {};
+    const index = findClass(text, this.classifier?.labels ?? []);
+    if (index == null) {
+      view.showStatus(`No class matches "${text}": type a class name or number (0 to ` +
+        `${(this.classifier?.labels.length ?? 1) - 1}), or pick one from the list.`);
+      return null;
+    }
+    input.value = '';
+    return { classIndex: index };
+  }
+
+  /** Explains the class typed in the box, if it names one. */
+  explainTyped(request = {}) {
+    const typed = this.typedClass();
+    if (typed) this.fromUser({ ...request, ...typed });
+  }
+
   /** Stops a running occlusion map (between two batches). */
   cancel() {
     if (this.occluding) this.engine.cancel();
@@ -305,17 +337,23 @@ export class ExplainController {
 
   wire() {
     const $ = (id) => document.getElementById(id);
-    $('explain-run').addEventListener('click', () => this.fromUser());
+    // Explain: the class typed in the box when there is one (one that matches nothing stops
+    // here, said in the card), else the selected chip's
+    $('explain-run').addEventListener('click', () => this.explainTyped());
     $('explain-cancel').addEventListener('click', () => this.cancel());
     $('explain-squirrel').addEventListener('click', () => this.fromUser({ classIndex: this.squirrelClass }));
-    $('explain-class-input').addEventListener('change', (event) => {
-      const index = findClass(event.target.value, this.classifier?.labels ?? []);
-      if (index == null) {
-        view.showStatus(`No class matches "${event.target.value}".`);
-        return;
+    const box = $('explain-class-input');
+    box.addEventListener('keydown', (event) => {
+      if (event.key !== 'Enter') return;
+      event.preventDefault();
+      this.explainTyped();
+    });
+    // a suggestion picked from the list explains at once
+    box.addEventListener('input', (event) => {
+      if (event.inputType == null || event.inputType === 'insertReplacementText') {
+        const options = [...document.querySelectorAll('#explain-labels option')].map((o) => o.value);
+        if (options.includes(box.value)) this.explainTyped();
       }
-      event.target.value = '';
-      this.fromUser({ classIndex: index });
     });
     document.querySelectorAll('input[name="explain-method"]').forEach((radio) => {
       radio.addEventListener('change', () => view.showMethodOptions(view.selectedMethod()));
@@ -330,11 +368,8 @@ export class ExplainController {
   }
 }
 
-/** An explanation with plain arrays (what page.evaluate and JSON can carry). */
+/** A copy of an explanation for callers of window.belka (typed arrays kept, as plainResult in
+ * classify.js). */
 function plain(result) {
-  return {
-    ...result,
-    heatmap: Array.from(result.heatmap),
-    drops: result.drops ? Array.from(result.drops) : undefined,
-  };
+  return { ...result };
 }

@@ -1,5 +1,10 @@
 /** Formatting numbers for people: milliseconds, megabytes, probabilities. */
 
+/** "1 class", "3 classes": a count with its noun (`plural` when it is not just noun + "s"). */
+export function count(n, noun, plural = `${noun}s`) {
+  return `${n} ${n === 1 ? noun : plural}`;
+}
+
 /** "12 ms", "1.4 ms", "2.35 s"; an em dash for null. */
 export function formatMs(ms) {
   if (ms == null || !Number.isFinite(ms)) return '—';

@@ -3,7 +3,7 @@
  * the model sees, the verdict, the top-5 and the model and backend panels.
  * No TF.js here: it gets plain numbers and objects.
  */
-import { formatMB, formatMs, formatPercent } from './format.js';
+import { count, formatMB, formatMs, formatPercent } from './format.js';
 import { inputToImageData } from './preprocess.js';
 import { shortLabel } from './predictions.js';
 
@@ -161,7 +161,7 @@ export function showModel(manifest, facts, loadMs, dtype) {
   setField(panel, 'shards', String(facts.shards));
   setField(panel, 'load-time', formatMs(loadMs));
   const [height, width] = manifest.preprocessing.size;
-  setField(panel, 'input', `${width}×${height} px, ${manifest.labels.length} classes`);
+  setField(panel, 'input', `${width}×${height} px, ${count(manifest.labels.length, 'class', 'classes')}`);
   setField(panel, 'weights', describeWeights(manifest.weights));
   setField(panel, 'quantization', manifest.quantization ?? 'none');
   $('untrained-warning').hidden = manifest.weights?.trained !== false;

@@ -23,4 +23,6 @@ def test_healthz_and_index_list_converted_models(small_mobilenet, tmp_path):
 def test_no_models_yet(tmp_path):
     client = TestClient(create_app(Settings(models_dir=tmp_path / "empty")))
     assert client.get("/healthz").json()["models"] == []
-    assert "belka convert mobilenet-v2" in client.get("/").text
+    assert "<pre><code>.venv/bin/belka convert mobilenet-v2</code></pre>" in client.get("/").text
+    # each command on a line of its own (a --flag in running text broke across lines)
+    assert "<pre><code>.venv/bin/belka convert coco-ssd --source FOLDER</code></pre>" in client.get("/detect").text

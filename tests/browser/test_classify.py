@@ -305,7 +305,8 @@ def test_backend_from_url_is_remembered_and_the_select_reruns_the_image(browser,
         # An unknown value is ignored, said so, and the remembered choice is used.
         page, ready = open_classify(browser, server + "/?backend=tpu", page=page)
         assert ready == {"ok": True, "backend": "cpu"}
-        assert 'Unknown backend "tpu"' in page.locator("#backend-note").inner_text()
+        banner = page.locator('[data-topic="address"]').inner_text()
+        assert 'Unknown backend "tpu" in the address.' in banner and "Using cpu meanwhile." in banner
         assert page.errors == []
     finally:
         page.context.close()

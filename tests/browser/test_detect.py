@@ -301,12 +301,12 @@ def test_camera_permission_denied(browser, detect_server):
         page.context.close()
 
 
-@pytest.mark.parametrize("error, message", [
-    ("NotAllowedError", "Camera permission was denied"),
-    ("NotFoundError", "No camera was found"),
-    ("NotReadableError", "The camera is busy"),
+@pytest.mark.parametrize("error, title, message", [
+    ("NotAllowedError", "Camera permission denied.", "Camera permission was denied"),
+    ("NotFoundError", "No camera found.", "No camera was found"),
+    ("NotReadableError", "The camera is busy.", "(another application is using it)"),
 ])
-def test_camera_errors_are_explained(browser, detect_server, error, message):
+def test_camera_errors_are_explained(browser, detect_server, error, title, message):
     page = new_page(browser)
     page.add_init_script(
         "navigator.mediaDevices.getUserMedia = () => Promise.reject(new DOMException('x', '" + error + "'));")
@@ -316,7 +316,8 @@ def test_camera_errors_are_explained(browser, detect_server, error, message):
         assert page.evaluate("window.belka.ready")["ok"]
         page.click("#camera-start")
         page.evaluate("belka.idle()")
-        assert message in page.locator('[data-topic="camera"]').inner_text()
+        banner = page.locator('[data-topic="camera"]').inner_text()
+        assert banner.startswith(title) and message in banner, banner
         assert page.locator("#camera-start").is_visible()
     finally:
         page.context.close()

@@ -143,12 +143,26 @@ def test_the_explain_card(browser, server, small_mobilenet, chelsea_png, tmp_pat
         assert "fox squirrel\" (class 335)" in card.locator("#explain-caption").inner_text()
         class_input = card.locator("#explain-class-input")
         class_input.fill("tabby")
-        class_input.dispatch_event("change")
+        class_input.press("Enter")
         page.evaluate("belka.idle()")
         assert '"tabby" (class 281)' in card.locator("#explain-caption").inner_text()
+        assert class_input.input_value() == ""
+        # a name that matches nothing, then the Explain button (the box loses focus on the way):
+        # said, and nothing explained, not the previous class again
+        count = page.evaluate("belka.explanations()")
         class_input.fill("no such animal")
-        class_input.dispatch_event("change")
+        card.locator("#explain-run").click()
+        page.wait_for_timeout(300)
+        page.evaluate("belka.idle()")
         assert 'No class matches "no such animal"' in card.locator("#explain-status").inner_text()
+        assert page.evaluate("belka.explanations()") == count
+        assert class_input.input_value() == "no such animal"  # left to correct
+        # corrected, the button explains the class typed
+        class_input.fill("281")
+        card.locator("#explain-run").click()
+        page.evaluate("belka.idle()")
+        assert page.evaluate("belka.explanations()") == count + 1
+        assert '"tabby" (class 281)' in card.locator("#explain-caption").inner_text()
 
         # opacity is the heat layer's CSS opacity
         card.locator("#explain-opacity").fill("20")
@@ -179,6 +193,18 @@ def test_the_explain_card(browser, server, small_mobilenet, chelsea_png, tmp_pat
         card.locator("#explain-run").click()
         page.evaluate("belka.idle()")
         assert "stride must be from 1 to the patch size (48)" in card.locator("#explain-status").inner_text()
+
+        # a file that is not an image: the card goes with the picture, and nothing explains it
+        (tmp_path / "notes.txt").write_text("not a picture")
+        page.set_input_files("#file-input", tmp_path / "notes.txt")
+        page.evaluate("belka.idle()")
+        assert "not an image we can read" in page.locator("#messages").inner_text()
+        assert card.is_hidden()
+        assert page.evaluate("belka.lastResult()") is None
+        assert page.evaluate("belka.explain({method: 'gradcam'})") == {"error": "Classify an image first."}
+        # and the next photo brings it back
+        classify_file(page, chelsea_png)
+        assert card.is_visible() and card.locator("#explain-figure").is_hidden()
         assert page.errors == []
     finally:
         page.context.close()

@@ -1,0 +1,17 @@
+/**
+ * The model picker (<select id="model-select">, app/templates/_model_select.html): picking a
+ * model opens this page for it, ?model=NAME in the address (the other parameters, such as
+ * ?backend=, kept). The server then serves the page for that model and remembers the pick
+ * (app/pages.py), so the model's worker starts on the right model from the first byte.
+ */
+export function wireModelPicker(select = document.getElementById('model-select')) {
+  if (!select) return;
+  const current = select.value;
+  select.addEventListener('change', () => {
+    if (select.value === current) return;
+    const url = new URL(window.location.href);
+    url.searchParams.set('model', select.value);
+    select.disabled = true; // until the page for that model replaces this one
+    window.location.assign(url.href);
+  });
+}
