@@ -381,3 +381,29 @@ def test_no_model_tells_how_to_convert_one(browser, tmp_path):
         finally:
             page.context.close()
 
+
+
+def test_a_backend_that_cannot_start_is_said_plainly(browser, server):
+    """WebGL that does not initialise (no WebGL context in the model's worker: its script is
+    served with getContext('webgl...') answering null, as on a machine without one): the banner
+    says why in one plain clause, not "(failed to initialise (no suitable GPU adapter or context?))"."""
+    no_webgl = ("const getContext = OffscreenCanvas.prototype.getContext;\n"
+                "OffscreenCanvas.prototype.getContext = function (type, ...rest) {\n"
+                "  return /webgl/.test(type) ? null : getContext.call(this, type, ...rest);\n};\n")
+
+    def without_webgl(route):
+        response = route.fetch()
+        route.fulfill(response=response, body=no_webgl + response.text())
+
+    page = new_page(browser)
+    page.route("**/js/engine-worker.js?*", without_webgl)
+    try:
+        page, ready = open_classify(browser, server + "/?backend=webgl", page=page)
+        assert ready["ok"] and ready["backend"] != "webgl", ready
+        banner = page.locator('[data-topic="backend"]').inner_text()
+        assert "The webgl backend is unavailable here:" in banner, banner
+        assert "it did not start: no usable GPU adapter or context" in banner, banner
+        assert f"Running on {ready['backend']} instead." in banner
+        assert "((" not in banner and "?)" not in banner, banner
+    finally:
+        page.context.close()

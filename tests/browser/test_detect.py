@@ -128,9 +128,14 @@ def test_boxes_follow_the_square_on_the_camera(camera_browser, detect_server):
     page, ready = open_detect(camera_browser, f"{detect_server}/detect?backend=wasm", permissions=["camera"])
     try:
         assert ready == {"ok": True, "backend": "wasm"}, ready
+        assert page.locator("[data-field=input]").inner_text() == f"{SIZE}×{SIZE} px, 1 class"
         assert page.evaluate("belka.startCamera()") == {"ok": True}
         assert page.evaluate("belka.cameraActive()") is True
         frames = page.evaluate("belka.traceFrames(40)")
+        # the status says what the live camera sees, not just "Detecting..."
+        status = page.locator("#status").inner_text()
+        assert status.startswith("Live: ") and ("1 object: square" in status or "nothing found above 50%" in status \
+                                                or "objects: square" in status), status
         hits, centres = 0, set()
         for frame in frames:
             truth = square_in(frame["input"])
@@ -232,6 +237,9 @@ def test_page_and_server_detections_match(browser, detect_server, tmp_path, back
                 "async (b64) => belka.detectBlob(new Blob([Uint8Array.from(atob(b64), c => c.charCodeAt(0))], "
                 "{type: 'image/png'}))", base64.b64encode(png.read_bytes()).decode())
             assert result["detections"] == mine["detections"]
+            found = len(mine["detections"])
+            status = page.locator("#status").inner_text()
+            assert status.startswith(f"{found} object{'' if found == 1 else 's'}: square"), status
             served = httpx.post(f"{detect_server}/api/models/squares/detect", timeout=60, json={
                 "instances": [np.array(result["input"]).reshape(SIZE, SIZE, 3).tolist()],
                 "score_threshold": threshold, "max_boxes": 20}).json()["detections"]

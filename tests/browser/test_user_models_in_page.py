@@ -172,8 +172,9 @@ def converted(tmp_path_factory, photo) -> dict:
 
 @pytest.fixture(scope="module")
 def servers(converted):
-    """name -> the URL of a server whose classify page opens that model (the page has no model
-    choice: one server per model, started and stopped all at once)."""
+    """name -> the URL of a server whose classify page opens that model: one server per model,
+    started and stopped all at once (each loads only its own model at start-up; picking among
+    several models in one page is tests/browser/test_model_picker.py's)."""
     contexts = {name: serve(folder) for name, folder in converted["dirs"].items()}
     with ThreadPoolExecutor(len(contexts)) as pool:
         futures = {name: pool.submit(context.__enter__) for name, context in contexts.items()}

@@ -77,3 +77,13 @@ def test_serve_says_where_and_what_it_serves_from_the_default_folder(tmp_path):
         proc.wait(timeout=30)
     assert first == (f"Belka on http://127.0.0.1:{port}/ serving {(tmp_path / 'models').resolve()}: "
                      "tiny (classification)"), first
+
+
+def test_a_misspelled_flag_gets_its_commands_usage_and_a_guess():
+    proc = run_belka("convert", "mobilenet-v2", "--alpah", "0.35", timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("usage: belka convert mobilenet-v2 ")
+    assert proc.stderr.strip().endswith(
+        "belka convert mobilenet-v2: error: unrecognized arguments: --alpah 0.35 (did you mean --alpha?)")
+    proc = run_belka("serve", "--prot", "8000", timeout=60)
+    assert proc.returncode == 2 and "usage: belka serve " in proc.stderr and "did you mean --port?" in proc.stderr
