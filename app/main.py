@@ -13,6 +13,7 @@ from app.api import detect as detect_api
 from app.api import explain as explain_api
 from app.api import models as models_api
 from app.api import predict as predict_api
+from app.api import teach as teach_api
 from app.assets import Assets
 from app.headers import SecurityHeadersMiddleware
 from app.inference.service import Services
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(predict_api.router)
     app.include_router(explain_api.router)
     app.include_router(detect_api.router)
+    app.include_router(teach_api.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz(request: Request) -> dict:

@@ -30,6 +30,11 @@ class Settings:
     batch_max: int = 32
     batch_wait_ms: float = 5.0
     queue_max: int = 256
+    # Saving models taught in the page (POST /api/models, app/api/teach.py): on or off, the
+    # bearer token a server listening beyond this machine requires, and the head's size limit.
+    allow_saves: bool = True
+    admin_token: str | None = None
+    max_head_bytes: int = 16 * 1024 * 1024
     static_dir: Path = PROJECT_ROOT / "static"
     node_modules: Path = PROJECT_ROOT / "node_modules"
 
@@ -37,8 +42,8 @@ class Settings:
     def from_env(cls, **overrides) -> "Settings":
         """Settings from BELKA_HOST, BELKA_PORT, BELKA_MODELS_DIR, BELKA_MODEL,
         BELKA_SQUIRREL_CLASSES (comma-separated class indices), BELKA_MAX_UPLOAD_MB,
-        BELKA_MAX_MEGAPIXELS, BELKA_BATCHING (1/0), BELKA_BATCH_MAX, BELKA_BATCH_WAIT_MS and
-        BELKA_QUEUE_MAX; non-None overrides win."""
+        BELKA_MAX_MEGAPIXELS, BELKA_BATCHING (1/0), BELKA_BATCH_MAX, BELKA_BATCH_WAIT_MS,
+        BELKA_QUEUE_MAX, BELKA_ALLOW_SAVES (1/0) and BELKA_ADMIN_TOKEN; non-None overrides win."""
         env = os.environ
         values = {}
         if "BELKA_HOST" in env:
@@ -64,6 +69,10 @@ class Settings:
             values["batch_wait_ms"] = _number("BELKA_BATCH_WAIT_MS", env["BELKA_BATCH_WAIT_MS"])
         if "BELKA_QUEUE_MAX" in env:
             values["queue_max"] = _int("BELKA_QUEUE_MAX", env["BELKA_QUEUE_MAX"])
+        if "BELKA_ALLOW_SAVES" in env:
+            values["allow_saves"] = env["BELKA_ALLOW_SAVES"].strip().lower() not in ("0", "false", "no", "off")
+        if env.get("BELKA_ADMIN_TOKEN"):
+            values["admin_token"] = env["BELKA_ADMIN_TOKEN"]
         values.update({k: v for k, v in overrides.items() if v is not None})
         return replace(cls(), **values)
 

@@ -120,6 +120,45 @@ def features_node(graph_dir: Path) -> str | None:
     return node["name"]
 
 
+HEAD_OPS = ("MatMul", "_FusedMatMul")
+
+
+def pooled_features(graph_dir: Path, output: str = "output") -> dict | None:
+    """The graph model's node whose value is the features its classifier head reads: the input
+    of the matrix product (a Dense layer) nearest to the ``output``, e.g. MobileNetV2's
+    ``.../global_average_pooling2d/Mean``, [N, 1280]. {"node", "size"}, or None when no dense
+    head computes the output (a convolutional head, say). What the page's /teach trains a new
+    head on (issue 14)."""
+    model = json.loads((graph_dir / "model.json").read_text())
+    nodes = {node["name"]: node for node in model["modelTopology"]["node"]}
+    signature = model.get("signature", {}).get("outputs", {})
+    start = (signature.get(output) or next(iter(signature.values()), None) or {}).get("name", "")
+    name_of = lambda ref: ref.lstrip("^").split(":")[0]  # noqa: E731
+    queue, seen = [name_of(start)], set()
+    while queue:  # breadth first, back from the output: the nearest dense product
+        name = queue.pop(0)
+        if name in seen or name not in nodes:
+            continue
+        seen.add(name)
+        node = nodes[name]
+        if node["op"] in HEAD_OPS and len(node.get("input", [])) >= 2:
+            features, weights = (name_of(ref) for ref in node["input"][:2])
+            while nodes.get(features, {}).get("op") == "Identity" and nodes[features].get("input"):
+                features = name_of(nodes[features]["input"][0])
+            size = _weight_shape(model, weights)
+            return {"node": features, "size": size[0] if size else None}
+        queue.extend(name_of(ref) for ref in node.get("input", []) if not ref.startswith("^"))
+    return None
+
+
+def _weight_shape(model: dict, name: str) -> list[int] | None:
+    for group in model.get("weightsManifest", []):
+        for weight in group["weights"]:
+            if weight["name"] == name:
+                return weight["shape"]
+    return None
+
+
 def write_graph_model(saved_model_dir: Path, out: Path, quantize: str) -> None:
     """The TF.js graph model; BadInput naming the ops when TF.js has no kernel for some.
     Converted unquantized, its fused ops' biases made rank 1 (``fix_fused_biases``), then

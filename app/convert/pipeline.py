@@ -271,6 +271,7 @@ def build_manifest(source: SourceModel, request: Request, staging: Path, verific
         "formats": {f: FORMAT_DIRS[f] + "/" for f in written},
         "page_weights": page_weights(request, verification) if "graph" in written else None,
         "explain": explain_info(source, staging, written),
+        "features": features_info(source, staging, written),
         "quantization": request.quantize,
         "files": files,
         "verification": verification,
@@ -298,6 +299,29 @@ def explain_info(source: SourceModel, staging: Path, written: list[str]) -> dict
             "shape": source.explain["shape"],
             "graph": {"features": node, "output": source.signature["output"]},
             "signature": export.GRADCAM_SIGNATURE}
+
+
+def features_info(source: SourceModel, staging: Path, written: list[str]) -> dict | None:
+    """Where the features the classifier's head reads come from (export.pooled_features): the
+    graph model's node, their size, and the layers model's layer of that name when it has one
+    (node names carry their Keras layer's: ".../global_average_pooling2d/Mean", Keras 3's
+    ".../pool_1/Mean" for a layer "pool"). None without a
+    graph model or a dense head."""
+    if "graph" not in written:
+        return None
+    found = export.pooled_features(staging / "graph", source.signature["output"])
+    if found is None:
+        return None
+    layer = None
+    if "layers" in written:
+        topology = json.loads((staging / "layers" / "model.json").read_text())["modelTopology"]
+        config = topology.get("model_config", topology)["config"]
+        names = {entry["config"]["name"] for entry in config.get("layers", [])}
+        # Keras 3 scopes ops as "<layer>_1": the name without that suffix when only it matches
+        candidates = (name for part in reversed(found["node"].split("/")[:-1])
+                      for name in (part, re.sub(r"_\d+$", "", part)))
+        layer = next((name for name in candidates if name in names), None)
+    return {**found, "layer": layer}
 
 
 def output_kind(outputs) -> str:

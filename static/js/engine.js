@@ -160,6 +160,23 @@ export const operations = {
   },
 
   /**
+   * The features the classifier's head reads, for a picture (an ImageBitmap): {features:
+   * Float32Array (manifest.features.size), ms}.
+   */
+  async features({ image }) {
+    const model = classifier();
+    const start = performance.now();
+    let values;
+    try {
+      values = tf.tidy(() => tf.reshape(model.featuresOf(toModelInput(image, model.preprocessing)), [-1]));
+      return { features: await values.data(), ms: performance.now() - start };
+    } finally {
+      values?.dispose();
+      image.close?.();
+    }
+  },
+
+  /**
    * Grad-CAM's layers for the classifier: {layers: [{name, className, shape}],
    * defaultLayer, model: "layers"|"graph", scoreKind}. Loads the layers model on first use.
    */

@@ -84,6 +84,19 @@ export class Classifier {
     return y;
   }
 
+  /**
+   * The features the model's head reads (manifest.features: e.g. the pooled [N, 1280] of
+   * MobileNetV2) for a batch [N, H, W, 3] (call inside tf.tidy): what a new head learns from.
+   */
+  featuresOf(batch) {
+    const node = this.manifest.features?.node;
+    if (!node) {
+      throw new Error(`The model "${this.name}" has no dense head whose features a new one could learn from ` +
+        '(its manifest names none: convert it again with this version of Belka).');
+    }
+    return this.graph.execute(batch, node);
+  }
+
   /** Class probabilities [N, classes] for a batch [N, H, W, 3] (call inside tf.tidy). */
   probabilitiesOf(batch) {
     const y = this.outputsOf(batch);

@@ -1,0 +1,157 @@
+"""A classifier taught in the browser (issue 14's /teach page) made into a Belka model.
+
+The page trains a small head on the features a converted classifier's head reads (the
+manifest's ``features``: e.g. MobileNetV2's pooled [1280]) and sends its weights. Here the
+head goes back on top of that base: the base's TF.js layers model loaded into Keras
+(tensorflowjs's loader) and cut at the features layer, then one or two Dense layers with the
+page's weights (a hidden ReLU layer when the page used one; logits out, softmax in the readers,
+as every Belka classifier). That Keras model goes through the same conversion as
+`belka convert` (graph, layers and SavedModel, verified against the Keras model), with the
+base's preprocessing and the page's class names, into the models folder.
+
+The head's weights come as TF.js saves them: ``weightSpecs`` ([{name, shape, dtype}], kernel
+then bias per layer) and the little-endian float32 values of all of them, in that order.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from app.convert.errors import BadInput, VerificationFailed
+from app.registry import ModelInfo
+
+NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+MIN_CLASSES, MAX_CLASSES = 2, 100
+MAX_LABEL_CHARS = 100
+
+
+class TeachError(Exception):
+    """A save the server refuses, with the HTTP status that says why."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def check_name(name: str) -> str:
+    if not NAME.fullmatch(name or ""):
+        raise TeachError(422, f"model name {name!r}: use 1 to 64 characters, lowercase letters, digits, "
+                              "'.', '_' or '-', starting with a letter or digit")
+    return name
+
+
+def check_labels(labels) -> list[str]:
+    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+        raise TeachError(422, "labels: a JSON list of class names")
+    labels = [label.strip() for label in labels]
+    if not MIN_CLASSES <= len(labels) <= MAX_CLASSES:
+        raise TeachError(422, f"labels: {len(labels)} classes; teach {MIN_CLASSES} to {MAX_CLASSES}")
+    if any(not label or len(label) > MAX_LABEL_CHARS for label in labels):
+        raise TeachError(422, f"labels: every class needs a name of 1 to {MAX_LABEL_CHARS} characters")
+    if len(set(labels)) != len(labels):
+        raise TeachError(422, "labels: two classes have the same name")
+    return labels
+
+
+def check_base(base: ModelInfo | None, name: str) -> dict:
+    """The base's features entry; TeachError when it cannot carry a taught head."""
+    if base is None or base.task != "classification":
+        raise TeachError(404, f"no classifier {name!r} to teach on; GET /api/models lists them")
+    features = base.manifest.get("features") or {}
+    if not features.get("layer") or "layers" not in base.manifest["formats"]:
+        raise TeachError(422, f"the model {name!r} has no layers model cut at its features (its manifest's "
+                              "features.layer): convert it again with this version of Belka")
+    return features
+
+
+def read_head(specs, data: bytes, features: int, classes: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """[(kernel, bias), ...] from TF.js weight specs and their bytes, checked to chain
+    ``features`` -> (hidden) -> ``classes``."""
+    if not isinstance(specs, list) or len(specs) not in (2, 4):
+        raise TeachError(422, "head: weightSpecs must list a kernel and a bias per layer, one or two layers")
+    arrays, offset = [], 0
+    for spec in specs:
+        shape = spec.get("shape") if isinstance(spec, dict) else None
+        if spec.get("dtype", "float32") != "float32" or not isinstance(shape, list) or \
+                not all(isinstance(n, int) and n > 0 for n in shape):
+            raise TeachError(422, f"head: a weight spec must be float32 with a positive shape, not {spec!r}")
+        count = int(np.prod(shape))
+        if offset + 4 * count > len(data):
+            raise TeachError(422, f"head: the weights hold {len(data)} bytes, fewer than the specs need")
+        arrays.append(np.frombuffer(data, "<f4", count, offset).reshape(shape).astype(np.float32))
+        offset += 4 * count
+    if offset != len(data):
+        raise TeachError(422, f"head: the weights hold {len(data)} bytes, the specs {offset}")
+    layers = [(arrays[i], arrays[i + 1]) for i in range(0, len(arrays), 2)]
+    width = features
+    for kernel, bias in layers:
+        if kernel.ndim != 2 or kernel.shape[0] != width or bias.shape != (kernel.shape[1],):
+            raise TeachError(422, f"head: a layer of kernel {list(kernel.shape)} and bias {list(bias.shape)} "
+                                  f"does not take {width} features")
+        width = kernel.shape[1]
+    if width != classes:
+        raise TeachError(422, f"head: it outputs {width} scores for {classes} labels")
+    if not all(np.isfinite(a).all() for a in arrays):
+        raise TeachError(422, "head: the weights hold NaN or infinite values")
+    return layers
+
+
+def build(base: ModelInfo, features: dict, head: list[tuple[np.ndarray, np.ndarray]]):
+    """The Keras (tf_keras) model: the base up to its features layer, then the head."""
+    from app import tf_runtime
+
+    tf_runtime.tensorflowjs()
+    import tf_keras
+    from tensorflowjs.converters import keras_tfjs_loader
+
+    loaded = keras_tfjs_loader.load_keras_model(str(base.path / "layers" / "model.json"))
+    x = loaded.get_layer(features["layer"]).output
+    for index, (kernel, bias) in enumerate(head):
+        last = index == len(head) - 1
+        dense = tf_keras.layers.Dense(kernel.shape[1], activation=None if last else "relu",
+                                      name="taught_logits" if last else f"taught_hidden_{index + 1}")
+        x = dense(x)
+        dense.set_weights([kernel, bias])
+    return tf_keras.Model(loaded.inputs, x, name="taught")
+
+
+def save(models_dir: Path, name: str, base: ModelInfo, labels: list[str], head, settings: dict):
+    """Converts the taught model into ``models_dir/name`` (atomically, verified, as `belka
+    convert` does) and returns the conversion's summary."""
+    from app.convert import pipeline, sources
+    from app.convert.progress import Progress
+
+    features = check_base(base, base.name)
+    model = build(base, features, head)
+    recorded = {k: settings[k] for k in sorted(settings) if isinstance(settings[k], (int, float, str, bool))}
+
+    def load():
+        return sources.from_keras(
+            model, kind="taught", labels=labels, preprocessing=dict(base.manifest["preprocessing"]),
+            weights={"provenance": "taught in the browser", "trained": True, "base": base.name,
+                     "base_weights": base.manifest["weights"].get("provenance")},
+            source={"kind": "taught", "base": base.name, "features": features["layer"],
+                    "head": [list(kernel.shape) for kernel, _ in head], "training": recorded},
+            where=Path(name))
+
+    request = pipeline.Request(name=name, out=models_dir, formats=("graph", "layers", "saved"), quantize="none")
+    try:
+        return pipeline.convert(load, request, "taught", Progress(pipeline.STEPS, enabled=False))
+    except BadInput as exc:
+        raise TeachError(422, str(exc)) from exc
+    except VerificationFailed as exc:
+        raise TeachError(500, f"the converted model does not compute what the taught one does: {exc}") from exc
+
+
+def parse_json(text: str | None, what: str, default=None):
+    if text is None:
+        if default is not None:
+            return default
+        raise TeachError(422, f"{what}: missing")
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise TeachError(422, f"{what}: not valid JSON ({exc})") from exc
