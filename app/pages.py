@@ -120,3 +120,17 @@ def detect_page(request: Request):
     detectors = [m for m in models.values() if m.task == "detection" and "graph" in m.manifest["formats"]]
     default = next((m for m in detectors if m.name == "coco-ssd"), detectors[0] if detectors else None)
     return model_page(request, "detect.html", "detection", detectors, default)
+
+
+@router.get("/teach", response_class=HTMLResponse)
+def teach_page(request: Request):
+    """Teach your own classes (issue 14): a head trained in the page on a classifier's features."""
+    settings = request.app.state.settings
+    models = request.app.state.registry.all()
+    bases = [m for m in models.values() if m.task == "classification" and (m.manifest.get("features") or {}).get("node")]
+    preferred = default_classifier(models, settings)
+    default = preferred if preferred in bases else (bases[0] if bases else None)
+    return model_page(request, "teach.html", "classification", bases, default,
+                      # float32 features: the numbers the saved model computes on the server
+                      {"weights": "float32", "saves": settings.allow_saves,
+                       "tokenNeeded": bool(settings.admin_token)})

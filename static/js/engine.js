@@ -13,6 +13,7 @@
 import { activateBackend } from './backend.js';
 import { Detector } from './detector.js';
 import { GradCam, GraphGradCam } from './gradcam.js';
+import { trainHead } from './head.js';
 import { colourise } from './heatmap.js';
 import { modelUrl } from './manifest.js';
 import { Classifier } from './model.js';
@@ -28,13 +29,15 @@ const state = {
   abort: null, // AbortController of a running occlusion map
   removedKernels: new Map(), // test hook `kernel`: kernels taken away, to put back
   prepared: null, // "task name weights" of `model` when headStart loaded it before the page asked
+  head: null, // the head the /teach page trained on `model`'s features (head.js)
 };
 
 function forgetModel() {
   state.abort?.abort();
   state.gradcam?.dispose();
   state.model?.dispose();
-  Object.assign(state, { model: null, gradcam: null, input: null, prepared: null });
+  state.head?.dispose();
+  Object.assign(state, { model: null, gradcam: null, input: null, prepared: null, head: null });
 }
 
 /** The model headStart loaded for `key`, taken (later loads load afresh), or null. */
@@ -225,6 +228,54 @@ export const operations = {
     } finally {
       state.abort = null;
       input.dispose();
+    }
+  },
+
+  /**
+   * Trains a head on samples' features (head.js trainHead: {features, labels, classes, hidden,
+   * epochs, learningRate, batchSize, validationSplit, seed}), reporting each epoch; `cancel`
+   * stops it. Keeps it for `predictTaught`. {history, split, weightSpecs, data}.
+   */
+  async train(args, { progress }) {
+    const model = classifier();
+    const size = model.manifest.features?.size;
+    if (!size) {
+      throw new Error(`The model "${model.name}" names no features a new head could learn from: convert it ` +
+        'again with this version of Belka, or pick another base.');
+    }
+    state.abort = new AbortController();
+    try {
+      const { head, history, split } = await trainHead({ ...args, size },
+        { signal: state.abort.signal, onEpoch: (entry) => progress(entry) });
+      state.head?.dispose();
+      state.head = head;
+      return { history, split, ...(await head.weights()) };
+    } finally {
+      state.abort = null;
+    }
+  },
+
+  /**
+   * A picture through the base's features and the trained head: {logits, probabilities,
+   * input (the model input), ms}.
+   */
+  async predictTaught({ image }) {
+    const model = classifier();
+    if (!state.head) throw new Error('Train first: there is no taught head yet.');
+    const start = performance.now();
+    let input;
+    let outputs = [];
+    try {
+      input = toModelInput(image, model.preprocessing);
+      outputs = tf.tidy(() => {
+        const logits = tf.reshape(state.head.logits(model.featuresOf(input)), [-1]);
+        return [logits, tf.softmax(logits)];
+      });
+      const [logits, probabilities, data] = await Promise.all([...outputs.map((t) => t.data()), input.data()]);
+      return { logits, probabilities, input: data, ms: performance.now() - start };
+    } finally {
+      tf.dispose([input, ...outputs].filter(Boolean));
+      image.close?.();
     }
   },
 

@@ -11,13 +11,20 @@ import { startEngine } from './engine-client.js';
 import { weightsFromUrl } from './manifest.js';
 
 /**
- * The page's worker for its model (the config block), the weights the address asks for
- * (?weights=) and the backend the user chose, when the choice names one ("auto" measures
+ * The page's worker for its model (the config block), the weights the page loads
+ * (pageWeights) and the backend the user chose, when the choice names one ("auto" measures
  * first, on the page).
  */
 export function startPageEngine(config = readPageConfig()) {
   const { choice } = initialChoice();
-  return startEngine({ model: config.model, weights: weightsFromUrl(), backend: choice === 'auto' ? null : choice });
+  return startEngine({ model: config.model, weights: pageWeights(config), backend: choice === 'auto' ? null : choice });
+}
+
+/** The weights the page loads: ?weights=float32, else the page's own choice (config.weights: the
+ * teach page trains on float32 features, the numbers the server's model will compute), else the
+ * model's choice for pages (null). */
+export function pageWeights(config = readPageConfig()) {
+  return weightsFromUrl() ?? config.weights ?? null;
 }
 
 const config = readPageConfig();

@@ -1,0 +1,387 @@
+/**
+ * The /teach page: your own classes, learned in the browser on top of a converted classifier
+ * (issue 14). Pictures become the base model's features in the model's worker (engine.js
+ * "features", once per picture); a small head trains there on them (head.js, seeded); then it
+ * classifies new pictures, and the server saves base + head as a Belka model (POST /api/models,
+ * app/api/teach.py).
+ *
+ * Test and debug API, `window.belka`:
+ *   ready              Promise: {ok, backend} once the base model is loaded, or {ok: false, error}
+ *   config, model()    the page config; the base model's name
+ *   backend()          the active TF.js backend
+ *   classes()          [{name, count}]
+ *   addClass(name)     a new class; its index
+ *   renameClass(i, n)  renames class i
+ *   addSamples(i, bs)  Promise: the pictures (Blobs) added to class i, features computed; the
+ *                      number added (pictures that are not images are said and skipped)
+ *   train(options)     Promise: trains like the Train button, options overriding the fields
+ *                      ({epochs, learningRate, batchSize, hidden, validationSplit, seed}):
+ *                      {history: [{epoch, loss, accuracy, valLoss, valAccuracy}], split,
+ *                      weightSpecs, data}
+ *   stop()             stops training between two batches
+ *   predictBlob(b)     Promise: {logits, probabilities, input, top: [{index, label, probability}]}
+ *   save(o)            Promise: saves like the Save button, o = {name, replace, token}:
+ *                      {status, body} (the server's answer)
+ *   numTensors()       Promise: tf.memory().numTensors in the model's worker
+ *   worker(op, args)   one request to the model's worker
+ *   idle()             Promise: the operations queued so far are done
+ */
+import { initialChoice, rememberChoice } from './backend-choice.js';
+import { readPageConfig } from './config.js';
+import { count, formatPercent } from './format.js';
+import { wireModelPicker } from './model-picker.js';
+import { decodeImage } from './preprocess.js';
+import { pageWeights, startPageEngine } from './start-worker.js';
+import { showMessage } from './view.js';
+
+const config = readPageConfig();
+const engine = startPageEngine(config);
+const $ = (id) => document.getElementById(id);
+const THUMB_PX = 56;
+
+const state = {
+  backend: null,
+  features: 0, // numbers per picture
+  classes: [{ name: 'squirrel', samples: [] }, { name: 'not squirrel', samples: [] }],
+  target: 0, // the class pasted pictures go to
+  trained: null, // {history, split, weightSpecs, data, labels}
+  training: false,
+};
+let queue = Promise.resolve();
+const serial = (task) => {
+  const run = queue.then(task);
+  queue = run.catch(() => {});
+  return run;
+};
+
+// ---------------------------------------------------------------- start
+
+async function start() {
+  try {
+    await engine.call('start');
+    const { choice, source } = initialChoice();
+    if (source === 'url') rememberChoice(choice);
+    // "auto" here: WebAssembly, which every browser has and which trains a small head fast
+    const result = await engine.call('backend', { choice: choice === 'auto' ? 'wasm' : choice });
+    state.backend = result.backend;
+    setField('backend', state.backend);
+    const { manifest } = await engine.call('loadClassifier', { name: config.model, weights: pageWeights(config) });
+    state.features = manifest.features?.size ?? 0;
+    if (!state.features) throw new Error(`${config.model} names no features to learn from; pick another base.`);
+    renderClasses();
+    setText('samples-status', 'Add pictures to each class.');
+    return { ok: true, backend: state.backend };
+  } catch (error) {
+    showMessage('model', 'error', 'The base model could not start.', error.message);
+    setText('samples-status', 'Not ready.');
+    return { ok: false, error: error.message };
+  }
+}
+
+// ---------------------------------------------------------------- classes and samples
+
+function renderClasses() {
+  const list = $('classes');
+  list.replaceChildren(...state.classes.map((entry, index) => {
+    const box = document.createElement('div');
+    box.className = 'teach-class';
+    box.dataset.index = String(index);
+    const name = document.createElement('input');
+    name.className = 'text-input';
+    name.value = entry.name;
+    name.setAttribute('aria-label', `Class ${index + 1} name`);
+    name.addEventListener('change', () => renameClass(index, name.value));
+    name.addEventListener('focus', () => { state.target = index; });
+    const counter = document.createElement('span');
+    counter.className = 'muted';
+    counter.textContent = count(entry.samples.length, 'picture');
+    const add = document.createElement('label');
+    add.className = 'button';
+    add.textContent = 'Add pictures…';
+    const input = document.createElement('input');
+    input.type = 'file';
+    input.accept = 'image/*';
+    input.multiple = true;
+    input.className = 'visually-hidden';
+    input.dataset.class = String(index);
+    input.addEventListener('change', () => {
+      const files = [...input.files];
+      input.value = '';
+      addSamples(index, files).catch((error) => console.warn(error));
+    });
+    add.append(input);
+    const remove = document.createElement('button');
+    remove.type = 'button';
+    remove.className = 'button';
+    remove.textContent = 'Remove class';
+    remove.disabled = state.classes.length <= 2;
+    remove.addEventListener('click', () => removeClass(index));
+    const head = document.createElement('div');
+    head.className = 'teach-class-head';
+    head.append(name, counter, add, remove);
+    const thumbs = document.createElement('div');
+    thumbs.className = 'teach-thumbs';
+    thumbs.append(...entry.samples.map((sample, k) => {
+      const figure = document.createElement('button');
+      figure.type = 'button';
+      figure.className = 'teach-thumb';
+      figure.title = 'Remove this picture';
+      figure.setAttribute('aria-label', `Remove picture ${k + 1} of ${entry.name}`);
+      figure.append(sample.thumb); // its canvas (moved here on each render)
+      figure.addEventListener('click', () => {
+        entry.samples.splice(k, 1);
+        renderClasses();
+      });
+      return figure;
+    }));
+    box.append(head, thumbs);
+    return box;
+  }));
+}
+
+function addClass(name = `class ${state.classes.length + 1}`) {
+  state.classes.push({ name, samples: [] });
+  renderClasses();
+  return state.classes.length - 1;
+}
+
+function renameClass(index, name) {
+  const clean = String(name).trim();
+  if (clean) state.classes[index].name = clean;
+  renderClasses();
+}
+
+function removeClass(index) {
+  if (state.classes.length <= 2) return;
+  state.classes.splice(index, 1);
+  state.target = Math.min(state.target, state.classes.length - 1);
+  renderClasses();
+}
+
+function thumbnail(bitmap) {
+  const side = Math.min(bitmap.width, bitmap.height);
+  const canvas = document.createElement('canvas');
+  canvas.width = canvas.height = THUMB_PX;
+  canvas.getContext('2d').drawImage(bitmap, (bitmap.width - side) / 2, (bitmap.height - side) / 2, side, side,
+    0, 0, THUMB_PX, THUMB_PX);
+  return canvas;
+}
+
+/** Adds pictures to class `index`: each one's features computed in the worker. */
+function addSamples(index, blobs) {
+  return serial(async () => {
+    let added = 0;
+    const entry = state.classes[index];
+    for (const [k, blob] of blobs.entries()) {
+      setText('samples-status', `Reading picture ${k + 1} of ${blobs.length} for "${entry.name}"…`);
+      let bitmap;
+      try {
+        bitmap = await decodeImage(blob);
+      } catch (error) {
+        showMessage('samples', 'warning', 'A file was skipped.', error.message);
+        continue;
+      }
+      const thumb = thumbnail(bitmap);
+      const { features } = await engine.call('features', { image: bitmap }, { transfer: [bitmap] });
+      entry.samples.push({ features, thumb });
+      added += 1;
+    }
+    renderClasses();
+    const total = state.classes.reduce((n, c) => n + c.samples.length, 0);
+    setText('samples-status', `${count(total, 'picture')} in ${count(state.classes.length, 'class', 'classes')}.`);
+    return added;
+  });
+}
+
+// ---------------------------------------------------------------- training
+
+function fieldNumber(id) {
+  return Number($(id).value);
+}
+
+function train(options = {}) {
+  return serial(async () => {
+    const labels = [];
+    const rows = [];
+    state.classes.forEach((entry, index) => entry.samples.forEach((s) => { labels.push(index); rows.push(s.features); }));
+    const features = new Float32Array(rows.length * state.features);
+    rows.forEach((row, i) => features.set(row, i * state.features));
+    const settings = {
+      epochs: fieldNumber('epochs'), learningRate: fieldNumber('learning-rate'), batchSize: fieldNumber('batch-size'),
+      hidden: fieldNumber('hidden'), validationSplit: fieldNumber('validation'), seed: fieldNumber('seed'), ...options,
+    };
+    const history = [];
+    state.training = true;
+    $('train').disabled = true;
+    $('stop').hidden = false;
+    const bar = $('train-progress');
+    bar.hidden = false;
+    bar.max = settings.epochs;
+    bar.value = 0;
+    setText('train-status', `Training on ${count(labels.length, 'picture')}…`);
+    try {
+      const result = await engine.call('train', { features, labels, classes: state.classes.length, ...settings }, {
+        onProgress: (entry) => {
+          history.push(entry);
+          bar.value = entry.epoch;
+          drawChart(history);
+          setText('train-status', epochText(entry, settings.epochs));
+        },
+      });
+      state.trained = { ...result, labels: state.classes.map((c) => c.name), settings };
+      drawChart(result.history);
+      const last = result.history[result.history.length - 1];
+      setText('train-status', `Done. ${epochText(last, settings.epochs)}`);
+      setText('try-status', 'Choose a picture to try your classes.');
+      return result;
+    } catch (error) {
+      setText('train-status', error.name === 'AbortError' ? 'Stopped.' : `Training failed: ${error.message}`);
+      if (error.name !== 'AbortError') throw error;
+      return null;
+    } finally {
+      state.training = false;
+      $('train').disabled = false;
+      $('stop').hidden = true;
+      bar.hidden = true;
+    }
+  });
+}
+
+function epochText(entry, epochs) {
+  const val = entry.valAccuracy == null ? 'no validation pictures'
+    : `validation accuracy ${formatPercent(entry.valAccuracy)}, loss ${entry.valLoss.toFixed(3)}`;
+  return `Epoch ${entry.epoch} of ${epochs}: accuracy ${formatPercent(entry.accuracy)}, loss ` +
+    `${entry.loss.toFixed(3)}; ${val}.`;
+}
+
+/** Loss (left scale) and accuracy (0 to 1, right) per epoch; dashed: validation. */
+function drawChart(history) {
+  const canvas = $('train-chart');
+  const ctx = canvas.getContext('2d');
+  const { width, height } = canvas;
+  const pad = 24;
+  ctx.clearRect(0, 0, width, height);
+  ctx.strokeStyle = '#e8ded3';
+  ctx.strokeRect(pad, 8, width - 2 * pad, height - pad - 8);
+  if (!history.length) return;
+  const maxLoss = Math.max(...history.flatMap((h) => [h.loss, h.valLoss ?? 0]), 1e-6);
+  const x = (epoch) => pad + ((epoch - 1) / Math.max(1, history.length - 1)) * (width - 2 * pad);
+  const y = (value, top) => 8 + (1 - value / top) * (height - pad - 8);
+  const line = (key, top, colour, dashed) => {
+    const points = history.filter((h) => h[key] != null);
+    if (!points.length) return;
+    ctx.beginPath();
+    ctx.setLineDash(dashed ? [5, 4] : []);
+    ctx.strokeStyle = colour;
+    ctx.lineWidth = 2;
+    points.forEach((h, i) => (i ? ctx.lineTo(x(h.epoch), y(h[key], top)) : ctx.moveTo(x(h.epoch), y(h[key], top))));
+    ctx.stroke();
+  };
+  line('loss', maxLoss, '#a14f14', false);
+  line('valLoss', maxLoss, '#a14f14', true);
+  line('accuracy', 1, '#2e7d32', false);
+  line('valAccuracy', 1, '#2e7d32', true);
+  ctx.setLineDash([]);
+  ctx.fillStyle = '#7a6a60';
+  ctx.font = '11px system-ui, sans-serif';
+  ctx.fillText('loss (brown), accuracy (green); dashed: validation', pad, height - 6);
+}
+
+// ---------------------------------------------------------------- trying and saving
+
+function predictBlob(blob) {
+  return serial(async () => {
+    if (!state.trained) throw new Error('Train first.');
+    const bitmap = await decodeImage(blob);
+    const result = await engine.call('predictTaught', { image: bitmap }, { transfer: [bitmap] });
+    const top = [...result.probabilities].map((probability, index) => ({
+      index, label: state.trained.labels[index], probability,
+    })).sort((a, b) => b.probability - a.probability);
+    $('try-result').replaceChildren(...top.map((c) => {
+      const item = document.createElement('li');
+      item.textContent = `${c.label}: ${formatPercent(c.probability)}`;
+      return item;
+    }));
+    setText('try-status', `Looks like "${top[0].label}".`);
+    return { ...result, top };
+  });
+}
+
+async function save({ name = $('save-name')?.value, replace = $('save-replace')?.checked,
+  token = $('save-token')?.value } = {}) {
+  if (!state.trained) throw new Error('Train first.');
+  const { weightSpecs, data, labels, settings } = state.trained;
+  const form = new FormData();
+  form.append('name', String(name ?? '').trim());
+  form.append('base', config.model);
+  form.append('labels', JSON.stringify(labels));
+  form.append('head', JSON.stringify({ weightSpecs }));
+  form.append('settings', JSON.stringify(settings));
+  form.append('replace', replace ? 'true' : 'false');
+  form.append('weights', new Blob([data], { type: 'application/octet-stream' }), 'weights.bin');
+  setText('save-status', `Saving "${name}": the server converts and checks it (a minute or so)…`);
+  const headers = token ? { authorization: `Bearer ${token}` } : {};
+  const response = await fetch('/api/models', { method: 'POST', body: form, headers });
+  const body = await response.json().catch(() => ({}));
+  if (response.ok) {
+    setText('save-status', `Saved as "${body.model}": it is in the model picker on every page now.`);
+  } else {
+    if (response.status === 401 || (response.status === 403 && /token/.test(body.error?.message ?? ''))) {
+      const row = $('token-row');
+      if (row) row.hidden = false;
+    }
+    setText('save-status', `Not saved (${response.status}): ${body.error?.message ?? response.statusText}`);
+  }
+  return { status: response.status, body };
+}
+
+// ---------------------------------------------------------------- wiring
+
+function setText(id, text) {
+  const element = $(id);
+  if (element) element.textContent = text;
+}
+
+function setField(name, text) {
+  const element = document.querySelector(`[data-field="${name}"]`);
+  if (element) element.textContent = text;
+}
+
+function wire() {
+  $('add-class').addEventListener('click', () => addClass());
+  $('train').addEventListener('click', () => train().catch((error) => console.warn(error)));
+  $('stop').addEventListener('click', () => engine.cancel());
+  $('try-input').addEventListener('change', () => {
+    const file = $('try-input').files[0];
+    $('try-input').value = '';
+    if (file) predictBlob(file).catch((error) => setText('try-status', error.message));
+  });
+  $('save')?.addEventListener('click', () => save().catch((error) => setText('save-status', error.message)));
+  document.addEventListener('paste', (event) => {
+    const files = [...(event.clipboardData?.items ?? [])].filter((i) => i.kind === 'file').map((i) => i.getAsFile());
+    if (!files.length || event.target?.tagName === 'INPUT') return;
+    event.preventDefault();
+    addSamples(state.target, files).catch((error) => console.warn(error));
+  });
+  wireModelPicker();
+}
+
+wire();
+const ready = serial(start);
+window.belka = {
+  ready,
+  config,
+  model: () => config.model,
+  backend: () => state.backend,
+  classes: () => state.classes.map((c) => ({ name: c.name, count: c.samples.length })),
+  addClass,
+  renameClass,
+  addSamples,
+  train,
+  stop: () => engine.cancel(),
+  predictBlob,
+  save,
+  numTensors: () => engine.call('stats').then((stats) => stats.numTensors),
+  worker: (op, args) => engine.call(op, args),
+  idle: () => queue.then(() => {}),
+};
