@@ -13,7 +13,7 @@
 import { activateBackend } from './backend.js';
 import { Detector } from './detector.js';
 import { GradCam, GraphGradCam } from './gradcam.js';
-import { trainHead } from './head.js';
+import { Head, trainHead } from './head.js';
 import { colourise } from './heatmap.js';
 import { modelUrl } from './manifest.js';
 import { Classifier } from './model.js';
@@ -253,6 +253,15 @@ export const operations = {
     } finally {
       state.abort = null;
     }
+  },
+
+  /** Puts back a head trained earlier ({weightSpecs, data}: a reloaded /teach page's). */
+  useHead({ weightSpecs, data }) {
+    classifier();
+    const head = Head.fromWeights({ weightSpecs, data });
+    state.head?.dispose();
+    state.head = head;
+    return { layers: head.layers.length };
   },
 
   /**

@@ -52,6 +52,13 @@ export function stratifiedSplit(labels, classes, fraction, random) {
   return { train: train.sort((a, b) => a - b), val: val.sort((a, b) => a - b) };
 }
 
+/** A variable holding `tensor`'s values (the tensor itself disposed: no leftover). */
+function variableOf(tensor) {
+  const variable = tf.variable(tensor);
+  tensor.dispose();
+  return variable;
+}
+
 function glorot(fanIn, fanOut, random) {
   const limit = Math.sqrt(6 / (fanIn + fanOut));
   return Float32Array.from({ length: fanIn * fanOut }, () => (2 * random() - 1) * limit);
@@ -66,8 +73,8 @@ export class Head {
   static init(features, classes, hidden, random) {
     const widths = [features, ...(hidden > 0 ? [hidden] : []), classes];
     const layers = widths.slice(1).map((out, i) => ({
-      kernel: tf.variable(tf.tensor2d(glorot(widths[i], out, random), [widths[i], out])),
-      bias: tf.variable(tf.zeros([out])),
+      kernel: variableOf(tf.tensor2d(glorot(widths[i], out, random), [widths[i], out])),
+      bias: variableOf(tf.zeros([out])),
     }));
     return new Head(layers);
   }
@@ -78,6 +85,23 @@ export class Head {
       const y = tf.add(tf.matMul(h, kernel), bias);
       return i < this.layers.length - 1 ? tf.relu(y) : y;
     }, x);
+  }
+
+  /** A head from its saved weights ({weightSpecs, data}, as `weights()` gives them). */
+  static fromWeights({ weightSpecs, data }) {
+    if (!Array.isArray(weightSpecs) || weightSpecs.length % 2) throw new Error('A head needs a kernel and a bias per layer.');
+    const values = data instanceof Float32Array ? data : new Float32Array(data);
+    let offset = 0;
+    const take = ({ shape }) => {
+      const size = shape.reduce((a, b) => a * b, 1);
+      if (offset + size > values.length) throw new Error('The saved head is missing weights.');
+      const tensor = tf.tensor(values.subarray(offset, offset + size), shape);
+      offset += size;
+      return variableOf(tensor);
+    };
+    const layers = [];
+    for (let i = 0; i < weightSpecs.length; i += 2) layers.push({ kernel: take(weightSpecs[i]), bias: take(weightSpecs[i + 1]) });
+    return new Head(layers);
   }
 
   variables() {

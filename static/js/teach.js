@@ -3,7 +3,8 @@
  * (issue 14). Pictures become the base model's features in the model's worker (engine.js
  * "features", once per picture); a small head trains there on them (head.js, seeded); then it
  * classifies new pictures, and the server saves base + head as a Belka model (POST /api/models,
- * app/api/teach.py).
+ * app/api/teach.py). Pictures (their features and thumbnails) and the trained head are kept in
+ * IndexedDB (lesson-store.js): a reload brings them back; Clear forgets them.
  *
  * Test and debug API, `window.belka`:
  *   ready              Promise: {ok, backend} once the base model is loaded, or {ok: false, error}
@@ -18,6 +19,9 @@
  *                      ({epochs, learningRate, batchSize, hidden, validationSplit, seed}):
  *                      {history: [{epoch, loss, accuracy, valLoss, valAccuracy}], split,
  *                      weightSpecs, data}
+ *   confusion()        counts[true][predicted] on the validation pictures of the last training
+ *   clear()            Promise: forgets the pictures and the head (here and kept ones)
+ *   stored()           Promise: what IndexedDB keeps for this base: {classes, trained} or null
  *   stop()             stops training between two batches
  *   predictBlob(b)     Promise: {logits, probabilities, input, top: [{index, label, probability}]}
  *   save(o)            Promise: saves like the Save button, o = {name, replace, token}:
@@ -30,6 +34,7 @@ import { initialChoice, rememberChoice } from './backend-choice.js';
 import { readPageConfig } from './config.js';
 import { count, formatPercent } from './format.js';
 import { wireModelPicker } from './model-picker.js';
+import { clearLesson, loadLesson, saveLesson } from './lesson-store.js';
 import { decodeImage } from './preprocess.js';
 import { pageWeights, startPageEngine } from './start-worker.js';
 import { showMessage } from './view.js';
@@ -68,14 +73,71 @@ async function start() {
     const { manifest } = await engine.call('loadClassifier', { name: config.model, weights: pageWeights(config) });
     state.features = manifest.features?.size ?? 0;
     if (!state.features) throw new Error(`${config.model} names no features to learn from; pick another base.`);
+    const restored = await restore();
     renderClasses();
-    setText('samples-status', 'Add pictures to each class.');
+    setText('samples-status', restored ? `Restored ${count(restored, 'picture')} from your last visit.`
+      : 'Add pictures to each class.');
     return { ok: true, backend: state.backend };
   } catch (error) {
     showMessage('model', 'error', 'The base model could not start.', error.message);
     setText('samples-status', 'Not ready.');
     return { ok: false, error: error.message };
   }
+}
+
+// ---------------------------------------------------------------- kept between visits
+
+/** Puts back the pictures and head kept for this base model; the number of pictures. */
+async function restore() {
+  const lesson = await loadLesson(config.model);
+  if (!lesson || lesson.size !== state.features || !Array.isArray(lesson.classes) || lesson.classes.length < 2) return 0;
+  state.classes = await Promise.all(lesson.classes.map(async ({ name, samples }) => ({
+    name,
+    samples: await Promise.all(samples.map(async ({ features, thumb }) => {
+      const bitmap = await createImageBitmap(thumb);
+      const canvas = thumbnail(bitmap);
+      bitmap.close();
+      return { features, thumb: canvas, thumbBlob: thumb };
+    })),
+  })));
+  if (lesson.trained) {
+    await engine.call('useHead', { weightSpecs: lesson.trained.weightSpecs, data: lesson.trained.data.slice() });
+    state.trained = lesson.trained;
+    showTrained();
+  }
+  return state.classes.reduce((n, c) => n + c.samples.length, 0);
+}
+
+let keeping = Promise.resolve();
+/** Keeps the lesson as it is now (one write at a time, in order). */
+function persist() {
+  const lesson = {
+    size: state.features,
+    classes: state.classes.map(({ name, samples }) => ({
+      name, samples: samples.map(({ features, thumbBlob }) => ({ features, thumb: thumbBlob })),
+    })),
+    trained: state.trained,
+  };
+  keeping = keeping.then(() => saveLesson(config.model, lesson));
+  return keeping;
+}
+
+/** Forgets the pictures and the head, here and in the browser's storage. */
+function clearAll() {
+  return serial(async () => {
+    await keeping;
+    await clearLesson(config.model);
+    state.classes = [{ name: 'squirrel', samples: [] }, { name: 'not squirrel', samples: [] }];
+    state.trained = null;
+    state.target = 0;
+    renderClasses();
+    drawChart([]);
+    $('confusion').replaceChildren();
+    $('try-result').replaceChildren();
+    setText('train-status', '');
+    setText('try-status', 'Train first.');
+    setText('samples-status', 'Cleared: add pictures to each class.');
+  });
 }
 
 // ---------------------------------------------------------------- classes and samples
@@ -131,6 +193,7 @@ function renderClasses() {
       figure.addEventListener('click', () => {
         entry.samples.splice(k, 1);
         renderClasses();
+        persist();
       });
       return figure;
     }));
@@ -142,6 +205,7 @@ function renderClasses() {
 function addClass(name = `class ${state.classes.length + 1}`) {
   state.classes.push({ name, samples: [] });
   renderClasses();
+  persist();
   return state.classes.length - 1;
 }
 
@@ -149,6 +213,7 @@ function renameClass(index, name) {
   const clean = String(name).trim();
   if (clean) state.classes[index].name = clean;
   renderClasses();
+  persist();
 }
 
 function removeClass(index) {
@@ -156,6 +221,7 @@ function removeClass(index) {
   state.classes.splice(index, 1);
   state.target = Math.min(state.target, state.classes.length - 1);
   renderClasses();
+  persist();
 }
 
 function thumbnail(bitmap) {
@@ -182,11 +248,13 @@ function addSamples(index, blobs) {
         continue;
       }
       const thumb = thumbnail(bitmap);
+      const thumbBlob = await new Promise((resolve) => { thumb.toBlob(resolve, 'image/png'); });
       const { features } = await engine.call('features', { image: bitmap }, { transfer: [bitmap] });
-      entry.samples.push({ features, thumb });
+      entry.samples.push({ features, thumb, thumbBlob });
       added += 1;
     }
     renderClasses();
+    await persist();
     const total = state.classes.reduce((n, c) => n + c.samples.length, 0);
     setText('samples-status', `${count(total, 'picture')} in ${count(state.classes.length, 'class', 'classes')}.`);
     return added;
@@ -228,12 +296,13 @@ function train(options = {}) {
           setText('train-status', epochText(entry, settings.epochs));
         },
       });
-      state.trained = { ...result, labels: state.classes.map((c) => c.name), settings };
-      drawChart(result.history);
-      const last = result.history[result.history.length - 1];
-      setText('train-status', `Done. ${epochText(last, settings.epochs)}`);
-      setText('try-status', 'Choose a picture to try your classes.');
-      return result;
+      const names = state.classes.map((c) => c.name);
+      state.trained = { ...result, labels: names, settings,
+        confusion: confusionMatrix(result, result.split.val.map((i) => rows[i]), result.split.val.map((i) => labels[i]),
+          names.length) };
+      showTrained();
+      await persist();
+      return { ...result, confusion: state.trained.confusion };
     } catch (error) {
       setText('train-status', error.name === 'AbortError' ? 'Stopped.' : `Training failed: ${error.message}`);
       if (error.name !== 'AbortError') throw error;
@@ -252,6 +321,70 @@ function epochText(entry, epochs) {
     : `validation accuracy ${formatPercent(entry.valAccuracy)}, loss ${entry.valLoss.toFixed(3)}`;
   return `Epoch ${entry.epoch} of ${epochs}: accuracy ${formatPercent(entry.accuracy)}, loss ` +
     `${entry.loss.toFixed(3)}; ${val}.`;
+}
+
+/** The trained head's chart, last epoch and confusion matrix. */
+function showTrained() {
+  const { history, settings, confusion, labels } = state.trained;
+  drawChart(history);
+  setText('train-status', `Done. ${epochText(history[history.length - 1], settings.epochs)}`);
+  setText('try-status', 'Choose a picture to try your classes.');
+  showConfusion(confusion, labels);
+}
+
+/** The head's logits for one row of features (plain JS: weightSpecs and data as saved). */
+function headLogits({ weightSpecs, data }, features) {
+  let h = features;
+  let offset = 0;
+  for (let i = 0; i < weightSpecs.length; i += 2) {
+    const [inputs, outputs] = weightSpecs[i].shape;
+    const kernel = data.subarray(offset, offset + inputs * outputs);
+    offset += inputs * outputs;
+    const bias = data.subarray(offset, offset + outputs);
+    offset += outputs;
+    const y = Float32Array.from(bias);
+    for (let k = 0; k < inputs; k += 1) {
+      const value = h[k];
+      if (value !== 0) for (let o = 0; o < outputs; o += 1) y[o] += value * kernel[k * outputs + o];
+    }
+    h = i + 2 < weightSpecs.length ? y.map((v) => Math.max(0, v)) : y;
+  }
+  return h;
+}
+
+/** counts[true class][predicted class] over the validation pictures. */
+function confusionMatrix(head, rows, labels, classes) {
+  const counts = Array.from({ length: classes }, () => new Array(classes).fill(0));
+  rows.forEach((row, i) => {
+    const logits = headLogits(head, row);
+    counts[labels[i]][logits.indexOf(Math.max(...logits))] += 1;
+  });
+  return counts;
+}
+
+function showConfusion(counts, labels) {
+  const table = $('confusion');
+  const total = counts.flat().reduce((a, b) => a + b, 0);
+  if (!total) {
+    table.replaceChildren();
+    return;
+  }
+  const cell = (tag, text, className) => {
+    const element = document.createElement(tag);
+    element.textContent = text;
+    if (className) element.className = className;
+    return element;
+  };
+  const head = document.createElement('tr');
+  head.append(cell('th', 'true \\ predicted'), ...labels.map((label) => cell('th', label)));
+  const body = counts.map((row, t) => {
+    const tr = document.createElement('tr');
+    tr.append(cell('th', labels[t]), ...row.map((n, p) => cell('td', String(n), p === t ? 'right' : (n ? 'wrong' : ''))));
+    return tr;
+  });
+  const caption = cell('caption', `Validation pictures: ${count(total, 'picture')}, ` +
+    `${formatPercent(counts.reduce((n, row, t) => n + row[t], 0) / total)} right.`);
+  table.replaceChildren(caption, head, ...body);
 }
 
 /** Loss (left scale) and accuracy (0 to 1, right) per epoch; dashed: validation. */
@@ -349,6 +482,7 @@ function setField(name, text) {
 
 function wire() {
   $('add-class').addEventListener('click', () => addClass());
+  $('clear').addEventListener('click', () => clearAll().catch((error) => console.warn(error)));
   $('train').addEventListener('click', () => train().catch((error) => console.warn(error)));
   $('stop').addEventListener('click', () => engine.cancel());
   $('try-input').addEventListener('change', () => {
@@ -378,6 +512,11 @@ window.belka = {
   renameClass,
   addSamples,
   train,
+  confusion: () => state.trained?.confusion ?? null,
+  clear: clearAll,
+  stored: () => loadLesson(config.model).then((lesson) => lesson && {
+    classes: lesson.classes.map((c) => ({ name: c.name, count: c.samples.length })), trained: Boolean(lesson.trained),
+  }),
   stop: () => engine.cancel(),
   predictBlob,
   save,

@@ -79,6 +79,10 @@ def test_taught_in_the_page_saved_and_the_server_agrees(browser, server, samples
         assert last["valAccuracy"] >= 0.95, last
         assert "Done. Epoch 60 of 60" in page.locator("#train-status").inner_text()
 
+        confusion = np.array(page.evaluate("belka.confusion()"))
+        assert confusion.sum() == len(result["split"]["val"]) and np.trace(confusion) >= 0.95 * confusion.sum()
+        assert "right." in page.locator("#confusion caption").inner_text()
+
         # the same pictures and settings train the same head
         again = page.evaluate("(s) => belka.train(s)", SETTINGS)
         np.testing.assert_allclose(again["data"], result["data"], rtol=0, atol=1e-6)
@@ -128,3 +132,32 @@ def test_saving_needs_the_token_when_the_server_has_one(browser, tmp_path, small
             assert wrong["status"] == 403 and not (models / "colours").exists()
         finally:
             page.context.close()
+
+
+def test_pictures_and_head_survive_a_reload_and_clear_forgets_them(browser, server, samples):
+    page = new_page(browser)
+    page.set_default_timeout(300_000)
+    try:
+        page.goto(f"{server}/teach?backend=wasm")
+        assert page.evaluate("belka.ready")["ok"]
+        teach(page, samples)
+        probe = samples["bluish"]["held"][0]
+        before = page.evaluate(PREDICT, probe)
+        page.reload()
+        assert page.evaluate("belka.ready")["ok"]
+        assert page.evaluate("belka.classes()") == [{"name": n, "count": TRAIN} for n in COLOURS]
+        assert "Restored 32 pictures" in page.locator("#samples-status").inner_text()
+        after = page.evaluate(PREDICT, probe)  # the head came back too: no training needed
+        np.testing.assert_allclose(after["logits"], before["logits"], rtol=0, atol=1e-6)
+        assert page.locator("#teach-thumbs, .teach-thumb").count() == 2 * TRAIN
+
+        page.click("#clear")
+        page.evaluate("belka.idle()")
+        assert page.evaluate("belka.stored()") is None
+        page.reload()
+        assert page.evaluate("belka.ready")["ok"]
+        assert page.evaluate("belka.classes()") == [{"name": "squirrel", "count": 0}, {"name": "not squirrel", "count": 0}]
+        assert "Train first" in page.locator("#try-status").inner_text()
+        assert page.errors == []
+    finally:
+        page.context.close()
