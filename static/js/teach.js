@@ -23,6 +23,8 @@
  *   clear()            Promise: forgets the pictures and the head (here and kept ones)
  *   stored()           Promise: what IndexedDB keeps for this base: {classes, trained} or null
  *   stop()             stops training between two batches
+ *   startCamera()      Promise: {ok: true} or {ok: false, error}; stopCamera() releases it
+ *   record(i, n)       Promise: n camera frames recorded into class i, as holding the button does
  *   predictBlob(b)     Promise: {logits, probabilities, input, top: [{index, label, probability}]}
  *   save(o)            Promise: saves like the Save button, o = {name, replace, token}:
  *                      {status, body} (the server's answer)
@@ -31,6 +33,7 @@
  *   idle()             Promise: the operations queued so far are done
  */
 import { initialChoice, rememberChoice } from './backend-choice.js';
+import { Camera, cameraProblem } from './camera.js';
 import { readPageConfig } from './config.js';
 import { count, formatPercent } from './format.js';
 import { wireModelPicker } from './model-picker.js';
@@ -43,12 +46,15 @@ const config = readPageConfig();
 const engine = startPageEngine(config);
 const $ = (id) => document.getElementById(id);
 const THUMB_PX = 56;
+const RECORD_EVERY_MS = 150; // a frame every 150 ms while "Hold to record" is held
+const camera = new Camera($('camera-video'));
 
 const state = {
   backend: null,
   features: 0, // numbers per picture
   classes: [{ name: 'squirrel', samples: [] }, { name: 'not squirrel', samples: [] }],
   target: 0, // the class pasted pictures go to
+  recording: null, // a token while "Hold to record" is held
   trained: null, // {history, split, weightSpecs, data, labels}
   training: false,
 };
@@ -172,6 +178,17 @@ function renderClasses() {
       addSamples(index, files).catch((error) => console.warn(error));
     });
     add.append(input);
+    const record = document.createElement('button');
+    record.type = 'button';
+    record.className = 'button';
+    record.textContent = 'Hold to record';
+    record.hidden = !camera.active;
+    record.dataset.record = String(index);
+    // held: recording until the pointer is released anywhere (the list is redrawn meanwhile)
+    record.addEventListener('pointerdown', (event) => {
+      event.preventDefault();
+      recordFrames(index, Infinity).catch((error) => console.warn(error));
+    });
     const remove = document.createElement('button');
     remove.type = 'button';
     remove.className = 'button';
@@ -180,7 +197,7 @@ function renderClasses() {
     remove.addEventListener('click', () => removeClass(index));
     const head = document.createElement('div');
     head.className = 'teach-class-head';
-    head.append(name, counter, add, remove);
+    head.append(name, counter, add, record, remove);
     const thumbs = document.createElement('div');
     thumbs.className = 'teach-thumbs';
     thumbs.append(...entry.samples.map((sample, k) => {
@@ -233,7 +250,8 @@ function thumbnail(bitmap) {
   return canvas;
 }
 
-/** Adds pictures to class `index`: each one's features computed in the worker. */
+/** Adds pictures (Blobs, or ImageBitmaps: camera frames) to class `index`: each one's features
+ * computed in the worker. */
 function addSamples(index, blobs) {
   return serial(async () => {
     let added = 0;
@@ -242,7 +260,7 @@ function addSamples(index, blobs) {
       setText('samples-status', `Reading picture ${k + 1} of ${blobs.length} for "${entry.name}"…`);
       let bitmap;
       try {
-        bitmap = await decodeImage(blob);
+        bitmap = blob instanceof ImageBitmap ? blob : await decodeImage(blob);
       } catch (error) {
         showMessage('samples', 'warning', 'A file was skipped.', error.message);
         continue;
@@ -259,6 +277,52 @@ function addSamples(index, blobs) {
     setText('samples-status', `${count(total, 'picture')} in ${count(state.classes.length, 'class', 'classes')}.`);
     return added;
   });
+}
+
+// ---------------------------------------------------------------- the camera
+
+async function startCamera() {
+  try {
+    await camera.start();
+  } catch (error) {
+    const { title, text } = cameraProblem(error);
+    showMessage('camera', 'error', title, text);
+    return { ok: false, error: text };
+  }
+  $('camera-video').hidden = false;
+  $('camera-start').hidden = true;
+  $('camera-stop').hidden = false;
+  renderClasses(); // the classes get their "Hold to record" buttons
+  return { ok: true };
+}
+
+function stopCamera() {
+  state.recording = null;
+  camera.stop();
+  $('camera-video').hidden = true;
+  $('camera-start').hidden = false;
+  $('camera-stop').hidden = true;
+  renderClasses();
+}
+
+/**
+ * Records camera frames into class `index`, one every RECORD_EVERY_MS, while the button is
+ * held (or `limit` frames); the number recorded.
+ */
+async function recordFrames(index, limit = Infinity) {
+  if (!camera.active) throw new Error('Start the camera first.');
+  const token = {};
+  state.recording = token;
+  let recorded = 0;
+  while (state.recording === token && recorded < limit && camera.active) {
+    const started = performance.now();
+    const frame = await createImageBitmap($('camera-video'));
+    recorded += await addSamples(index, [frame]);
+    setText('samples-status', `Recording into "${state.classes[index].name}": ${count(recorded, 'frame')}…`);
+    await new Promise((resolve) => { setTimeout(resolve, Math.max(0, RECORD_EVERY_MS - (performance.now() - started))); });
+  }
+  if (state.recording === token) state.recording = null;
+  return recorded;
 }
 
 // ---------------------------------------------------------------- training
@@ -483,6 +547,9 @@ function setField(name, text) {
 function wire() {
   $('add-class').addEventListener('click', () => addClass());
   $('clear').addEventListener('click', () => clearAll().catch((error) => console.warn(error)));
+  for (const end of ['pointerup', 'pointercancel']) document.addEventListener(end, () => { state.recording = null; });
+  $('camera-start').addEventListener('click', () => startCamera());
+  $('camera-stop').addEventListener('click', () => stopCamera());
   $('train').addEventListener('click', () => train().catch((error) => console.warn(error)));
   $('stop').addEventListener('click', () => engine.cancel());
   $('try-input').addEventListener('change', () => {
@@ -518,6 +585,9 @@ window.belka = {
     classes: lesson.classes.map((c) => ({ name: c.name, count: c.samples.length })), trained: Boolean(lesson.trained),
   }),
   stop: () => engine.cancel(),
+  startCamera,
+  stopCamera,
+  record: (index, frames) => recordFrames(index, frames),
   predictBlob,
   save,
   numTensors: () => engine.call('stats').then((stats) => stats.numTensors),

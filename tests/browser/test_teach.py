@@ -161,3 +161,36 @@ def test_pictures_and_head_survive_a_reload_and_clear_forgets_them(browser, serv
         assert page.errors == []
     finally:
         page.context.close()
+
+
+def test_the_camera_records_frames_into_a_class(browser, server):
+    """Chromium's fake camera (a moving test pattern): holding a class's record button adds
+    frames to it; the record API does what the button does, a given number of frames."""
+    from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+
+    fake = browser.browser_type.launch(executable_path=CHROMIUM, args=[
+        *CHROMIUM_ARGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"])
+    try:
+        page = new_page(fake, permissions=["camera"])
+        page.set_default_timeout(300_000)
+        page.goto(f"{server}/teach?backend=wasm")
+        assert page.evaluate("belka.ready")["ok"]
+        assert page.locator('[data-record="0"]').is_hidden()  # no camera, no record button
+        assert page.evaluate("belka.startCamera()") == {"ok": True}
+        assert page.locator('[data-record="0"]').is_visible()
+        assert page.evaluate("belka.record(0, 4)") == 4
+        button = page.locator('[data-record="1"]')
+        button.scroll_into_view_if_needed()
+        box = button.bounding_box()
+        page.mouse.move(box["x"] + 5, box["y"] + 5)
+        page.mouse.down()
+        page.wait_for_timeout(1200)
+        page.mouse.up()
+        page.evaluate("belka.idle()")
+        counts = [c["count"] for c in page.evaluate("belka.classes()")]
+        assert counts[0] == 4 and counts[1] >= 2, counts
+        page.evaluate("belka.stopCamera()")
+        assert page.locator('[data-record="0"]').is_hidden()
+        assert page.errors == []
+    finally:
+        fake.close()
