@@ -155,3 +155,40 @@ def parse_json(text: str | None, what: str, default=None):
         return json.loads(text)
     except ValueError as exc:
         raise TeachError(422, f"{what}: not valid JSON ({exc})") from exc
+
+
+def download_zip(model: ModelInfo) -> bytes:
+    """A model for use outside Belka, as one zip: ``NAME/`` holding the TF.js graph model
+    (``tfjs_graph/``), the TF.js layers model (``tfjs_layers/``) and the same model as a Keras
+    file (``NAME.keras``, tf_keras, loaded back from the layers model) when it has one, the labels
+    (``labels.txt``, one per line) and the manifest (preprocessing included)."""
+    import io
+    import tempfile
+    import zipfile
+
+    manifest = model.manifest
+    folders = {"graph": "tfjs_graph", "layers": "tfjs_layers"}
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        root = model.name
+        archive.writestr(f"{root}/manifest.json", json.dumps(manifest, indent=2))
+        archive.writestr(f"{root}/labels.txt", "".join(f"{label}\n" for label in manifest.get("labels", [])))
+        for fmt, target in folders.items():
+            folder = manifest["formats"].get(fmt)
+            if not folder:
+                continue
+            for path in sorted((model.path / folder).iterdir()):
+                if path.is_file() and not path.name.startswith("."):
+                    archive.write(path, f"{root}/{target}/{path.name}")
+        if "layers" in manifest["formats"]:
+            from app import tf_runtime
+
+            tf_runtime.tensorflowjs()
+            from tensorflowjs.converters import keras_tfjs_loader
+
+            keras_model = keras_tfjs_loader.load_keras_model(str(model.path / manifest["formats"]["layers"] / "model.json"))
+            with tempfile.TemporaryDirectory() as scratch:
+                path = Path(scratch) / f"{model.name}.keras"
+                keras_model.save(path)
+                archive.write(path, f"{root}/{model.name}.keras")
+    return buffer.getvalue()

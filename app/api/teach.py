@@ -25,6 +25,7 @@ import ipaddress
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
 from app import teach
@@ -109,3 +110,16 @@ async def save_taught_model(request: Request):
             raise HTTPException(exc.status, str(exc)) from exc
     return {"model": name, "manifest_url": f"/models/{name}/manifest.json", "base": base.name,
             "labels": labels, "verification": summary.get("verification"), "bytes": summary.get("bytes")}
+
+
+@router.get("/models/{name}/download", responses={404: {"model": ErrorResponse}},
+            response_class=Response)
+async def download(name: str, request: Request) -> Response:
+    """A converted classifier as one zip, for use outside Belka: its TF.js graph and layers models,
+    a Keras file made from the layers model, its labels and manifest."""
+    info = request.app.state.registry.get(name)
+    if info is None or info.task != "classification":
+        raise HTTPException(404, f"no classification model named {name!r}; GET /api/models lists them")
+    data = await asyncio.to_thread(teach.download_zip, info)
+    return Response(data, media_type="application/zip",
+                    headers={"Content-Disposition": f'attachment; filename="{name}.zip"'})

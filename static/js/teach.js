@@ -522,6 +522,10 @@ async function save({ name = $('save-name')?.value, replace = $('save-replace')?
   const body = await response.json().catch(() => ({}));
   if (response.ok) {
     setText('save-status', `Saved as "${body.model}": it is in the model picker on every page now.`);
+    const model = encodeURIComponent(body.model);
+    $('save-open').href = `/?model=${model}`;
+    $('save-download').href = `/api/models/${model}/download`;
+    $('save-links').hidden = false;
   } else {
     if (response.status === 401 || (response.status === 403 && /token/.test(body.error?.message ?? ''))) {
       const row = $('token-row');

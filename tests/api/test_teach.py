@@ -87,6 +87,22 @@ def test_a_taught_head_becomes_a_belka_model_the_server_runs(models, small_mobil
     logits = np.array([p["logits"] for p in predicted.json()["predictions"]])
     np.testing.assert_allclose(logits, expected, atol=1e-4)
 
+    # the download: TF.js models, a Keras file that computes the same, labels and manifest
+    import io
+    import zipfile
+
+    download = client.get("/api/models/taught/download")
+    assert download.status_code == 200 and download.headers["content-type"] == "application/zip"
+    archive = zipfile.ZipFile(io.BytesIO(download.content))
+    names = set(archive.namelist())
+    assert {"taught/manifest.json", "taught/labels.txt", "taught/tfjs_graph/model.json",
+            "taught/tfjs_layers/model.json", "taught/taught.keras"} <= names
+    assert archive.read("taught/labels.txt").decode().splitlines() == LABELS
+    archive.extract("taught/taught.keras", models.parent)
+    keras_file = tf_keras.models.load_model(models.parent / "taught" / "taught.keras")
+    np.testing.assert_allclose(np.asarray(keras_file(x)), expected, atol=1e-4)
+    assert client.get("/api/models/nope/download").status_code == 404
+
     # an existing name: refused unless replace=true, then replaced
     again = client.post("/api/models", **form(labels=["cat", "cup"]))
     assert again.status_code == 409 and "replace=true" in error(again)
