@@ -13,7 +13,7 @@
 import { activateBackend } from './backend.js';
 import { Detector } from './detector.js';
 import { GradCam, GraphGradCam } from './gradcam.js';
-import { Head, trainHead } from './head.js';
+import { augmentedViews, Head, seededRandom, trainHead } from './head.js';
 import { colourise } from './heatmap.js';
 import { modelUrl } from './manifest.js';
 import { Classifier } from './model.js';
@@ -164,17 +164,28 @@ export const operations = {
 
   /**
    * The features the classifier's head reads, for a picture (an ImageBitmap): {features:
-   * Float32Array (manifest.features.size), ms}.
+   * Float32Array (manifest.features.size), ms}; with `views`, also the features of that many
+   * augmented views of it (head.js augmentedViews, seeded by `seed`): views [views * size].
    */
-  async features({ image }) {
+  async features({ image, views = 0, seed = 0 }) {
     const model = classifier();
     const start = performance.now();
     let values;
+    let extra;
     try {
-      values = tf.tidy(() => tf.reshape(model.featuresOf(toModelInput(image, model.preprocessing)), [-1]));
-      return { features: await values.data(), ms: performance.now() - start };
+      [values, extra] = tf.tidy(() => {
+        const x = toModelInput(image, model.preprocessing);
+        const own = tf.reshape(model.featuresOf(x), [-1]);
+        if (!views) return [own, null];
+        const augmented = augmentedViews(x, views, model.preprocessing, seededRandom(seed));
+        return [own, tf.reshape(model.featuresOf(augmented), [-1])];
+      });
+      const result = { features: await values.data(), ms: 0 };
+      if (extra) result.views = await extra.data(); // [views * size]
+      result.ms = performance.now() - start;
+      return result;
     } finally {
-      values?.dispose();
+      tf.dispose([values, extra].filter(Boolean));
       image.close?.();
     }
   },
@@ -245,11 +256,11 @@ export const operations = {
     }
     state.abort = new AbortController();
     try {
-      const { head, history, split } = await trainHead({ ...args, size },
+      const { head, history, split, trainingRows } = await trainHead({ ...args, size },
         { signal: state.abort.signal, onEpoch: (entry) => progress(entry) });
       state.head?.dispose();
       state.head = head;
-      return { history, split, ...(await head.weights()) };
+      return { history, split, trainingRows, ...(await head.weights()) };
     } finally {
       state.abort = null;
     }

@@ -149,16 +149,42 @@ async function measure(head, x, y) {
   return values;
 }
 
+/**
+ * `count` augmented views of a model input x [1, H, W, 3] made with preprocessing `spec`, each a
+ * random mix of: a horizontal flip (half the time), a crop of 80-100% of each side at a random
+ * place resized back, and a brightness shift of up to 20% of the pixel range (in the model's
+ * units: times (hi - lo) / 255, over the spec's std). `random`: a seeded generator
+ * (seededRandom). [count, H, W, 3]; call inside tf.tidy.
+ */
+export function augmentedViews(x, count, spec, random) {
+  const [, height, width] = x.shape;
+  const [lo, hi] = spec.value_range;
+  const std = tf.tensor1d(spec.std ?? [1, 1, 1], 'float32');
+  const views = [];
+  for (let i = 0; i < count; i += 1) {
+    let view = random() < 0.5 ? tf.reverse(x, 2) : x;
+    const side = 0.8 + 0.2 * random();
+    const top = (1 - side) * random();
+    const left = (1 - side) * random();
+    view = tf.image.cropAndResize(view, [[top, left, top + side, left + side]], [0], [height, width], 'bilinear');
+    const pixels = (random() - 0.5) * 0.4 * 255;
+    views.push(tf.add(view, tf.div(tf.scalar((pixels * (hi - lo)) / 255), std)));
+  }
+  return tf.concat(views, 0);
+}
+
 const nextTask = () => new Promise((resolve) => { setTimeout(resolve, 0); });
 
 /**
  * Trains a head. `features`: Float32Array [N * size]; `labels`: class index per sample.
  * Options: classes, size, hidden (0: none), epochs, learningRate, batchSize, validationSplit,
- * seed; `signal` stops it between batches (AbortError); `onEpoch({epoch, loss, accuracy,
- * valLoss, valAccuracy})`. Resolves to {head, history, split: {train, val}}.
+ * seed, views (augmented views' features {features, of}: training rows for the training samples
+ * they came from); `signal` stops it between batches (AbortError); `onEpoch({epoch, loss, accuracy,
+ * valLoss, valAccuracy})`. Resolves to {head, history, split: {train, val}, trainingRows (the
+ * training samples and their views)}.
  */
 export async function trainHead({ features, labels, classes, size, hidden = 0, epochs = 20, learningRate = 0.001,
-  batchSize = 16, validationSplit = 0.2, seed = 0 }, { signal, onEpoch = () => {} } = {}) {
+  batchSize = 16, validationSplit = 0.2, seed = 0, views = null }, { signal, onEpoch = () => {} } = {}) {
   const count = labels.length;
   if (!count || features.length !== count * size) throw new Error('Every sample needs its features.');
   const present = new Set(labels);
@@ -171,14 +197,27 @@ export async function trainHead({ features, labels, classes, size, hidden = 0, e
     tf.tensor1d(indices, 'int32'))) : null);
   const hot = (indices) => (indices.length ? tf.tidy(() => tf.oneHot(tf.tensor1d(indices.map((i) => labels[i]),
     'int32'), classes).toFloat()) : null);
-  const trainX = rows(split.train);
-  const trainY = hot(split.train);
+  // augmented views ({features: [M * size], of: [M] sample index}) of the training samples only:
+  // a validation picture's views would be its own answer
+  const inTrain = new Set(split.train);
+  const extra = views ? [...views.of.keys()].filter((k) => inTrain.has(views.of[k])) : [];
+  const trainX = tf.tidy(() => {
+    const own = rows(split.train);
+    if (!extra.length) return own;
+    const more = tf.gather(tf.tensor2d(views.features, [views.of.length, size]), tf.tensor1d(extra, 'int32'));
+    return tf.concat([own, more], 0);
+  });
+  const trainY = tf.tidy(() => {
+    const own = hot(split.train);
+    if (!extra.length) return own;
+    return tf.concat([own, tf.oneHot(tf.tensor1d(extra.map((k) => labels[views.of[k]]), 'int32'), classes).toFloat()], 0);
+  });
   const valX = rows(split.val);
   const valY = hot(split.val);
   const history = [];
   try {
     for (let epoch = 1; epoch <= epochs; epoch += 1) {
-      const order = shuffled([...split.train.keys()], random);
+      const order = shuffled([...Array(split.train.length + extra.length).keys()], random);
       for (let start = 0; start < order.length; start += batchSize) {
         if (signal?.aborted) {
           const error = new Error('Training stopped.');
@@ -201,7 +240,7 @@ export async function trainHead({ features, labels, classes, size, hidden = 0, e
       onEpoch(entry);
       await nextTask(); // a Stop request gets its turn
     }
-    return { head, history, split };
+    return { head, history, split, trainingRows: trainX.shape[0] };
   } catch (error) {
     head.dispose();
     throw error;

@@ -47,6 +47,7 @@ const engine = startPageEngine(config);
 const $ = (id) => document.getElementById(id);
 const THUMB_PX = 56;
 const RECORD_EVERY_MS = 150; // a frame every 150 ms while "Hold to record" is held
+const VIEWS = 4; // augmented views per picture, when "Augment" is on
 const camera = new Camera($('camera-video'));
 
 const state = {
@@ -55,6 +56,7 @@ const state = {
   classes: [{ name: 'squirrel', samples: [] }, { name: 'not squirrel', samples: [] }],
   target: 0, // the class pasted pictures go to
   recording: null, // a token while "Hold to record" is held
+  pictures: 0, // pictures added so far: each one's augmentation seed
   trained: null, // {history, split, weightSpecs, data, labels}
   training: false,
 };
@@ -99,11 +101,11 @@ async function restore() {
   if (!lesson || lesson.size !== state.features || !Array.isArray(lesson.classes) || lesson.classes.length < 2) return 0;
   state.classes = await Promise.all(lesson.classes.map(async ({ name, samples }) => ({
     name,
-    samples: await Promise.all(samples.map(async ({ features, thumb }) => {
+    samples: await Promise.all(samples.map(async ({ features, views, thumb }) => {
       const bitmap = await createImageBitmap(thumb);
       const canvas = thumbnail(bitmap);
       bitmap.close();
-      return { features, thumb: canvas, thumbBlob: thumb };
+      return { features, views: views ?? null, thumb: canvas, thumbBlob: thumb };
     })),
   })));
   if (lesson.trained) {
@@ -120,7 +122,7 @@ function persist() {
   const lesson = {
     size: state.features,
     classes: state.classes.map(({ name, samples }) => ({
-      name, samples: samples.map(({ features, thumbBlob }) => ({ features, thumb: thumbBlob })),
+      name, samples: samples.map(({ features, views, thumbBlob }) => ({ features, views, thumb: thumbBlob })),
     })),
     trained: state.trained,
   };
@@ -267,8 +269,11 @@ function addSamples(index, blobs) {
       }
       const thumb = thumbnail(bitmap);
       const thumbBlob = await new Promise((resolve) => { thumb.toBlob(resolve, 'image/png'); });
-      const { features } = await engine.call('features', { image: bitmap }, { transfer: [bitmap] });
-      entry.samples.push({ features, thumb, thumbBlob });
+      const augment = $('augment').checked;
+      state.pictures += 1;
+      const { features, views } = await engine.call('features',
+        { image: bitmap, views: augment ? VIEWS : 0, seed: state.pictures }, { transfer: [bitmap] });
+      entry.samples.push({ features, views: views ?? null, thumb, thumbBlob });
       added += 1;
     }
     renderClasses();
@@ -338,6 +343,18 @@ function train(options = {}) {
     state.classes.forEach((entry, index) => entry.samples.forEach((s) => { labels.push(index); rows.push(s.features); }));
     const features = new Float32Array(rows.length * state.features);
     rows.forEach((row, i) => features.set(row, i * state.features));
+    // the augmented views' features, and the sample each came from
+    const viewRows = [];
+    const of = [];
+    state.classes.flatMap((entry) => entry.samples).forEach((sample, i) => {
+      const viewCount = sample.views ? sample.views.length / state.features : 0;
+      for (let k = 0; k < viewCount; k += 1) {
+        viewRows.push(sample.views.subarray(k * state.features, (k + 1) * state.features));
+        of.push(i);
+      }
+    });
+    const views = viewRows.length ? { features: new Float32Array(viewRows.length * state.features), of } : null;
+    viewRows.forEach((row, i) => views.features.set(row, i * state.features));
     const settings = {
       epochs: fieldNumber('epochs'), learningRate: fieldNumber('learning-rate'), batchSize: fieldNumber('batch-size'),
       hidden: fieldNumber('hidden'), validationSplit: fieldNumber('validation'), seed: fieldNumber('seed'), ...options,
@@ -350,9 +367,10 @@ function train(options = {}) {
     bar.hidden = false;
     bar.max = settings.epochs;
     bar.value = 0;
-    setText('train-status', `Training on ${count(labels.length, 'picture')}…`);
+    setText('train-status', `Training on ${count(labels.length, 'picture')}` +
+      (views ? ` and ${count(of.length, 'augmented view')} of them…` : '…'));
     try {
-      const result = await engine.call('train', { features, labels, classes: state.classes.length, ...settings }, {
+      const result = await engine.call('train', { features, labels, views, classes: state.classes.length, ...settings }, {
         onProgress: (entry) => {
           history.push(entry);
           bar.value = entry.epoch;

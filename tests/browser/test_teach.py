@@ -209,3 +209,33 @@ def test_the_camera_records_frames_into_a_class(browser, server):
         assert page.errors == []
     finally:
         fake.close()
+
+
+def test_augmented_views_train_but_never_validate(browser, server, samples):
+    page = new_page(browser)
+    page.set_default_timeout(300_000)
+    try:
+        page.goto(f"{server}/teach?backend=wasm")
+        assert page.evaluate("belka.ready")["ok"]
+        # the worker's views: 4 of them, other features than the picture's, the same for the same seed
+        views = page.evaluate("""async (b64) => {
+          const blob = new Blob([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], {type: 'image/png'});
+          const one = await belka.worker('features', {image: await createImageBitmap(blob), views: 4, seed: 3});
+          const two = await belka.worker('features', {image: await createImageBitmap(blob), views: 4, seed: 3});
+          return {own: Array.from(one.features), views: Array.from(one.views), again: Array.from(two.views)};
+        }""", samples["reddish"]["train"][0])
+        own, augmented = np.array(views["own"]), np.array(views["views"]).reshape(4, -1)
+        assert augmented.shape == (4, own.size) and views["again"] == views["views"]
+        assert all(np.abs(row - own).max() > 1e-3 for row in augmented)
+
+        page.check("#augment")
+        for index, name in enumerate(COLOURS):
+            assert page.evaluate(ADD, [index, samples[name]["train"][:6]]) == 6
+        result = page.evaluate("(s) => belka.train(s)", {**SETTINGS, "epochs": 10})
+        assert len(result["split"]["val"]) == 4 and len(result["split"]["train"]) == 8
+        assert result["trainingRows"] == 8 * (1 + 4)  # the validation pictures' views are left out
+        before = page.evaluate("belka.numTensors()")
+        page.evaluate("(s) => belka.train(s)", {**SETTINGS, "epochs": 2})
+        assert page.evaluate("belka.numTensors()") == before  # a new head replaced the old one
+    finally:
+        page.context.close()
