@@ -20,6 +20,8 @@ SETTINGS = {"epochs": 60, "learningRate": 0.01, "batchSize": 8, "hidden": 0, "va
 
 ADD = """async ([index, pictures]) => belka.addSamples(index, pictures.map((b64) =>
   new Blob([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], {type: 'image/png'})))"""
+CLASSIFY = """async (b64) => belka.classifyBlob(new Blob([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))],
+  {type: 'image/png'}))"""
 PREDICT = """async (b64) => belka.predictBlob(new Blob([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))],
   {type: 'image/png'}))"""
 
@@ -108,9 +110,19 @@ def test_taught_in_the_page_saved_and_the_server_agrees(browser, server, samples
         assert saved["status"] == 201, saved
         assert f'Saved as "{name}"' in page.locator("#save-status").inner_text()
         check_against_the_server(page, server, samples, name)
-        # the saved model is a model like any other: in the classify page's picker
-        page.goto(f"{server}/?model={name}&backend=wasm")
+        # the saved model is a model like any other: in the classify page's picker, with Grad-CAM
+        # for the taught classes (base and head are one layers model there) matching the server's
+        page.goto(f"{server}/?model={name}&backend=wasm&weights=float32")
         assert page.evaluate("belka.ready")["ok"] and page.evaluate("belka.model()") == name
+        classified = page.evaluate(CLASSIFY, samples["reddish"]["held"][0])
+        assert classified["top5"][0]["label"] == "reddish"
+        mine = page.evaluate("belka.explain({method: 'gradcam', classIndex: 0})")
+        assert "error" not in mine and mine["model"] == "layers", mine
+        image = np.array(classified["input"], np.float32).reshape(1, 96, 96, 3)
+        served = httpx.post(f"{server}/api/models/{name}/explain", timeout=120, json={
+            "instances": image.tolist(), "method": "gradcam", "layer": mine["layer"], "class_index": 0}).json()
+        heat, expected = np.array(mine["heatmap"]).ravel(), np.array(served["heatmap"]).ravel()
+        assert np.corrcoef(heat, expected)[0, 1] >= 0.99
     finally:
         page.context.close()
 
