@@ -26,6 +26,8 @@
  *   startCamera()      Promise: {ok: true} or {ok: false, error}; stopCamera() releases it
  *   record(i, n)       Promise: n camera frames recorded into class i, as holding the button does
  *   predictBlob(b)     Promise: {logits, probabilities, input, top: [{index, label, probability}]}
+ *   tryLive(n)         Promise: n camera frames through the taught head, as "Live on the camera"
+ *                      does until stopped; the last one's result
  *   save(o)            Promise: saves like the Save button, o = {name, replace, token}:
  *                      {status, body} (the server's answer)
  *   numTensors()       Promise: tf.memory().numTensors in the model's worker
@@ -57,6 +59,7 @@ const state = {
   target: 0, // the class pasted pictures go to
   recording: null, // a token while "Hold to record" is held
   pictures: 0, // pictures added so far: each one's augmentation seed
+  live: null, // a token while the camera's frames are tried live
   trained: null, // {history, split, weightSpecs, data, labels}
   training: false,
 };
@@ -297,13 +300,16 @@ async function startCamera() {
   $('camera-video').hidden = false;
   $('camera-start').hidden = true;
   $('camera-stop').hidden = false;
+  $('try-live').hidden = false;
   renderClasses(); // the classes get their "Hold to record" buttons
   return { ok: true };
 }
 
 function stopCamera() {
   state.recording = null;
+  state.live = null;
   camera.stop();
+  $('try-live').hidden = true;
   $('camera-video').hidden = true;
   $('camera-start').hidden = false;
   $('camera-stop').hidden = true;
@@ -507,19 +513,46 @@ function drawChart(history) {
 function predictBlob(blob) {
   return serial(async () => {
     if (!state.trained) throw new Error('Train first.');
-    const bitmap = await decodeImage(blob);
-    const result = await engine.call('predictTaught', { image: bitmap }, { transfer: [bitmap] });
-    const top = [...result.probabilities].map((probability, index) => ({
-      index, label: state.trained.labels[index], probability,
-    })).sort((a, b) => b.probability - a.probability);
-    $('try-result').replaceChildren(...top.map((c) => {
-      const item = document.createElement('li');
-      item.textContent = `${c.label}: ${formatPercent(c.probability)}`;
-      return item;
-    }));
-    setText('try-status', `Looks like "${top[0].label}".`);
-    return { ...result, top };
+    return predict(await decodeImage(blob), 'Looks like');
   });
+}
+
+/** A picture (an ImageBitmap, moved to the worker) through the base and the head, shown. */
+async function predict(bitmap, verb) {
+  const result = await engine.call('predictTaught', { image: bitmap }, { transfer: [bitmap] });
+  const top = [...result.probabilities].map((probability, index) => ({
+    index, label: state.trained.labels[index], probability,
+  })).sort((a, b) => b.probability - a.probability);
+  $('try-result').replaceChildren(...top.map((c) => {
+    const item = document.createElement('li');
+    item.textContent = `${c.label}: ${formatPercent(c.probability)}`;
+    return item;
+  }));
+  setText('try-status', `${verb} "${top[0].label}".`);
+  return { ...result, top };
+}
+
+/**
+ * Live: the camera's frames through the taught head, one after the other, until stopped (or
+ * `frames` of them); the last result. Not queued behind other work: it stops when the camera
+ * does, or when training starts.
+ */
+async function tryLive(frames = Infinity) {
+  if (!state.trained) throw new Error('Train first.');
+  if (!camera.active) throw new Error('Start the camera first.');
+  const token = {};
+  state.live = token;
+  $('try-live').textContent = 'Stop live';
+  let last = null;
+  try {
+    for (let done = 0; done < frames && state.live === token && camera.active && !state.training; done += 1) {
+      last = await predict(await createImageBitmap($('camera-video')), 'Live: looks like');
+    }
+  } finally {
+    if (state.live === token) state.live = null;
+    $('try-live').textContent = 'Live on the camera';
+  }
+  return last;
 }
 
 async function save({ name = $('save-name')?.value, replace = $('save-replace')?.checked,
@@ -574,6 +607,10 @@ function wire() {
   $('camera-stop').addEventListener('click', () => stopCamera());
   $('train').addEventListener('click', () => train().catch((error) => console.warn(error)));
   $('stop').addEventListener('click', () => engine.cancel());
+  $('try-live').addEventListener('click', () => {
+    if (state.live) state.live = null;
+    else tryLive().catch((error) => setText('try-status', error.message));
+  });
   $('try-input').addEventListener('change', () => {
     const file = $('try-input').files[0];
     $('try-input').value = '';
@@ -611,6 +648,7 @@ window.belka = {
   stopCamera,
   record: (index, frames) => recordFrames(index, frames),
   predictBlob,
+  tryLive: (frames) => tryLive(frames),
   save,
   numTensors: () => engine.call('stats').then((stats) => stats.numTensors),
   worker: (op, args) => engine.call(op, args),

@@ -216,8 +216,14 @@ def test_the_camera_records_frames_into_a_class(browser, server):
         page.evaluate("belka.idle()")
         counts = [c["count"] for c in page.evaluate("belka.classes()")]
         assert counts[0] == 4 and counts[1] >= 2, counts
+        # taught on those frames, the live camera goes through the new head
+        page.evaluate("(s) => belka.train(s)", {**SETTINGS, "epochs": 5, "validationSplit": 0})
+        assert page.locator("#try-live").is_visible()
+        live = page.evaluate("belka.tryLive(3)")
+        assert len(live["probabilities"]) == 2 and abs(sum(live["probabilities"]) - 1) < 1e-5
+        assert page.locator("#try-status").inner_text().startswith("Live: looks like")
         page.evaluate("belka.stopCamera()")
-        assert page.locator('[data-record="0"]').is_hidden()
+        assert page.locator('[data-record="0"]').is_hidden() and page.locator("#try-live").is_hidden()
         assert page.errors == []
     finally:
         fake.close()
