@@ -238,6 +238,10 @@ async function runLoop() {
     try {
       await detectFrame(video);
     } catch (error) {
+      if (error.name === 'InvalidStateError') { // a frame the browser cannot hand over yet: the next one
+        await nextFrame();
+        continue;
+      }
       if (state.loop === id) pauseLoop();
       reportDetectionError(error);
       return;
@@ -259,7 +263,10 @@ async function detectFrame(source) {
   state.maxInFlight = Math.max(state.maxInFlight, state.inFlight);
   try {
     const tracing = state.trace != null;
-    const frame = await createImageBitmap(source); // a copy of the frame, moved to the worker
+    // a copy of the frame, moved to the worker. A video whose frame is not decoded yet (just
+    // started, or looping back to its start) throws InvalidStateError ("The image source is not
+    // usable"): runLoop then tries the next frame instead of stopping.
+    const frame = await createImageBitmap(source);
     const result = await engine.call('detect', { image: frame, options: { ...state.options, keepInput: tracing } },
       { transfer: [frame] });
     state.frames += 1;

@@ -23,6 +23,10 @@ from tests.detectors import export_detector, iou, train_square_detector
 
 BACKENDS = ["webgpu", "webgl", "wasm", "cpu"]
 SIZE = 64          # the detector's input
+# The next n frames the loop processes; an error naming the page's status instead of waiting for
+# ever when they do not come (Playwright's evaluate has no timeout of its own).
+TRACE = """(n) => Promise.race([belka.traceFrames(n), new Promise((_, reject) => setTimeout(
+  () => reject(new Error(`no ${n} frames within 120 s: ${document.getElementById('status').textContent}`)), 120000))])"""
 CLIP = 128         # the fake camera's frames
 SIDE = 32          # the square in the clip (16 px at the model's size, as trained)
 FAKE_CAMERA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
@@ -131,7 +135,7 @@ def test_boxes_follow_the_square_on_the_camera(camera_browser, detect_server):
         assert page.locator("[data-field=input]").inner_text() == f"{SIZE}×{SIZE} px, 1 class"
         assert page.evaluate("belka.startCamera()") == {"ok": True}
         assert page.evaluate("belka.cameraActive()") is True
-        frames = page.evaluate("belka.traceFrames(40)")
+        frames = page.evaluate(TRACE, 40)
         # the status says what the live camera sees, not just "Detecting..."
         status = page.locator("#status").inner_text()
         assert status.startswith("Live: ") and ("1 object: square" in status or "nothing found above 50%" in status \
@@ -368,7 +372,7 @@ def test_a_video_file_is_detected_frame_by_frame(browser, detect_server, tmp_pat
         clip = tmp_path / "square.webm"
         clip.write_bytes(base64.b64decode(page.evaluate(RECORD_CLIP)))
         page.set_input_files("#file-input", clip)
-        frames = page.evaluate("belka.traceFrames(10)")
+        frames = page.evaluate(TRACE, 10)
         hits = 0
         for frame in frames:
             squares = [d for d in frame["detections"] if d["label"] == "square"]
