@@ -80,6 +80,19 @@ function detector() {
   return state.model;
 }
 
+/**
+ * Grad-CAM's `through` for the taught head: where the base's features are (the layers model's
+ * features layer, or the graph's features node) and the head's logits on them.
+ */
+function taughtScore() {
+  const { head, gradcam } = state;
+  if (!head) throw new Error('Train first: there is no taught head yet.');
+  const features = classifier().manifest.features ?? {};
+  const at = gradcam instanceof GraphGradCam ? features.node : features.layer;
+  if (!at) throw new Error('The base model names no features layer for Grad-CAM through a taught head.');
+  return { at, logits: (x) => head.logits(tf.reshape(x, [x.shape[0], -1])) };
+}
+
 /** The tensor of the last classified image (the caller disposes it). */
 function lastInput() {
   if (!state.input) throw new Error('Classify an image first.');
@@ -214,12 +227,17 @@ export const operations = {
     };
   },
 
-  /** Grad-CAM of the last image: {heatmap, shape, score, ms} (gradcam.js). */
-  async gradcam({ classIndex, layer }) {
+  /**
+   * Grad-CAM of the last image: {heatmap, shape, score, ms} (gradcam.js). With `taught`, for
+   * a class of the trained head (the last picture `predictTaught` saw): base and head scored as
+   * one model, from the base's features (manifest.features) through the head's logits.
+   */
+  async gradcam({ classIndex, layer, taught = false }) {
     if (!state.gradcam) await operations.gradcamLayers();
+    const through = taught ? taughtScore() : null;
     const input = lastInput();
     try {
-      return await state.gradcam.explain(input, classIndex, layer);
+      return await state.gradcam.explain(input, classIndex, layer, through);
     } finally {
       input.dispose();
     }
@@ -292,7 +310,8 @@ export const operations = {
         return [logits, tf.softmax(logits)];
       });
       const [logits, probabilities, data] = await Promise.all([...outputs.map((t) => t.data()), input.data()]);
-      return { logits, probabilities, input: data, ms: performance.now() - start };
+      state.input = { data, shape: input.shape };
+      return { logits, probabilities, input: data.slice(), ms: performance.now() - start };
     } finally {
       tf.dispose([input, ...outputs].filter(Boolean));
       image.close?.();

@@ -27,6 +27,11 @@
  * constants). Steps 3 and 4 as above; the server does the same with the SavedModel's
  * "belka_gradcam" signature.
  *
+ * A taught head (the /teach page, static/js/head.js) scores through the base: `explain`'s
+ * `through` ({at, logits}) stops the model at its features (`at`: the layer, or the graph
+ * node, of manifest.features) and takes the class score from `logits(features)`. Base and
+ * head are then one model, as the saved model will be on the server.
+ *
  * Backends: gradients need backward kernels. TF.js 4.22's wasm backend lacks
  * Conv2DBackpropFilter (the gradient of a fused convolution computes the filter's
  * gradient too) and DepthwiseConv2dNativeBackpropInput, so on wasm a model can only be
@@ -131,9 +136,13 @@ export class GradCam {
     return layers[layers.length - 1].name;
   }
 
-  /** Which layers run before the split (`head`) and after it (`tail`), for layer `name`. */
-  plan(name) {
-    if (this.plans.has(name)) return this.plans.get(name);
+  /**
+   * Which layers run before the split (`head`) and after it (`tail`, up to the layer `output`,
+   * the model's output by default), for layer `name`.
+   */
+  plan(name, output = this.output.name) {
+    const key = `${name} -> ${output}`;
+    if (this.plans.has(key)) return this.plans.get(key);
     if (!this.layers().some((l) => l.name === name)) {
       throw new Error(`The model has no layer "${name}" with a spatial output.`);
     }
@@ -141,7 +150,13 @@ export class GradCam {
     for (const node of this.nodes) {
       if (node.inputs.some((i) => i.name === name || tail.has(i.name))) tail.add(node.layer.name);
     }
-    if (!tail.has(this.output.name)) throw new Error(`The model's output does not depend on layer "${name}".`);
+    if (!tail.has(output)) throw new Error(`The layer "${output}" does not depend on layer "${name}".`);
+    // Only what leads to `output`: a taught head's features layer comes before the model's end.
+    const leads = new Set([output]);
+    for (const node of [...this.nodes].reverse()) {
+      if (leads.has(node.layer.name)) node.inputs.forEach((i) => leads.add(i.name));
+    }
+    [...tail].filter((layer) => !leads.has(layer)).forEach((layer) => tail.delete(layer));
     // The head: the split layer and every earlier layer the tail reads from, with their ancestors.
     const needed = new Set([name]);
     for (const node of this.nodes) {
@@ -154,19 +169,22 @@ export class GradCam {
       head: this.nodes.filter((n) => needed.has(n.layer.name)),
       tail: this.nodes.filter((n) => tail.has(n.layer.name)),
     };
-    this.plans.set(name, plan);
+    this.plans.set(key, plan);
     return plan;
   }
 
   /**
    * The Grad-CAM heatmap of `input` (float32 [1, H, W, 3], not disposed here) for class
    * `classIndex` at layer `layerName`. Resolves to {heatmap: Float32Array (h * w, row by
-   * row), shape: [h, w], score (the differentiated logit or probability), ms}.
-   * Throws GradientUnsupportedError when the backend lacks a backward kernel.
+   * row), shape: [h, w], score (the differentiated logit or probability), ms}. With
+   * `through` ({at: a layer name, logits: features => [1, classes]}), the score is a taught
+   * head's logit on layer `at`'s output. Throws GradientUnsupportedError when the backend
+   * lacks a backward kernel.
    */
-  async explain(input, classIndex, layerName) {
+  async explain(input, classIndex, layerName, through = null) {
     const start = performance.now();
-    const { head, tail } = this.plan(layerName);
+    const outputRef = through ? { name: through.at, tensorIndex: 0 } : this.output;
+    const { head, tail } = this.plan(layerName, outputRef.name);
     const inputName = this.nodes[0].layer.name;
     let heat;
     let score;
@@ -182,7 +200,8 @@ export class GradCam {
           const local = new Map(values);
           local.set(layerName, a);
           for (const node of tail) local.set(node.layer.name, applyNode(node, local));
-          const output = pick(local, this.output);
+          const picked = pick(local, outputRef);
+          const output = through ? through.logits(picked) : picked;
           return tf.squeeze(tf.slice(output, [0, classIndex], [1, 1]));
         };
         const { value, grad } = tf.valueAndGrad(classScore)(activations);
@@ -234,10 +253,11 @@ export class GraphGradCam {
   }
 
   /**
-   * As GradCam.explain; `layerName` must be the graph's layer (or left out). Throws
-   * GradientUnsupportedError when the backend lacks a backward kernel.
+   * As GradCam.explain; `layerName` must be the graph's layer (or left out); `through.at` is
+   * a node of the graph (manifest.features.node). Throws GradientUnsupportedError when the
+   * backend lacks a backward kernel.
    */
-  async explain(input, classIndex, layerName = this.layer) {
+  async explain(input, classIndex, layerName = this.layer, through = null) {
     const start = performance.now();
     if (layerName != null && layerName !== this.layer) {
       throw new Error(`Without a layers model, Grad-CAM runs at one layer only: "${this.layer}" ` +
@@ -249,7 +269,9 @@ export class GraphGradCam {
       [heat, score] = tf.tidy(() => {
         const activations = this.graph.execute(input, this.featuresNode);
         const classScore = (a) => {
-          const output = this.graph.execute({ [this.featuresNode]: a }, this.outputNode);
+          const output = through
+            ? through.logits(this.graph.execute({ [this.featuresNode]: a }, through.at))
+            : this.graph.execute({ [this.featuresNode]: a }, this.outputNode);
           return tf.squeeze(tf.slice(output, [0, classIndex], [1, 1]));
         };
         const { value, grad } = tf.valueAndGrad(classScore)(activations);

@@ -25,7 +25,10 @@
  *   stop()             stops training between two batches
  *   startCamera()      Promise: {ok: true} or {ok: false, error}; stopCamera() releases it
  *   record(i, n)       Promise: n camera frames recorded into class i, as holding the button does
- *   predictBlob(b)     Promise: {logits, probabilities, input, top: [{index, label, probability}]}
+ *   predictBlob(b)     Promise: {logits, probabilities, input, top: [{index, label, probability}],
+ *                      gradcam} with the top class's Grad-CAM, as explainTaught gives it
+ *   explainTaught(c)   Promise: Grad-CAM of the last picture tried for taught class c, base and
+ *                      head as one model: {heatmap, shape, score, layer, classIndex} or {error}
  *   tryLive(n)         Promise: n camera frames through the taught head, as "Live on the camera"
  *                      does until stopped; the last one's result
  *   save(o)            Promise: saves like the Save button, o = {name, replace, token}:
@@ -40,7 +43,7 @@ import { readPageConfig } from './config.js';
 import { count, formatPercent } from './format.js';
 import { wireModelPicker } from './model-picker.js';
 import { clearLesson, loadLesson, saveLesson } from './lesson-store.js';
-import { decodeImage } from './preprocess.js';
+import { decodeImage, modelRegion } from './preprocess.js';
 import { pageWeights, startPageEngine } from './start-worker.js';
 import { showMessage } from './view.js';
 
@@ -50,11 +53,13 @@ const $ = (id) => document.getElementById(id);
 const THUMB_PX = 56;
 const RECORD_EVERY_MS = 150; // a frame every 150 ms while "Hold to record" is held
 const VIEWS = 4; // augmented views per picture, when "Augment" is on
+const TRY_PX = 320; // the tried picture's longer side on the page
 const camera = new Camera($('camera-video'));
 
 const state = {
   backend: null,
   features: 0, // numbers per picture
+  preprocessing: null, // the base model's (manifest.preprocessing): what part of a picture it sees
   classes: [{ name: 'squirrel', samples: [] }, { name: 'not squirrel', samples: [] }],
   target: 0, // the class pasted pictures go to
   recording: null, // a token while "Hold to record" is held
@@ -83,6 +88,7 @@ async function start() {
     setField('backend', state.backend);
     const { manifest } = await engine.call('loadClassifier', { name: config.model, weights: pageWeights(config) });
     state.features = manifest.features?.size ?? 0;
+    state.preprocessing = manifest.preprocessing;
     if (!state.features) throw new Error(`${config.model} names no features to learn from; pick another base.`);
     const restored = await restore();
     renderClasses();
@@ -145,6 +151,7 @@ function clearAll() {
     drawChart([]);
     $('confusion').replaceChildren();
     $('try-result').replaceChildren();
+    $('try-figure').hidden = true;
     setText('train-status', '');
     setText('try-status', 'Train first.');
     setText('samples-status', 'Cleared: add pictures to each class.');
@@ -510,26 +517,93 @@ function drawChart(history) {
 
 // ---------------------------------------------------------------- trying and saving
 
+/** A chosen picture through the base and the head, with Grad-CAM for the top class. */
 function predictBlob(blob) {
   return serial(async () => {
     if (!state.trained) throw new Error('Train first.');
-    return predict(await decodeImage(blob), 'Looks like');
+    const bitmap = await decodeImage(blob);
+    drawTryPhoto(bitmap);
+    const result = await predict(bitmap, 'Looks like', { pick: true });
+    return { ...result, gradcam: await gradcamTaught(result.top[0].index) };
   });
 }
 
-/** A picture (an ImageBitmap, moved to the worker) through the base and the head, shown. */
-async function predict(bitmap, verb) {
+/**
+ * A picture (an ImageBitmap, moved to the worker) through the base and the head, shown; with
+ * `pick`, each class is a button that shows where the model looked for it.
+ */
+async function predict(bitmap, verb, { pick = false } = {}) {
   const result = await engine.call('predictTaught', { image: bitmap }, { transfer: [bitmap] });
   const top = [...result.probabilities].map((probability, index) => ({
     index, label: state.trained.labels[index], probability,
   })).sort((a, b) => b.probability - a.probability);
   $('try-result').replaceChildren(...top.map((c) => {
     const item = document.createElement('li');
-    item.textContent = `${c.label}: ${formatPercent(c.probability)}`;
+    const text = `${c.label}: ${formatPercent(c.probability)}`;
+    if (!pick) {
+      item.textContent = text;
+      return item;
+    }
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'chip';
+    button.dataset.class = String(c.index);
+    button.textContent = text;
+    button.title = `Where it looked for "${c.label}"`;
+    button.addEventListener('click', () => explainTaught(c.index).catch((error) => setText('try-status', error.message)));
+    item.append(button);
     return item;
   }));
   setText('try-status', `${verb} "${top[0].label}".`);
   return { ...result, top };
+}
+
+/** Draws what the base model sees of a tried picture (its crop) under the heatmap. */
+function drawTryPhoto(bitmap) {
+  const region = modelRegion(bitmap.height, bitmap.width, state.preprocessing);
+  const scale = Math.min(TRY_PX / Math.max(region.width, region.height), 4);
+  const photo = $('try-photo');
+  const heat = $('try-heat');
+  photo.width = heat.width = Math.max(1, Math.round(region.width * scale));
+  photo.height = heat.height = Math.max(1, Math.round(region.height * scale));
+  photo.getContext('2d').drawImage(bitmap, region.left, region.top, region.width, region.height,
+    0, 0, photo.width, photo.height);
+  heat.getContext('2d').clearRect(0, 0, heat.width, heat.height);
+  $('try-figure').hidden = false;
+  setText('try-caption', '');
+}
+
+/**
+ * Grad-CAM of the last chosen picture for taught class `classIndex`: the base's last spatial
+ * layer, differentiated through the base's features and the taught head (engine.js "gradcam"
+ * with `taught`), drawn over the picture. {heatmap, shape, score, layer, classIndex}, or
+ * {error} when this backend cannot compute the gradient (said under the picture).
+ */
+function explainTaught(classIndex) {
+  return serial(() => gradcamTaught(classIndex));
+}
+
+async function gradcamTaught(classIndex) {
+  const label = state.trained.labels[classIndex];
+  if (label == null) throw new Error(`There is no class ${classIndex}.`);
+  document.querySelectorAll('#try-result .chip').forEach((chip) => {
+    chip.setAttribute('aria-pressed', String(chip.dataset.class === String(classIndex)));
+  });
+  try {
+    const { defaultLayer: layer } = await engine.call('gradcamLayers');
+    const result = await engine.call('gradcam', { classIndex, layer, taught: true });
+    const heat = $('try-heat');
+    const image = await engine.call('heatmapImage', { heatmap: result.heatmap, shape: result.shape,
+      width: heat.width, height: heat.height });
+    heat.getContext('2d').putImageData(image, 0, 0);
+    setText('try-caption', `Where it looked for "${label}" (Grad-CAM at ${layer}, through your head).`);
+    return { ...result, layer, classIndex };
+  } catch (error) {
+    $('try-heat').getContext('2d').clearRect(0, 0, $('try-heat').width, $('try-heat').height);
+    const hint = error.name === 'GradientUnsupportedError' ? ' Switch the backend to webgl or cpu to see it.' : '';
+    setText('try-caption', `No Grad-CAM for "${label}": ${error.message}${hint}`);
+    return { error: error.message };
+  }
 }
 
 /**
@@ -543,6 +617,7 @@ async function tryLive(frames = Infinity) {
   const token = {};
   state.live = token;
   $('try-live').textContent = 'Stop live';
+  $('try-figure').hidden = true;
   let last = null;
   try {
     for (let done = 0; done < frames && state.live === token && camera.active && !state.training; done += 1) {
@@ -648,6 +723,7 @@ window.belka = {
   stopCamera,
   record: (index, frames) => recordFrames(index, frames),
   predictBlob,
+  explainTaught,
   tryLive: (frames) => tryLive(frames),
   save,
   numTensors: () => engine.call('stats').then((stats) => stats.numTensors),

@@ -68,9 +68,11 @@ def teach(page, samples) -> dict:
 
 
 def check_against_the_server(page, server, samples, name) -> None:
-    """The page's taught head and the server's saved model agree on the held-back pictures."""
+    """The page's taught head and the server's saved model agree on the held-back pictures:
+    logits, and the Grad-CAM the page draws (base and head differentiated as one model in the
+    worker) against the server's Grad-CAM of the saved model, for each picture's top class."""
     for colour in COLOURS:
-        for b64 in samples[colour]["held"]:
+        for k, b64 in enumerate(samples[colour]["held"]):
             mine = page.evaluate(PREDICT, b64)
             assert mine["top"][0]["label"] == colour
             image = np.array(mine["input"], np.float32).reshape(1, 96, 96, 3)
@@ -80,6 +82,19 @@ def check_against_the_server(page, server, samples, name) -> None:
             prediction = served.json()["predictions"][0]
             np.testing.assert_allclose(mine["logits"], prediction["logits"], rtol=0, atol=1e-4)
             assert prediction["top_k"][0]["label"] == colour
+            if k:
+                continue
+            cam = mine["gradcam"]
+            assert "error" not in cam and cam["classIndex"] == mine["top"][0]["index"], cam
+            assert f'Where it looked for "{colour}"' in page.locator("#try-caption").inner_text()
+            explained = httpx.post(f"{server}/api/models/{name}/explain", timeout=120, json={
+                "instances": image.tolist(), "method": "gradcam", "layer": cam["layer"],
+                "class_index": cam["classIndex"]}).json()
+            heat, expected = np.array(cam["heatmap"]).ravel(), np.array(explained["heatmap"]).ravel()
+            assert heat.shape == expected.shape and np.corrcoef(heat, expected)[0, 1] >= 0.99
+    # another class's heatmap, picked from the list, for the last picture
+    other = page.evaluate("belka.explainTaught(1)")
+    assert "error" not in other and other["classIndex"] == 1
 
 
 def test_taught_in_the_page_saved_and_the_server_agrees(browser, server, samples):
