@@ -43,6 +43,43 @@ def small_mobilenet(models_dir) -> dict:
     return summary
 
 
+TINY_LABELS = ["red", "green", "blue"]
+
+
+def tiny_classifier(keras):
+    """A 32 px Keras classifier of our own: two convolutions ("features" is the last), pooling,
+    a dense head. Seeded, untrained."""
+    keras.utils.set_random_seed(5)
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="conv")(x)
+    x = keras.layers.Conv2D(12, 3, padding="same", activation="relu", name="features")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    outputs = keras.layers.Dense(len(TINY_LABELS), name="logits")(x)
+    return keras.Model(inputs, outputs)
+
+
+@pytest.fixture(scope="session")
+def tiny_graph_only(tmp_path_factory) -> dict:
+    """tiny_classifier converted with --formats graph,saved: a classifier without a TF.js layers
+    model (Grad-CAM on its graph, a SavedModel on the server). {"dir", "manifest", "keras": the
+    .keras file it was converted from}."""
+    from app import tf_runtime
+
+    tf_runtime.tensorflow()
+    import keras
+
+    work = tmp_path_factory.mktemp("tiny")
+    tiny_classifier(keras).save(work / "tiny.keras")
+    (work / "labels.txt").write_text("\n".join(TINY_LABELS) + "\n")
+    summary = convert_ok("keras", work / "tiny.keras", "--labels", work / "labels.txt", "--formats", "graph,saved",
+                         "--out", work / "models", "--name", "tiny")
+    summary["dir"] = Path(summary["path"])
+    summary["manifest"] = json.loads((summary["dir"] / "manifest.json").read_text())
+    summary["keras"] = work / "tiny.keras"
+    return summary
+
+
 def snapshot(folder: Path) -> dict[str, bytes]:
     """Every file under ``folder`` with its bytes, to prove a folder was left untouched."""
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}

@@ -83,6 +83,9 @@ def write_saved_model(source: SourceModel, out: Path, gradcam: bool = False) -> 
         @tf.function(input_signature=[spec, tf.TensorSpec([], tf.int32, name="class_index")])
         def gradcam(images, class_index):
             with tf.GradientTape() as tape:
+                # the images watched: the maps are recorded even when no variable computes them
+                # (a taught head on a frozen base, app/teach.py)
+                tape.watch(images)
                 maps, outputs = source.split(images, training=False)
                 outputs = two_classes(outputs, source.binary)
                 score = tf.gather(outputs, class_index, axis=1)

@@ -111,6 +111,63 @@ def test_a_taught_head_becomes_a_belka_model_the_server_runs(models, small_mobil
     assert json.loads((models / "taught" / "manifest.json").read_text())["labels"] == ["cat", "cup"]
 
 
+def test_a_head_on_a_base_without_a_layers_model(tmp_path, tiny_graph_only):
+    """A base with no TF.js layers model (graph and SavedModel only): the taught model is built
+    on its frozen SavedModel cut at the features node the page read, with the Grad-CAM maps, and
+    converted to graph + SavedModel. Its predictions and Grad-CAM equal the Keras model the base
+    came from, with the head on its pooled features; the download holds the SavedModel."""
+    import io
+    import zipfile
+
+    import keras
+    import tensorflow as tf
+
+    models = tmp_path / "models"
+    shutil.copytree(tiny_graph_only["dir"], models / "tiny")
+    client = client_for(models)
+    specs, data, layers = head(features=12, classes=2, hidden=5, seed=4)
+    response = client.post("/api/models", **form(name="on-tiny", base="tiny", specs=specs, data=data))
+    assert response.status_code == 201, response.text
+    manifest = json.loads((models / "on-tiny" / "manifest.json").read_text())
+    assert set(manifest["formats"]) == {"graph", "saved"} and manifest["source"]["kind"] == "taught"
+    assert manifest["source"]["features"] == tiny_graph_only["manifest"]["features"]["node"]
+    assert manifest["explain"]["gradcam"] == "graph" and manifest["explain"]["layer"] == "features"
+    assert manifest["features"]["size"] == 5  # the hidden layer: a taught model can be a base too
+
+    original = keras.models.load_model(tiny_graph_only["keras"])
+    split = keras.Model(original.inputs, [original.get_layer("features").output, original.get_layer("pool").output])
+    x = np.random.default_rng(2).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+
+    def taught(pooled):
+        hidden = tf.nn.relu(tf.matmul(pooled, layers[0][0]) + layers[0][1])
+        return tf.matmul(hidden, layers[1][0]) + layers[1][1]
+
+    predicted = client.post("/api/models/on-tiny/predict?include_logits=true", json={"instances": x.tolist()})
+    assert predicted.status_code == 200, predicted.text
+    logits = np.array([p["logits"] for p in predicted.json()["predictions"]])
+    np.testing.assert_allclose(logits, np.asarray(taught(split(x)[1])), atol=1e-4)
+
+    # Grad-CAM through the head: the server's equals the Keras model's, split at "features"
+    maps = tf.constant(np.asarray(split(x[:1])[0]))
+    pool = original.get_layer("pool")
+    with tf.GradientTape() as tape:
+        tape.watch(maps)
+        score = taught(pool(maps))[0, 1]
+    weights = tf.reduce_mean(tape.gradient(score, maps), axis=(1, 2), keepdims=True)
+    cam = np.maximum(np.asarray(tf.reduce_sum(maps * weights, axis=-1))[0], 0)
+    explained = client.post("/api/models/on-tiny/explain", json={
+        "instances": x[:1].tolist(), "method": "gradcam", "class_index": 1})
+    assert explained.status_code == 200, explained.text
+    heatmap = np.array(explained.json()["heatmap"])
+    assert heatmap.shape == cam.shape == (16, 16)
+    np.testing.assert_allclose(heatmap, cam / cam.max(), atol=1e-4)
+
+    archive = zipfile.ZipFile(io.BytesIO(client.get("/api/models/on-tiny/download").content))
+    names = set(archive.namelist())
+    assert {"on-tiny/tfjs_graph/model.json", "on-tiny/saved_model/saved_model.pb"} <= names
+    assert not any(name.endswith(".keras") or "tfjs_layers" in name for name in names)
+
+
 @pytest.mark.parametrize(("settings", "headers", "status", "says"), [
     ({"allow_saves": False}, {}, 403, "turned off"),
     ({"host": "0.0.0.0"}, {}, 403, "BELKA_ADMIN_TOKEN"),

@@ -15,40 +15,21 @@ import httpx
 import numpy as np
 import pytest
 
-from app import tf_runtime
 from tests.browser.conftest import classify_file, new_page, serve
-from tests.conftest import convert_ok
+from tests.conftest import TINY_LABELS
 
 MOBILENET = "mobilenet-v2-0.35-96"
 TINY = "tiny"
-LABELS = ["red", "green", "blue"]
+LABELS = TINY_LABELS
 LOGITS_ATOL = 1e-4
 
 
-def tiny_classifier(keras):
-    keras.utils.set_random_seed(5)
-    inputs = keras.Input((32, 32, 3))
-    x = keras.layers.Rescaling(1 / 255)(inputs)
-    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="conv")(x)
-    x = keras.layers.Conv2D(12, 3, padding="same", activation="relu", name="features")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(len(LABELS), name="logits")(x)
-    return keras.Model(inputs, outputs)
-
-
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory, small_mobilenet, small_detector):
-    tf_runtime.tensorflow()
-    import keras
-
-    work = tmp_path_factory.mktemp("picker")
-    models = work / "models"
+def folder(tmp_path_factory, small_mobilenet, small_detector, tiny_graph_only):
+    models = tmp_path_factory.mktemp("picker") / "models"
     shutil.copytree(small_mobilenet["dir"], models / MOBILENET)
     shutil.copytree(small_detector["dir"], models / "squares")
-    tiny_classifier(keras).save(work / "tiny.keras")
-    (work / "labels.txt").write_text("\n".join(LABELS) + "\n")
-    convert_ok("keras", work / "tiny.keras", "--labels", work / "labels.txt", "--formats", "graph,saved",
-               "--out", models, "--name", TINY)
+    shutil.copytree(tiny_graph_only["dir"], models / TINY)
     return models
 
 
