@@ -24,4 +24,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
-        return error_response(422, "invalid request", detail=exc.errors())
+        problems = exc.errors()
+        said = "; ".join(f"{'.'.join(str(part) for part in problem.get('loc', ()))}: {problem.get('msg', '')}"
+                         for problem in problems[:3])
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        return error_response(422, f"invalid request: {said}{more}" if said else "invalid request", detail=problems)

@@ -11,6 +11,7 @@ from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddle
 from app import __version__, errors, files, pages
 from app.api import detect as detect_api
 from app.api import explain as explain_api
+from app.api import learn as learn_api
 from app.api import models as models_api
 from app.api import predict as predict_api
 from app.api import teach as teach_api
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(explain_api.router)
     app.include_router(detect_api.router)
     app.include_router(teach_api.router)
+    app.include_router(learn_api.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz(request: Request) -> dict:

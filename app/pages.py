@@ -92,11 +92,13 @@ def unknown_model_note(request: Request, task: str, asked: str, candidates: list
 
 
 def model_page(request: Request, template: str, task: str, candidates: list[ModelInfo],
-               default: ModelInfo | None, extra: dict | None = None) -> HTMLResponse:
+               default: ModelInfo | None, extra: dict | None = None, more: dict | None = None) -> HTMLResponse:
+    """``template`` for the picked model; ``extra`` goes into the page's config, ``more`` into the
+    template's context."""
     model, note, remember = pick_model(request, task, candidates, default)
     config = {"model": model.name if model else None, "models": [m.name for m in candidates], **(extra or {})}
     context = {"config": config, "model": model, "model_note": note,
-               "model_options": [picker_option(m) for m in candidates]}
+               "model_options": [picker_option(m) for m in candidates], **(more or {})}
     response = TEMPLATES.TemplateResponse(request, template, context)
     if remember:
         response.set_cookie(cookie_name(task), model.name, max_age=COOKIE_MAX_AGE, path="/",
@@ -134,3 +136,79 @@ def teach_page(request: Request):
                       # float32 features: the numbers the saved model computes on the server
                       {"weights": "float32", "saves": settings.allow_saves,
                        "tokenNeeded": bool(settings.admin_token)})
+
+
+# ------------------------------------------------------------------ /learn (issue 15)
+
+# The course the /learn index reads as, in order: (address, title, what it teaches). One list:
+# the index and each lesson's "previous / next" links come from it.
+COURSE = [
+    ("/learn/line", "Fitting a line", "Gradient descent finds a and b in y = a x + b, one small step at a time."),
+    ("/learn/convolution", "Convolution", "A 3x3 grid of numbers slid over your photo blurs it, sharpens it or "
+                                          "finds its edges; a network's first layer is many such grids."),
+    ("/", "A pretrained network", "MobileNetV2 says what is in your photo: 1000 classes, in your browser."),
+    ("/#explain", "Where it looked", "Grad-CAM and occlusion show which parts of the photo made the answer."),
+    ("/learn/pca", "Your photos in 2D", "The network turns each photo into 1280 numbers; PCA shows them on a page."),
+    ("/teach", "Your own classes", "A small new layer on those numbers learns classes of your own."),
+]
+
+
+def samples(request: Request) -> list[dict]:
+    """The sample photos (static/img/samples/index.json, made by scripts/make_samples.py):
+    [{url, title}]."""
+    import json
+
+    assets = request.app.state.assets
+    folder = request.app.state.settings.static_dir / "img" / "samples"
+    try:
+        index = json.loads((folder / "index.json").read_text())
+    except (OSError, ValueError):
+        return []
+    return [{"url": assets.static_url(f"img/samples/{entry['file']}"), "title": entry["title"]} for entry in index]
+
+
+def lesson(request: Request, template: str, path: str, extra: dict | None = None,
+           model_task: str | None = None, needs_features: bool = False) -> HTMLResponse:
+    """A /learn page: its place in the course (previous / next), the sample photos and, for the
+    lessons that use a network, the classifier (picked as on the other pages)."""
+    index = [entry[0] for entry in COURSE].index(path)
+    context = {
+        "step": index + 1,
+        "previous": COURSE[index - 1] if index > 0 else None,
+        "next": COURSE[index + 1] if index + 1 < len(COURSE) else None,
+    }
+    config = {"samples": samples(request), **(extra or {})}
+    if model_task is None:
+        return TEMPLATES.TemplateResponse(request, template, {**context, "config": config})
+    settings = request.app.state.settings
+    models = request.app.state.registry.all()
+    candidates = [m for m in models.values() if m.task == "classification" and "graph" in m.manifest["formats"]
+                  and (not needs_features or (m.manifest.get("features") or {}).get("node"))]
+    preferred = default_classifier(models, settings)
+    default = preferred if preferred in candidates else (candidates[0] if candidates else None)
+    return model_page(request, template, model_task, candidates, default, config, context)
+
+
+@router.get("/learn", response_class=HTMLResponse)
+def learn_index(request: Request):
+    """The lessons, as a short course."""
+    return TEMPLATES.TemplateResponse(request, "learn_index.html", {
+        "course": [{"url": url, "title": title, "text": text} for url, title, text in COURSE]})
+
+
+@router.get("/learn/line", response_class=HTMLResponse)
+def learn_line(request: Request):
+    """Fitting y = a x + b by gradient descent, next to the exact answer."""
+    return lesson(request, "learn_line.html", "/learn/line")
+
+
+@router.get("/learn/convolution", response_class=HTMLResponse)
+def learn_convolution(request: Request):
+    """Kernels on your photo, then the first layer of the classifier."""
+    return lesson(request, "learn_convolution.html", "/learn/convolution", model_task="classification")
+
+
+@router.get("/learn/pca", response_class=HTMLResponse)
+def learn_pca(request: Request):
+    """Photos as the classifier's features, in 2D by PCA."""
+    return lesson(request, "learn_pca.html", "/learn/pca", model_task="classification", needs_features=True)

@@ -3,7 +3,9 @@
  * (served under /vendor), run by this module itself (top-level await) unless it already ran.
  * So a module that imports `tf` from here can be fetched side by side with the bundle: the
  * model's worker (static/js/engine-worker.js) imports its whole engine at once, and only its
- * evaluation waits for TF.js. The pages never import this module: they do not load TF.js.
+ * evaluation waits for TF.js. The model pages never import this module: their TF.js runs in
+ * the worker. The /learn lessons do (static/js/lesson.js): their tensors are a few hundred
+ * numbers or one photo, and every one of them is there to be looked at on the page.
  * (The ES5 bundle tf.min.js cannot run under our Content-Security-Policy: its polyfills call
  * Function().)
  */

@@ -145,3 +145,15 @@ def wasm_page(browser, server):
     assert ready == {"ok": True, "backend": "wasm"}, ready
     yield page
     page.context.close()
+
+
+ARTIFACTS = ROOT / "test-results"
+
+
+def save_screenshot(page, name: str) -> Path:
+    """A screenshot of the whole page as a test artifact, test-results/<name>.png (kept out of git:
+    for looking at after a run, e.g. in a closing note)."""
+    path = ARTIFACTS / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path), full_page=True)
+    return path
