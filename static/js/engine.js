@@ -178,27 +178,31 @@ export const operations = {
   /**
    * The features the classifier's head reads, for a picture (an ImageBitmap): {features:
    * Float32Array (manifest.features.size), ms}; with `views`, also the features of that many
-   * augmented views of it (head.js augmentedViews, seeded by `seed`): views [views * size].
+   * augmented views of it (head.js augmentedViews, seeded by `seed`): views [views * size];
+   * with `classify`, also the model's class probabilities for the picture (probabilities).
    */
-  async features({ image, views = 0, seed = 0 }) {
+  async features({ image, views = 0, seed = 0, classify = false }) {
     const model = classifier();
     const start = performance.now();
     let values;
     let extra;
+    let probabilities;
     try {
-      [values, extra] = tf.tidy(() => {
+      [values, extra, probabilities] = tf.tidy(() => {
         const x = toModelInput(image, model.preprocessing);
         const own = tf.reshape(model.featuresOf(x), [-1]);
-        if (!views) return [own, null];
+        const classes = classify ? tf.reshape(model.probabilitiesOf(x), [-1]) : null;
+        if (!views) return [own, null, classes];
         const augmented = augmentedViews(x, views, model.preprocessing, seededRandom(seed));
-        return [own, tf.reshape(model.featuresOf(augmented), [-1])];
+        return [own, tf.reshape(model.featuresOf(augmented), [-1]), classes];
       });
       const result = { features: await values.data(), ms: 0 };
       if (extra) result.views = await extra.data(); // [views * size]
+      if (probabilities) result.probabilities = await probabilities.data();
       result.ms = performance.now() - start;
       return result;
     } finally {
-      tf.dispose([values, extra].filter(Boolean));
+      tf.dispose([values, extra, probabilities].filter(Boolean));
       image.close?.();
     }
   },
