@@ -48,9 +48,10 @@ VENDOR_PACKAGE_FILES = ("@tensorflow/*/package.json", "swagger-ui-dist/package.j
 class Assets:
     """The current versions of /static and /vendor, and URLs under them."""
 
-    def __init__(self, static_dir: Path, node_modules: Path):
+    def __init__(self, static_dir: Path, node_modules: Path, base_path: str = "/"):
         self.static_dir = Path(static_dir)
         self.node_modules = Path(node_modules)
+        self.base_path = base_path  # where the site lives: "/", or an exported site's sub-path
         self._lock = threading.Lock()
         self._signature: tuple | None = None
         self._static_version = ""
@@ -89,12 +90,12 @@ class Assets:
         return self._vendor_version
 
     def static_url(self, path: str) -> str:
-        """``/static/<version>/<path>``: cached by browsers for good."""
-        return f"/static/{self.static_version()}/{path.lstrip('/')}"
+        """``/static/<version>/<path>`` (under the base path): cached by browsers for good."""
+        return f"{self.base_path}static/{self.static_version()}/{path.lstrip('/')}"
 
     def vendor_url(self, path: str) -> str:
         """``/vendor/<version>/<path>`` (``path`` as under /vendor, e.g. ``tfjs/dist/tf.es2017.min.js``)."""
-        return f"/vendor/{self.vendor_version()}/{path.lstrip('/')}"
+        return f"{self.base_path}vendor/{self.vendor_version()}/{path.lstrip('/')}"
 
     def module_preloads(self, entry: str) -> list[str]:
         """The static URLs of every module ``entry`` (e.g. ``js/classify.js``) imports, directly or

@@ -147,6 +147,18 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", action="store_true", help="print a JSON report on stdout")
     verify.set_defaults(handler=_verify)
 
+    site = commands.add_parser("export-site", help="write the pages and models as a static site, for any "
+                               "static host or CDN", epilog="exit codes: 0 ok, 1 unexpected error, 2 bad input "
+                               "(nothing is written unless the exit code is 0)")
+    site.add_argument("out", type=Path, metavar="DIR", help="the folder to write (new, empty, or an earlier export)")
+    site.add_argument("--models", type=_csv, default=None, metavar="A,B",
+                      help="the models to include (default: every model with a TF.js graph model)")
+    site.add_argument("--base-path", default="/", help="where the site will be served, e.g. /demo/ (default /)")
+    site.add_argument("--models-dir", type=Path, default=None,
+                      help="models folder (default: BELKA_MODELS_DIR, else models/ here)")
+    site.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    site.set_defaults(handler=_export_site)
+
     serve = commands.add_parser("serve", help="start the web app", epilog=SERVE_EXIT_CODES_HELP)
     serve.add_argument("--host", default=None, help="default 127.0.0.1 (BELKA_HOST)")
     serve.add_argument("--port", type=int, default=None, help="default 8000 (BELKA_PORT)")
@@ -308,6 +320,21 @@ def _verify(args) -> int:
                   file=sys.stderr)
     print(f"{args.model_dir}: {report['files_checked']} files intact, TF.js matches TensorFlow",
           file=sys.stderr)
+    return 0
+
+
+def _export_site(args) -> int:
+    from app.settings import default_models_dir
+    from app.site import export_site
+
+    summary = export_site(args.out, args.models_dir or default_models_dir(), list(args.models or []) or None,
+                          args.base_path)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    print(f"Wrote the static site {args.out} ({summary['bytes'] / 1e6:.1f} MB, base path {summary['base_path']}): "
+          f"{len(summary['pages'])} pages, models {', '.join(summary['models'])}. Try it: "
+          f"cd {args.out} && python3 -m http.server 8000; the headers to send are in {args.out / '_headers'} "
+          f"and README.md there.", file=sys.stderr)
     return 0
 
 

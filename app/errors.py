@@ -24,7 +24,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
-        problems = exc.errors()
+        # where and why only: the rejected input can be large (an image's floats) or not JSON (bytes)
+        problems = [{key: problem[key] for key in ("type", "loc", "msg") if key in problem}
+                    for problem in exc.errors()]
         said = "; ".join(f"{'.'.join(str(part) for part in problem.get('loc', ()))}: {problem.get('msg', '')}"
                          for problem in problems[:3])
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""

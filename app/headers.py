@@ -22,6 +22,11 @@ CONTENT_SECURITY_POLICY = "; ".join([
     "frame-ancestors 'none'",
 ])
 
+# An exported static site's pages carry the policy in a <meta> too, for hosts that send no
+# headers (app/site.py); a <meta> policy cannot hold frame-ancestors (browsers ignore it there).
+META_CONTENT_SECURITY_POLICY = "; ".join(part for part in CONTENT_SECURITY_POLICY.split("; ")
+                                         if not part.startswith("frame-ancestors"))
+
 # /docs only: Swagger UI's stylesheet draws a few icons as data: SVG images.
 DOCS_CONTENT_SECURITY_POLICY = CONTENT_SECURITY_POLICY + "; img-src 'self' data:"
 

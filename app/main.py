@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.registry = registry
     app.state.services = services
-    app.state.assets = Assets(settings.static_dir, settings.node_modules)
+    app.state.assets = Assets(settings.static_dir, settings.node_modules, settings.base_path)
     app.add_middleware(SecurityHeadersMiddleware)
     # pages and API answers (JSON, HTML) gzipped when over 1 kB; files come compressed from
     # app/files.py already, weight shards and uploads' binary answers are left alone

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from app.headers import META_CONTENT_SECURITY_POLICY
 from app.registry import ModelInfo
 from app.settings import Settings
 
@@ -24,10 +25,33 @@ COOKIE_MAX_AGE = 365 * 24 * 3600
 
 
 def asset_urls(request: Request) -> dict:
-    """What every template uses to name files: content-hashed URLs (app/assets.py)."""
+    """What every template uses to name files and pages: content-hashed URLs (app/assets.py),
+    ``url("/detect")`` for a page, and what the site is (``base_path``, ``static_site``)."""
     assets = request.app.state.assets
+    settings = request.app.state.settings
     return {"static_url": assets.static_url, "vendor_url": assets.vendor_url,
-            "module_preloads": assets.module_preloads}
+            "module_preloads": assets.module_preloads, "base_path": settings.base_path,
+            "static_site": settings.static_site, "url": lambda path: page_url(settings, path),
+            "static_site_csp": META_CONTENT_SECURITY_POLICY}
+
+
+def model_page_folder(page: str, name: str, default: ModelInfo | None) -> str:
+    """Where an exported static site keeps ``page`` (e.g. "/detect") for the model ``name``: the
+    page's own folder for its default model, else "<page>/m/<name>/"."""
+    folder = page.strip("/")
+    if default is not None and name == default.name:
+        return f"/{folder}"
+    return f"/{folder}/m/{name}" if folder else f"/m/{name}"
+
+
+def page_url(settings: Settings, path: str) -> str:
+    """A page's address: ``/detect`` on the server; on a static site a folder under the base
+    path (``/demo/detect/``: its index.html), with any ``#fragment`` kept."""
+    path, hash_mark, fragment = path.partition("#")
+    if not settings.static_site:
+        return path + hash_mark + fragment
+    folder = path.strip("/")
+    return settings.base_path + (f"{folder}/" if folder else "") + hash_mark + fragment
 
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent / "templates"),
@@ -97,6 +121,10 @@ def model_page(request: Request, template: str, task: str, candidates: list[Mode
     template's context."""
     model, note, remember = pick_model(request, task, candidates, default)
     config = {"model": model.name if model else None, "models": [m.name for m in candidates], **(extra or {})}
+    settings = request.app.state.settings
+    if settings.static_site:  # no ?model= on a static host: a page per model (app/site.py)
+        config["modelPages"] = {m.name: page_url(settings, model_page_folder(request.url.path, m.name, default))
+                                for m in candidates}
     context = {"config": config, "model": model, "model_note": note,
                "model_options": [picker_option(m) for m in candidates], **(more or {})}
     response = TEMPLATES.TemplateResponse(request, template, context)

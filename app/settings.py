@@ -36,6 +36,10 @@ class Settings:
     admin_token: str | None = None
     max_head_bytes: int = 16 * 1024 * 1024
     static_dir: Path = PROJECT_ROOT / "static"
+    # How the pages name their URLs: "/" when served by `belka serve`; `belka export-site` renders
+    # them for a static site (static_site: no API behind it), at its --base-path (app/site.py).
+    base_path: str = "/"
+    static_site: bool = False
     node_modules: Path = PROJECT_ROOT / "node_modules"
 
     @classmethod

@@ -13,6 +13,9 @@
  * - never: the REST API (/api/...: predictions and explanations need the server), /docs,
  *   anything but GET. Those stay online-only.
  *
+ * Paths are read relative to the worker's scope: "/" on `belka serve`, the base path on a site
+ * exported for a sub-path (`belka export-site --base-path /demo/`), where there is no API at all.
+ *
  * A first visit's files are loaded before this worker controls the page; the page then
  * sends it the list of what it loaded (a "keep" message, static/js/offline.js) and they
  * are stored from the browser's HTTP cache.
@@ -23,6 +26,12 @@ const PAGES = 'belka-pages-v1';
 const CACHES = [CODE, MODELS, PAGES];
 const VERSIONED = /^\/(static|vendor)\/([0-9a-f]{16})\//;
 const SHARD = /^\/models\/([^/]+)\/([^/]+)\/[^/]+\.bin$/;
+const BASE = new URL(self.registration.scope).pathname; // ends with "/"
+
+/** A URL's path under the scope, as "/..." ("/static/...", "/models/..."), or null outside it. */
+function local(url) {
+  return url.pathname.startsWith(BASE) ? `/${url.pathname.slice(BASE.length)}` : null;
+}
 
 self.addEventListener('install', () => self.skipWaiting());
 
@@ -37,8 +46,8 @@ self.addEventListener('activate', (event) => {
 
 /** Which cache a URL belongs in and how it is answered, or null: not ours to keep. */
 function route(url) {
-  if (url.origin !== self.location.origin) return null;
-  const path = url.pathname;
+  const path = url.origin === self.location.origin ? local(url) : null;
+  if (path === null) return null;
   if (path.startsWith('/api/') || ['/docs', '/openapi.json', '/healthz', '/sw.js'].includes(path)) return null;
   if (VERSIONED.test(path)) return { cache: CODE, strategy: 'cache-first' };
   if (SHARD.test(path) && url.searchParams.has('v')) return { cache: MODELS, strategy: 'cache-first' };
@@ -81,16 +90,17 @@ async function networkFirst(cacheName, request, url) {
 /** Stores a response, then drops what it replaces (other code versions, unnamed shards). */
 async function store(cache, url, response) {
   await cache.put(url.href, response.clone());
-  const versioned = url.pathname.match(VERSIONED);
+  const path = local(url) ?? '';
+  const versioned = path.match(VERSIONED);
   if (versioned) {
     const [, root, version] = versioned;
     for (const request of await cache.keys()) {
-      const match = new URL(request.url).pathname.match(VERSIONED);
+      const match = (local(new URL(request.url)) ?? '').match(VERSIONED);
       if (match && match[1] === root && match[2] !== version) await cache.delete(request);
     }
     return;
   }
-  if (url.pathname.endsWith('/model.json') && url.pathname.startsWith('/models/')) {
+  if (path.endsWith('/model.json') && path.startsWith('/models/')) {
     const folder = url.pathname.slice(0, url.pathname.lastIndexOf('/') + 1);
     let named;
     try {
@@ -102,7 +112,7 @@ async function store(cache, url, response) {
     }
     for (const request of await cache.keys()) {
       const cached = new URL(request.url);
-      if (cached.pathname.startsWith(folder) && SHARD.test(cached.pathname) && !named.has(cached.href)) {
+      if (cached.pathname.startsWith(folder) && SHARD.test(local(cached) ?? '') && !named.has(cached.href)) {
         await cache.delete(request);
       }
     }

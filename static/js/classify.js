@@ -57,6 +57,7 @@ import { downloadFacts, loadManifest, weightsFromUrl } from './manifest.js';
 import { squirrelVerdict, topK } from './predictions.js';
 import { ExplainController } from './explain.js';
 import { decodeImage, ImageDecodeError, modelRegion } from './preprocess.js';
+import { operationQueue } from './serial.js';
 import { RecentMedian, since } from './timings.js';
 import * as view from './view.js';
 import { wireModelPicker } from './model-picker.js';
@@ -86,14 +87,7 @@ const state = {
 
 // ---------------------------------------------------------------- one operation at a time
 
-let queue = Promise.resolve();
-
-/** Runs `task` after every operation queued before it; resolves or rejects with its result. */
-function serial(task) {
-  const run = queue.then(task);
-  queue = run.catch(() => {});
-  return run;
-}
+const { serial, idle } = operationQueue();
 
 const explainer = config.model ? new ExplainController({
   engine,
@@ -431,7 +425,7 @@ function exposeApi(ready) {
     }),
     numTensors: () => (engine ? engine.call('stats').then((stats) => stats.numTensors) : Promise.resolve(0)),
     worker: (op, args) => (engine ? engine.call(op, args) : Promise.reject(new Error('No model.'))),
-    idle: () => queue.then(() => {}),
+    idle,
     explain: (request) => explainer?.explain(request) ?? Promise.resolve({ error: 'No model.' }),
     cancelExplain: () => explainer?.cancel(),
     explanations: () => explainer?.count ?? 0,

@@ -45,6 +45,7 @@ import { readPageConfig } from './config.js';
 import { loadManifest } from './manifest.js';
 import { count, formatMs } from './format.js';
 import { decodeImage } from './preprocess.js';
+import { operationQueue } from './serial.js';
 import { RecentMedian } from './timings.js';
 import { showMessage, clearMessage, showBackendNote } from './view.js';
 import { wireModelPicker } from './model-picker.js';
@@ -76,12 +77,7 @@ const state = {
   trace: null, // {count, frames, resolve} while traceFrames() collects
 };
 
-let queue = Promise.resolve();
-function serial(task) {
-  const run = queue.then(task);
-  queue = run.catch(() => {});
-  return run;
-}
+const { serial, idle } = operationQueue();
 
 // ---------------------------------------------------------------- start, backend
 
@@ -510,7 +506,7 @@ function exposeApi(ready) {
     traceFrames: (count) => new Promise((resolve) => { state.trace = { count, frames: [], resolve }; }),
     numTensors: () => engine.call('stats').then((stats) => stats.numTensors),
     worker: (op, args) => engine.call(op, args),
-    idle: () => queue.then(() => {}),
+    idle,
   };
 }
 

@@ -9,6 +9,7 @@
  * /static/<version>/ prefix (cached for good); the /vendor/<version>/ prefix of TF.js goes
  * in its query string.
  */
+import { BASE, STATIC_SITE } from './site.js';
 import { VENDOR } from './vendor.js';
 
 export class EngineError extends Error {
@@ -36,6 +37,8 @@ export class Engine {
   constructor({ model, weights, backend } = {}) {
     const url = new URL('./engine-worker.js', import.meta.url);
     url.searchParams.set('vendor', VENDOR);
+    url.searchParams.set('base', BASE);
+    if (STATIC_SITE) url.searchParams.set('site', 'static');
     if (model) url.searchParams.set('model', model);
     if (weights) url.searchParams.set('weights', weights);
     if (backend) url.searchParams.set('backend', backend);

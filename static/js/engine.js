@@ -13,12 +13,13 @@
 import { activateBackend } from './backend.js';
 import { Detector } from './detector.js';
 import { GradCam, GraphGradCam } from './gradcam.js';
-import { augmentedViews, Head, seededRandom, trainHead } from './head.js';
+import { augmentedViews, Head, trainHead } from './head.js';
 import { colourise } from './heatmap.js';
 import { modelUrl } from './manifest.js';
 import { Classifier } from './model.js';
 import { occlusionMap } from './occlusion-map.js';
 import { toModelInput } from './model-input.js';
+import { seededRandom } from './random.js';
 import { tf } from './tf.js';
 
 const state = {

@@ -22,6 +22,7 @@ import { defaultParams, paramsProblem } from './occlusion.js';
 import { pixelToModel } from './preprocess.js';
 import { findClass, shortLabel } from './predictions.js';
 import { formatMs } from './format.js';
+import { serverUrl } from './site.js';
 
 export class ExplainController {
   /**
@@ -207,7 +208,8 @@ export class ExplainController {
     const start = performance.now();
     const query = new URLSearchParams({ method: 'gradcam', class_index: String(classIndex), format: 'json' });
     if (layer) query.set('layer', layer);
-    const url = `/api/models/${encodeURIComponent(this.classifier.name)}/explain?${query}`;
+    const url = serverUrl(`api/models/${encodeURIComponent(this.classifier.name)}/explain?${query}`,
+      'Grad-CAM from the server');
     let response;
     try {
       // the very tensor the page fed its model, as raw float32 (no JSON of 150k numbers)

@@ -11,19 +11,8 @@
  * The weights leave as TF.js saves them (`weightSpecs`: kernel then bias per layer, and their
  * float32 values): what POST /api/models builds the server's model from (app/teach.py).
  */
+import { seededRandom } from './random.js';
 import { tf } from './tf.js';
-
-/** A seeded generator of numbers in [0, 1) (mulberry32). */
-export function seededRandom(seed) {
-  let a = (Number(seed) >>> 0) || 0x9e3779b9;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function shuffled(items, random) {
   const out = [...items];

@@ -27,7 +27,9 @@ import { askServer, startBackend, tf } from './lesson.js';
 import { wireModelPicker } from './model-picker.js';
 import { pca } from './pca.js';
 import { decodeImage } from './preprocess.js';
+import { operationQueue } from './serial.js';
 import { pageWeights, startPageEngine } from './start-worker.js';
+import { squareThumbnail } from './thumbnail.js';
 import { showMessage } from './view.js';
 
 const config = readPageConfig();
@@ -45,12 +47,7 @@ const state = {
   axes: [0, 1],
   serverCheck: null, // the last server comparison
 };
-let queue = Promise.resolve();
-const serial = (task) => {
-  const run = queue.then(task);
-  queue = run.catch(() => {});
-  return run;
-};
+const { serial, idle } = operationQueue();
 
 async function start() {
   try {
@@ -71,15 +68,6 @@ async function start() {
   }
 }
 
-function thumbnail(bitmap) {
-  const side = Math.min(bitmap.width, bitmap.height);
-  const canvas = document.createElement('canvas');
-  canvas.width = canvas.height = THUMB_PX;
-  canvas.getContext('2d').drawImage(bitmap, (bitmap.width - side) / 2, (bitmap.height - side) / 2, side, side,
-    0, 0, THUMB_PX, THUMB_PX);
-  return canvas;
-}
-
 function addPhotos(blobs) {
   return serial(async () => {
     let added = 0;
@@ -92,7 +80,7 @@ function addPhotos(blobs) {
         showMessage('photos', 'warning', 'A file was skipped.', error.message);
         continue;
       }
-      const thumb = thumbnail(bitmap);
+      const thumb = squareThumbnail(bitmap, THUMB_PX);
       const { features, probabilities } = await engine.call('features', { image: bitmap, classify: true },
         { transfer: [bitmap] });
       let best = 0;
@@ -344,5 +332,5 @@ window.belka = {
   server: () => serial(checkServer),
   setAxes,
   numTensors: async () => ({ page: tf.memory().numTensors, worker: (await engine.call('stats')).numTensors }),
-  idle: () => queue.then(() => {}),
+  idle,
 };

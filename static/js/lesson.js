@@ -6,6 +6,7 @@
  */
 import { activateBackend } from './backend.js';
 import { initialChoice, rememberChoice } from './backend-choice.js';
+import { serverUrl } from './site.js';
 import { tf } from './tf.js';
 
 export { tf };
@@ -26,9 +27,10 @@ export async function startBackend() {
  * the server's message (app/api/learn.py).
  */
 export async function askServer(path, body) {
+  const url = serverUrl(path, 'Checking against Python');
   let response;
   try {
-    response = await fetch(path, {
+    response = await fetch(url, {
       method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body),
     });
   } catch (error) {

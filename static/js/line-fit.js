@@ -5,18 +5,7 @@
  * standardising x, the log-scale learning-rate slider, axis ticks and the surface's colours.
  * Plain functions of plain numbers, so they can be tested on their own.
  */
-
-/** mulberry32: a tiny seeded PRNG. A function giving the same numbers in [0, 1) for the same seed. */
-export function mulberry32(seed) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from './random.js';
 
 /** A standard normal number from `random` (uniform in [0, 1)), by Box-Muller. */
 export function gaussian(random) {
@@ -30,7 +19,7 @@ export function gaussian(random) {
  * noise of standard deviation `noise`. The same seed gives the same points. {x: [], y: []}
  */
 export function generatePoints({ a, b, noise, count, seed, xMin, xMax }) {
-  const random = mulberry32(seed);
+  const random = seededRandom(seed);
   const x = [];
   const y = [];
   for (let i = 0; i < count; i += 1) {

@@ -4,6 +4,7 @@
  * that runs the model (static/js/model.js).
  */
 import { fetchEarly } from './prefetch.js';
+import { siteUrl } from './site.js';
 
 /** Raised when a model's files cannot be fetched or do not make sense. */
 export class ModelLoadError extends Error {
@@ -15,7 +16,7 @@ export class ModelLoadError extends Error {
 
 /** /models/<name>/<path> */
 export function modelUrl(name, path) {
-  return `/models/${encodeURIComponent(name)}/${path}`;
+  return siteUrl(`models/${encodeURIComponent(name)}/${path}`);
 }
 
 /** Fetches and checks /models/<name>/manifest.json (a model for `task`). */

@@ -3,6 +3,8 @@
  * for scope /) and hands it the files this page loaded before it was in control, so the
  * page, its code and the model it used are kept (see sw.js for what stays online-only).
  */
+import { BASE, siteUrl } from './site.js';
+
 const KEEP_TIMEOUT_MS = 60000;
 // The copy reads the model again (7-14 MB) into the service worker's cache: it waits until
 // the model's worker has been idle this long, so it never competes with the first photos.
@@ -23,7 +25,7 @@ function within(promise, ms, reason) {
 export async function keepForOffline(fetched = []) {
   if (!('serviceWorker' in navigator)) return { ok: false, reason: 'this browser has no service workers' };
   try {
-    await navigator.serviceWorker.register('/sw.js', { scope: '/' });
+    await navigator.serviceWorker.register(siteUrl('sw.js'), { scope: BASE });
     const ready = await within(navigator.serviceWorker.ready, KEEP_TIMEOUT_MS, 'the service worker did not start');
     if (!ready.active) return ready;
     const loaded = performance.getEntriesByType('resource').map((e) => e.name);

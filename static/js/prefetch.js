@@ -8,6 +8,7 @@
  * fetches it as usual, from the browser's cache.
  */
 import { pageGraph } from './manifest.js';
+import { siteUrl } from './site.js';
 
 const early = new Map(); // absolute URL -> Promise<Response>
 
@@ -26,7 +27,7 @@ function start(url) {
  * the loaders to report.
  */
 export function prefetchModel(name, weights = null) {
-  const base = absolute(`/models/${encodeURIComponent(name)}/`);
+  const base = absolute(siteUrl(`models/${encodeURIComponent(name)}/`));
   return start(`${base}manifest.json`)
     .then((response) => (response.ok ? response.clone().json() : null)) // the loader reads the original
     .then((manifest) => {

@@ -44,7 +44,10 @@ import { count, formatPercent } from './format.js';
 import { wireModelPicker } from './model-picker.js';
 import { clearLesson, loadLesson, saveLesson } from './lesson-store.js';
 import { decodeImage, modelRegion } from './preprocess.js';
+import { operationQueue } from './serial.js';
 import { pageWeights, startPageEngine } from './start-worker.js';
+import { serverUrl, siteUrl } from './site.js';
+import { squareThumbnail } from './thumbnail.js';
 import { showMessage } from './view.js';
 
 const config = readPageConfig();
@@ -68,12 +71,7 @@ const state = {
   trained: null, // {history, split, weightSpecs, data, labels}
   training: false,
 };
-let queue = Promise.resolve();
-const serial = (task) => {
-  const run = queue.then(task);
-  queue = run.catch(() => {});
-  return run;
-};
+const { serial, idle } = operationQueue();
 
 // ---------------------------------------------------------------- start
 
@@ -112,7 +110,7 @@ async function restore() {
     name,
     samples: await Promise.all(samples.map(async ({ features, views, thumb }) => {
       const bitmap = await createImageBitmap(thumb);
-      const canvas = thumbnail(bitmap);
+      const canvas = squareThumbnail(bitmap, THUMB_PX);
       bitmap.close();
       return { features, views: views ?? null, thumb: canvas, thumbBlob: thumb };
     })),
@@ -253,15 +251,6 @@ function removeClass(index) {
   persist();
 }
 
-function thumbnail(bitmap) {
-  const side = Math.min(bitmap.width, bitmap.height);
-  const canvas = document.createElement('canvas');
-  canvas.width = canvas.height = THUMB_PX;
-  canvas.getContext('2d').drawImage(bitmap, (bitmap.width - side) / 2, (bitmap.height - side) / 2, side, side,
-    0, 0, THUMB_PX, THUMB_PX);
-  return canvas;
-}
-
 /** Adds pictures (Blobs, or ImageBitmaps: camera frames) to class `index`: each one's features
  * computed in the worker. */
 function addSamples(index, blobs) {
@@ -277,7 +266,7 @@ function addSamples(index, blobs) {
         showMessage('samples', 'warning', 'A file was skipped.', error.message);
         continue;
       }
-      const thumb = thumbnail(bitmap);
+      const thumb = squareThumbnail(bitmap, THUMB_PX);
       const thumbBlob = await new Promise((resolve) => { thumb.toBlob(resolve, 'image/png'); });
       const augment = $('augment').checked;
       state.pictures += 1;
@@ -644,13 +633,13 @@ async function save({ name = $('save-name')?.value, replace = $('save-replace')?
   form.append('weights', new Blob([data], { type: 'application/octet-stream' }), 'weights.bin');
   setText('save-status', `Saving "${name}": the server converts and checks it (a minute or so)…`);
   const headers = token ? { authorization: `Bearer ${token}` } : {};
-  const response = await fetch('/api/models', { method: 'POST', body: form, headers });
+  const response = await fetch(serverUrl('api/models', 'Saving a model'), { method: 'POST', body: form, headers });
   const body = await response.json().catch(() => ({}));
   if (response.ok) {
     setText('save-status', `Saved as "${body.model}": it is in the model picker on every page now.`);
     const model = encodeURIComponent(body.model);
-    $('save-open').href = `/?model=${model}`;
-    $('save-download').href = `/api/models/${model}/download`;
+    $('save-open').href = siteUrl(`?model=${model}`);
+    $('save-download').href = siteUrl(`api/models/${model}/download`);
     $('save-links').hidden = false;
   } else {
     if (response.status === 401 || (response.status === 403 && /token/.test(body.error?.message ?? ''))) {
@@ -728,5 +717,5 @@ window.belka = {
   save,
   numTensors: () => engine.call('stats').then((stats) => stats.numTensors),
   worker: (op, args) => engine.call(op, args),
-  idle: () => queue.then(() => {}),
+  idle,
 };

@@ -38,21 +38,28 @@ def serve(models_dir: Path, port: int | None = None, **env_vars: str):
     proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(url + "/healthz", timeout=1)
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("server did not start: " + proc.stderr.read().decode()[-2000:])
-            time.sleep(0.2)
+    wait_until_serving(proc, url + "/healthz", "server", 60)
     try:
         yield url
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def wait_until_serving(proc, url: str, what: str, seconds: float) -> None:
+    """Waits until ``url`` answers; fails the test (and kills ``proc``) when ``proc`` ends first
+    or ``seconds`` pass."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                stderr = proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+                pytest.fail(f"{what} did not start: {stderr}")
+            time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")

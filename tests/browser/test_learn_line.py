@@ -62,11 +62,12 @@ def test_helpers(line_page):
     shape against numpy's eigenvalues."""
     got = line_page.evaluate("""async () => {
       const f = await import('/static/js/line-fit.js');
-      const random = f.mulberry32(42);
+      const { seededRandom } = await import('/static/js/random.js');
+      const random = seededRandom(42);
       const exactLine = f.generatePoints({a: 3, b: 1, noise: 0, count: 5, seed: 3, xMin: 0, xMax: 10});
       return {
-        draws: [random(), random(), random()], again: f.mulberry32(42)(),
-        normal: Array.from({length: 4000}, ((r) => () => f.gaussian(r))(f.mulberry32(5))),
+        draws: [random(), random(), random()], again: seededRandom(42)(),
+        normal: Array.from({length: 4000}, ((r) => () => f.gaussian(r))(seededRandom(5))),
         exactLine, slider: [f.sliderToRate(0), f.sliderToRate(1000), f.sliderToRate(600), f.rateToSlider(0.1)],
         diverged: [f.hasDiverged(NaN, 1), f.hasDiverged(Infinity, 1), f.hasDiverged(2e6, 1), f.hasDiverged(10, 1),
                    f.hasDiverged(500, 0)],

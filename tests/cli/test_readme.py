@@ -27,6 +27,8 @@ README = ROOT / "README.md"
 NOT_RUN = {
     "make run": "starts the server for good (its steps run below, one by one)",
     "make test": "this is the test suite itself (CI runs it)",
+    "python3 -m http.server 8080 --directory site": "serves for good (tests/browser/test_static_site.py "
+                                                     "serves an export and runs the pages on it)",
     ".venv/bin/belka convert keras flowers.keras --labels flowers.txt": "needs the user's own model file",
     ".venv/bin/belka convert keras-app EfficientNetB0": "downloads ImageNet weights (no internet here)",
     ".venv/bin/belka convert coco-ssd --source exported/saved_model --labels my_classes.txt":
