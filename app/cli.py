@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra:  # said by the (sub)command that was given them, with its own usage line
         args.parser_.error(f"unrecognized arguments: {' '.join(extra)}{_did_you_mean(args.parser_, extra)}")
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGTERM, _interrupted)
+    signal.signal(signal.SIGINT, _interrupted)
     try:
         return args.handler(args)
     except BelkaError as exc:
@@ -45,9 +46,12 @@ def main(argv: list[str] | None = None) -> int:
                      "or a library it uses: rerun with BELKA_DEBUG=1 for the traceback and report it)")
 
 
-def _exit_on_sigterm(signum, frame):
-    # SystemExit unwinds through the `finally`/`except` blocks that remove staging folders.
-    raise SystemExit(143)
+def _interrupted(signum, frame):
+    # Unwinds through the `finally`/`except` blocks that remove staging folders; recorded, so a
+    # conversion step that swallowed it raises it again (app/convert/progress.py).
+    from app.convert.progress import interrupt
+
+    interrupt(SystemExit(143) if signum == signal.SIGTERM else KeyboardInterrupt())
 
 
 def _fail(args, code: int, kind: str, message: str) -> int:
