@@ -1,5 +1,5 @@
 """/learn/convolution (issue 15): every preset kernel, 3x3 and 5x5, grayscale and per channel, on a
-real photo in the page's TF.js (wasm, webgl on SwiftShader, cpu) against the server's TensorFlow
+real photo in the page's TF.js (wasm, cpu, and webgl and webgpu on SwiftShader) against the server's TensorFlow
 (POST /api/learn/convolve, compared here, not by the page); one output pixel's arithmetic; no
 tensor left behind after 50 kernel edits; the classifier's first layer on the photo."""
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 from tests.browser.conftest import ARTIFACTS, READY_TIMEOUT_MS, new_page, save_screenshot, serve
 
 TOLERANCE = 1e-5
-BACKENDS = ["wasm", "webgl", "cpu"]
+BACKENDS = ["wasm", "webgl", "cpu", "webgpu"]
 MODES = ["grayscale", "per-channel"]
 USE_PHOTO = """async (b64) => belka.usePhoto(new File([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))],
   'chelsea.png', {type: 'image/png'}))"""
