@@ -335,10 +335,12 @@ def _export_site(args) -> int:
                           args.base_path)
     if args.json:
         print(json.dumps(summary, indent=2))
+    try_it = (f"python3 -m http.server 8080 --directory {args.out}, then http://127.0.0.1:8080/"
+              if summary["base_path"] == "/" else
+              f"serve it so that it is at {summary['base_path']} (README.md there says how)")
     print(f"Wrote the static site {args.out} ({summary['bytes'] / 1e6:.1f} MB, base path {summary['base_path']}): "
-          f"{len(summary['pages'])} pages, models {', '.join(summary['models'])}. Try it: "
-          f"cd {args.out} && python3 -m http.server 8000; the headers to send are in {args.out / '_headers'} "
-          f"and README.md there.", file=sys.stderr)
+          f"{len(summary['pages'])} pages, models {', '.join(summary['models'])}. Try it: {try_it}. "
+          f"The headers a host should send are in {args.out / '_headers'}.", file=sys.stderr)
     return 0
 
 

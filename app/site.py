@@ -2,7 +2,7 @@
 
 The pages run the models in the visitor's browser, so once the models are converted they need
 no Python: only files. The export renders every page through the app itself (create_app with
-``static_site`` and the site's ``base_path``, asked with FastAPI's TestClient: the same
+``static_site`` and the site's ``base_path``, asked in this process through ASGI: the same
 templates and the same page logic as `belka serve`), and writes beside them what those pages
 load:
 
@@ -199,7 +199,7 @@ def write_content_addressed_model_json(settings, models: Path, names: list[str])
 def render_pages(settings, site: Path) -> list[str]:
     """Every page, for every model its picker offers, rendered by the app and written as
     ``<folder>/index.html``; the folders written (relative to the site)."""
-    from fastapi.testclient import TestClient
+    import asyncio
 
     from app import pages
     from app.main import create_app
@@ -209,10 +209,10 @@ def render_pages(settings, site: Path) -> list[str]:
     written = []
 
     def get(path: str) -> str:
-        response = TestClient(app).get(path)  # a new client each time: no cookie from the last page
-        if response.status_code != 200:
-            raise RuntimeError(f"rendering {path} for the static site answered {response.status_code}")
-        return response.text
+        status, html = asyncio.run(_asgi_get(app, path))
+        if status != 200:
+            raise RuntimeError(f"rendering {path} for the static site answered {status}")
+        return html
 
     def write(folder: str, html: str) -> None:
         folder = folder.strip("/")
@@ -232,6 +232,31 @@ def render_pages(settings, site: Path) -> list[str]:
             if default is None or name != default.name:
                 write(pages.model_page_folder(path, name, default), get(f"{path}?model={name}"))
     return written
+
+
+async def _asgi_get(app, target: str) -> tuple[int, str]:
+    """GET ``target`` ("/path?query") from the ASGI app in this process, as a browser with no
+    cookies would: (status, body). (No HTTP client needed: the export runs where `belka` is
+    installed without the test tools.)"""
+    path, _, query = target.partition("?")
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+             "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query.encode(),
+             "root_path": "", "headers": [(b"host", b"localhost")], "client": ("127.0.0.1", 0),
+             "server": ("localhost", 80)}
+    status, body = 500, bytearray()
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        elif message["type"] == "http.response.body":
+            body.extend(message.get("body", b""))
+
+    await app(scope, receive, send)
+    return status, body.decode()
 
 
 def _config(html: str) -> dict:
@@ -257,14 +282,15 @@ def headers_file(base: str) -> str:
 
 def readme(base: str, models: list[str]) -> str:
     csp = SECURITY_HEADERS["Content-Security-Policy"]
+    try_it = ("`python3 -m http.server 8080` in this folder" if base == "/" else
+              f"`python3 -m http.server 8080` in a folder where this one is at `.{base}` (its path under it)")
     return f"""# Belka, as a static site
 
 Made by `belka export-site` (Belka {__version__}) for the base path `{base}`, with the models
 {", ".join(f"`{m}`" for m in models)}. Everything here runs in the visitor's browser: copy this
 folder to any static host or CDN, so that its `index.html` is served at `{base}`.
 
-Try it here first: `python3 -m http.server 8000` in the folder above it{'' if base == '/' else f' (with this folder named as `{base.strip("/").split("/")[-1]}`)'}, then open
-http://127.0.0.1:8000{base}.
+Try it here first: {try_it}, then open http://127.0.0.1:8080{base}.
 
 What is not here, because it needs Belka's server (`belka serve`): the REST API and its /docs,
 Grad-CAM computed by the server (on a backend that cannot take gradients, use WebGL or CPU), saving

@@ -106,11 +106,12 @@ def test_the_static_site_classifies_explains_and_detects_as_the_server(browser, 
     try:
         page.goto(f"{static_url}?backend={backend}&weights=float32")
         check_classifier(page, api, MOBILENET, 96, chelsea_png)
-        # the picker opens the other model's own page (a static host has no ?model=), options kept
-        with page.expect_navigation():
-            page.select_option("#model-select", TINY)
-        assert page.url == f"{static_url}m/{TINY}/?backend={backend}&weights=float32"
-        check_classifier(page, api, TINY, 32, chelsea_png)
+        if backend == "wasm":  # (once: the model's own page is the same files on every backend)
+            # the picker opens the other model's own page (a static host has no ?model=), options kept
+            with page.expect_navigation():
+                page.select_option("#model-select", TINY)
+            assert page.url == f"{static_url}m/{TINY}/?backend={backend}&weights=float32"
+            check_classifier(page, api, TINY, 32, chelsea_png)
 
         page.goto(f"{static_url}detect/?backend={backend}")
         assert page.evaluate("belka.ready")["ok"] and page.evaluate("belka.model()") == DETECTOR
