@@ -10,8 +10,9 @@ DEFAULT_MODEL := models/mobilenet-v2/manifest.json
 DETECTOR_STAMP := .make/coco-ssd
 HOST ?= 127.0.0.1
 PORT ?= 8000
-# The Docker image installs without the test tools: `make setup PIP_EXTRAS=`.
-PIP_EXTRAS ?= [test]
+# The tests need the test tools and Ray Serve (`belka serve --engine ray` is tested too); the
+# Docker image installs without either: `make setup PIP_EXTRAS=`.
+PIP_EXTRAS ?= [test,ray]
 
 .PHONY: run test setup models chromium bench clean
 

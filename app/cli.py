@@ -18,8 +18,9 @@ from pathlib import Path
 
 from app.convert.errors import BadInput, BelkaError, PortInUse
 
-SERVE_EXIT_CODES_HELP = ("exit codes: 0 stopped (Ctrl-C), 1 unexpected error, 2 bad --host, --port or "
-                         "--models (checked before anything loads), 5 the port is in use")
+SERVE_EXIT_CODES_HELP = ("exit codes: 0 stopped (Ctrl-C), 1 unexpected error, 2 bad --host, --port, "
+                         "--models or Ray option, or Ray not installed (checked before anything loads), "
+                         "5 the port is in use")
 EXIT_CODES_HELP = ("exit codes: 0 ok, 1 unexpected error, 2 bad input, 3 verification failed, "
                    "4 download failed; nothing is written unless the exit code is 0")
 
@@ -168,6 +169,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None, help="default 8000 (BELKA_PORT)")
     serve.add_argument("--models", type=Path, default=None,
                        help="models folder (default: BELKA_MODELS_DIR, else models/ here; where `belka convert` writes)")
+    serve.add_argument("--engine", choices=("uvicorn", "ray"), default="uvicorn",
+                       help="uvicorn: one process (default); ray: the API on Ray Serve, each model a deployment "
+                            "with Ray's batching and replicas (pip install -e '.[ray]'; docs/ray.md)")
+    serve.add_argument("--replicas", type=int, default=None, help="ray: replicas per model (default 1)")
+    serve.add_argument("--autoscale", default=None, metavar="MIN,MAX",
+                       help="ray: let Ray scale each model between MIN and MAX replicas on the requests in flight")
+    serve.add_argument("--replica-cpus", type=float, default=None,
+                       help="ray: CPUs Ray reserves for each model replica when placing it (default 1)")
+    serve.add_argument("--address", default=None,
+                       help="ray: an existing cluster, e.g. ray://head:10001 (default: a local Ray instance)")
     serve.set_defaults(handler=_serve)
     _name_parsers(parser)
     return parser
@@ -350,11 +361,16 @@ def _serve(args) -> int:
     from app.settings import Settings
 
     settings = Settings.from_env(host=args.host, port=args.port, models_dir=args.models)
-    sock = _bind(settings.host, settings.port)
+    scale = _ray_scale(args)
+    sock = _bind(settings.host, settings.port) if not args.address else None
     models = _models_to_serve(settings.models_dir)
     listing = ", ".join(f"{name} ({task})" for name, task in models) or "none yet (belka convert ...)"
     print(f"Belka on http://{settings.host}:{settings.port}/ serving {settings.models_dir.resolve()}: {listing}",
           file=sys.stderr)
+
+    if args.engine == "ray":
+        sock.close()  # Ray Serve's proxy binds it
+        return _serve_on_ray(args, settings, scale)
 
     import uvicorn
 
@@ -362,6 +378,53 @@ def _serve(args) -> int:
 
     config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_level="info")
     uvicorn.Server(config).run(sockets=[sock])
+    return 0
+
+
+def _ray_scale(args):
+    """The Ray options checked (a BadInput, exit 2, for a bad one or one given without --engine ray)."""
+    from app.ray_engine import Scale
+
+    given = [flag for flag, value in (("--replicas", args.replicas), ("--autoscale", args.autoscale),
+                                      ("--replica-cpus", args.replica_cpus), ("--address", args.address))
+             if value is not None]
+    if args.engine != "ray":
+        if given:
+            raise BadInput(f"{given[0]} is for --engine ray (the uvicorn engine is one process)")
+        return None
+    if args.replicas is not None and args.autoscale is not None:
+        raise BadInput("--replicas and --autoscale: give one (a fixed count, or a range Ray scales within)")
+    if args.replicas is not None and not 1 <= args.replicas <= 64:
+        raise BadInput(f"--replicas {args.replicas}: a number from 1 to 64")
+    autoscale = None
+    if args.autoscale is not None:
+        try:
+            low, high = (int(part) for part in args.autoscale.split(","))
+        except ValueError:
+            raise BadInput(f"--autoscale {args.autoscale}: MIN,MAX, two whole numbers, e.g. 1,4") from None
+        if not 0 <= low <= high or not 1 <= high <= 64:
+            raise BadInput(f"--autoscale {args.autoscale}: 0 <= MIN <= MAX, and MAX from 1 to 64")
+        autoscale = (low, high)
+    cpus = 1.0 if args.replica_cpus is None else args.replica_cpus
+    if not 0 <= cpus <= 64:
+        raise BadInput(f"--replica-cpus {args.replica_cpus}: a number from 0 to 64")
+    if args.address is not None and not args.address.strip():
+        raise BadInput("--address: empty (leave it out for a local Ray instance)")
+    try:
+        import ray.serve  # noqa: F401 - checked before anything slow
+    except ImportError:
+        from app.ray_engine import INSTALL_HINT
+
+        raise BadInput(INSTALL_HINT) from None
+    return Scale(replicas=args.replicas or 1, autoscale=autoscale, replica_cpus=cpus)
+
+
+def _serve_on_ray(args, settings, scale) -> int:
+    """Runs until Ctrl-C or SIGTERM, then takes the deployments and the local Ray instance down (exit 0)."""
+    from app import ray_engine
+
+    ray_engine.run(settings, scale, args.address)
+    print("Stopped: the Ray Serve deployments are deleted.", file=sys.stderr)
     return 0
 
 

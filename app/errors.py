@@ -9,6 +9,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.inference.batching import QueueFull
+
 
 def error_response(status: int, message: str, detail=None, headers: dict | None = None) -> JSONResponse:
     code = HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
@@ -21,6 +23,11 @@ def install(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException):
         message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
         return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(QueueFull)
+    async def busy(request: Request, exc: QueueFull):
+        """Too much work waiting (or, on Ray, too few replicas for the moment): come back soon."""
+        return error_response(503, f"the server is busy: {exc}; retry in a second", headers={"Retry-After": "1"})
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):

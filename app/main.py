@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import asynccontextmanager
+from typing import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse
@@ -22,10 +23,13 @@ from app.registry import Registry
 from app.settings import Settings
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, engine: Callable[[Registry, Settings], Services] = Services
+               ) -> FastAPI:
+    """The app. ``engine`` makes what runs the models: Services (this process, the default) or
+    app/ray_engine.py's RayServices (`belka serve --engine ray`); the routes are the same."""
     settings = settings or Settings.from_env()
     registry = Registry(settings.models_dir)
-    services = Services(registry, settings)
+    services = engine(registry, settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

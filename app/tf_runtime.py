@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 import warnings
 
 
@@ -34,16 +35,26 @@ def _silenced_fds():
             os.close(fd)
 
 
-def tensorflow():
-    """Return the tensorflow module, imported without noise."""
-    if "tensorflow" not in sys.modules:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        with _silenced_fds():
-            import tensorflow  # noqa: F401
-            import absl.logging
+_imported = threading.Event()
+_import_lock = threading.Lock()
 
-            absl.logging.set_verbosity(absl.logging.ERROR)
-            sys.modules["tensorflow"].get_logger().setLevel("ERROR")
+
+def tensorflow():
+    """Return the tensorflow module, imported without noise. Thread-safe: the first import takes
+    seconds, and a second thread must not get the module while it is half initialised (a
+    server's first requests, preprocessed on threads, would fail with "partially initialized
+    module 'tensorflow'")."""
+    if not _imported.is_set():
+        with _import_lock:
+            if not _imported.is_set():
+                os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+                with _silenced_fds():
+                    import tensorflow  # noqa: F401
+                    import absl.logging
+
+                    absl.logging.set_verbosity(absl.logging.ERROR)
+                    sys.modules["tensorflow"].get_logger().setLevel("ERROR")
+                _imported.set()
     return sys.modules["tensorflow"]
 
 

@@ -73,6 +73,12 @@ From the repository root::
     .venv/bin/python bench/load_bench.py [--requests 500] [--seconds 30] \\
         [--concurrency 1,8,32] [--batch-max 32] [--batch-wait-ms 5] \\
         [--payload multipart|json|float32|npy] [--models DIR --model NAME] [--modes on,off] [--no-model-cost]
+    .venv/bin/python bench/load_bench.py --engine ray [--replicas 1]    # Ray Serve beside uvicorn
+
+With ``--engine ray`` (needs ``pip install -e '.[ray]'``) the same levels run against
+``belka serve`` (uvicorn, batching on), ``belka serve --engine ray`` (Ray's ``@serve.batch``)
+and Ray with a batch of one, one after another in the same run; the speed-up is Ray's own
+(batch on / off) and the comparison with uvicorn is ``engine.ray_on_vs_uvicorn_on``.
 
 Writes bench/results/load.json (``--out``) and prints a table. About 2-4 minutes on
 2 CPU cores (conversion included).
@@ -181,20 +187,25 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def server(models_dir: Path, model: str, batching: bool, batch_max: int, batch_wait_ms: float, log: Path):
-    """`belka serve` on 127.0.0.1 and a free port; yields (base URL, process); always stops it."""
+def server(models_dir: Path, model: str, batching: bool, batch_max: int, batch_wait_ms: float, log: Path,
+           engine: str = "uvicorn", replicas: int = 1):
+    """`belka serve` on 127.0.0.1 and a free port; yields (base URL, process); always stops it.
+    On Ray (``engine="ray"``) batching off is Ray's batch of one (BELKA_BATCH_MAX=1)."""
     port = free_port()
     env = {**os.environ, "BELKA_HOST": "127.0.0.1", "BELKA_MODELS_DIR": str(models_dir), "BELKA_MODEL": model,
-           "BELKA_BATCHING": "1" if batching else "0", "BELKA_BATCH_MAX": str(batch_max),
+           "BELKA_BATCHING": "1" if batching else "0",
+           "BELKA_BATCH_MAX": str(batch_max if batching or engine == "uvicorn" else 1),
            "BELKA_BATCH_WAIT_MS": str(batch_wait_ms)}
     cmd = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    if engine == "ray":
+        cmd += ["--engine", "ray", "--replicas", str(replicas)]
     # The log goes to a file, never a pipe: uvicorn logs every request, and a pipe nobody
     # reads fills up and then blocks the server.
     with open(log, "wb") as log_file:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + (120 if engine == "uvicorn" else 300)
         while True:
             try:
                 with urllib.request.urlopen(url + "/healthz", timeout=2) as answer:
@@ -210,7 +221,7 @@ def server(models_dir: Path, model: str, batching: bool, batch_max: int, batch_w
         if proc.poll() is None:
             proc.terminate()
             try:
-                proc.wait(timeout=20)
+                proc.wait(timeout=20 if engine == "uvicorn" else 90)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
@@ -223,11 +234,20 @@ def _ticks() -> float:
 
 
 def process_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds of the process and of the processes it started (a Ray driver's raylet, workers
+    and replicas; uvicorn has none), reaped children included."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _ticks()  # utime + stime
+        own = (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / _ticks()
     except (OSError, IndexError, ValueError):
         return None
+    children = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children.update(int(c) for c in (task / "children").read_text().split())
+        except (OSError, ValueError):
+            continue
+    return own + sum(process_cpu_seconds(child) or 0.0 for child in children)
 
 
 def machine_busy_seconds() -> float | None:
@@ -437,7 +457,7 @@ def versions() -> dict:
 
 
 def print_table(results: dict, speedups: dict) -> None:
-    print(f"\n{'batching':<8} {'conc':>4} {'done':>5} {'err':>4} {'503':>4} {'wall s':>6} {'req/s':>7} "
+    print(f"\n{'batching':<10} {'conc':>4} {'done':>5} {'err':>4} {'503':>4} {'wall s':>6} {'req/s':>7} "
           f"{'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} {'prep ms':>7} {'queue ms':>8} {'infer ms':>8} "
           f"{'img/call':>8} {'srv cpu/req':>11} {'others cpu':>10}")
     for mode, levels in results.items():
@@ -448,7 +468,7 @@ def print_table(results: dict, speedups: dict) -> None:
             cpu = r.get("cpu", {})
             per_req = (cpu["server_s"] * 1000 / r["completed"]) if cpu.get("server_s") and r["completed"] else None
             others = cpu.get("others_s")
-            print(f"{mode:<8} {c:>4} {r['completed']:>5} {sum(r['errors_other'].values()):>4} {r['errors_503']:>4} "
+            print(f"{mode:<10} {c:>4} {r['completed']:>5} {sum(r['errors_other'].values()):>4} {r['errors_503']:>4} "
                   f"{r['wall_s']:>6.1f} {r['throughput_rps']:>7.1f} {lat['p50']:>7.1f} {lat['p90']:>7.1f} "
                   f"{lat['p99']:>7.1f} {t.get('preprocess_ms', float('nan')):>7.1f} "
                   f"{t.get('queue_ms', float('nan')):>8.1f} {t.get('inference_ms', float('nan')):>8.1f} "
@@ -473,15 +493,27 @@ def main() -> None:
                         help="warm-up requests per level = rounds x concurrency, at least 4 (default 2)")
     parser.add_argument("--batch-max", type=int, default=32, help="BELKA_BATCH_MAX (default 32)")
     parser.add_argument("--batch-wait-ms", type=float, default=5.0, help="BELKA_BATCH_WAIT_MS (default 5)")
-    parser.add_argument("--modes", default="on,off", help="batching modes to run (default on,off)")
+    parser.add_argument("--engine", choices=("uvicorn", "ray"), default="uvicorn",
+                        help="ray: Ray Serve (`belka serve --engine ray`) side by side with uvicorn: modes "
+                             "uvicorn-on, ray-on, ray-off (Ray's batch of one); writes load-ray.json")
+    parser.add_argument("--replicas", type=int, default=1, help="--engine ray: replicas per model (default 1)")
+    parser.add_argument("--modes", default=None,
+                        help="what to run, comma-separated: on,off (batching, uvicorn; the default) or, with "
+                             "--engine ray, from uvicorn-on,uvicorn-off,ray-on,ray-off")
     parser.add_argument("--payload", choices=("multipart", "json", "float32", "npy"), default="multipart")
     parser.add_argument("--no-model-cost", action="store_true",
                         help="skip the final in-process measurement of the model call alone")
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    if not levels or min(levels) < 1 or args.requests < 1 or args.seconds <= 0 or set(modes) - {"on", "off"}:
-        parser.error("concurrency levels and --requests must be >= 1, --seconds > 0, --modes from on,off")
+    ray = args.engine == "ray"
+    modes = [m.strip() for m in (args.modes or ("uvicorn-on,ray-on,ray-off" if ray else "on,off")).split(",")
+             if m.strip()]
+    allowed = {"uvicorn-on", "uvicorn-off", "ray-on", "ray-off"} if ray else {"on", "off"}
+    if not levels or min(levels) < 1 or args.requests < 1 or args.seconds <= 0 or set(modes) - allowed:
+        parser.error(f"concurrency levels and --requests must be >= 1, --seconds > 0, --modes from "
+                     f"{','.join(sorted(allowed))}")
+    if ray and args.out == parser.get_default("out"):
+        args.out = args.out.with_name("load-ray.json")
 
     began = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="belka-load-bench-"))
@@ -504,8 +536,9 @@ def main() -> None:
         for mode in modes:
             results[mode] = {}
             print(f"batching {mode}: starting the server ...", file=sys.stderr)
-            with server(models_dir, model, mode == "on", args.batch_max, args.batch_wait_ms,
-                        tmp / f"server-{mode}.log") as (url, proc):
+            engine, _, batching = mode.rpartition("-")
+            with server(models_dir, model, batching == "on", args.batch_max, args.batch_wait_ms,
+                        tmp / f"server-{mode}.log", engine or "uvicorn", args.replicas) as (url, proc):
                 for c in levels:
                     print(f"  concurrency {c} ...", file=sys.stderr)
                     load_before = os.getloadavg()[0]
@@ -520,12 +553,13 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    speedups = {}
-    if "on" in results and "off" in results:
-        for c in results["on"]:
-            off = results["off"].get(c, {}).get("throughput_rps")
-            on = results["on"][c]["throughput_rps"]
-            speedups[c] = round(on / off, 2) if off else None
+    def ratios(a: str, b: str) -> dict:
+        if a not in results or b not in results:
+            return {}
+        return {c: (round(results[a][c]["throughput_rps"] / results[b][c]["throughput_rps"], 2)
+                    if results[b].get(c, {}).get("throughput_rps") else None) for c in results[a]}
+
+    speedups = ratios("ray-on", "ray-off") if ray else ratios("on", "off")
     target = speedups.get(str(TARGET_CONCURRENCY))
     report = {
         "benchmark": "predict API under load: throughput and latency, request batching on vs off",
@@ -554,6 +588,10 @@ def main() -> None:
                   "the same cores"],
         "results": results,
         "speedup_on_vs_off": speedups,
+        **({"engine": {"ray_replicas_per_model": args.replicas,
+                       "ray_on_vs_uvicorn_on": ratios("ray-on", "uvicorn-on"),
+                       "note": "speedup_on_vs_off is Ray's: @serve.batch of BELKA_BATCH_MAX vs of one; cpu "
+                               "server_s counts the Ray driver with every process it started"}} if ray else {}),
         "model_call_alone": cost,
         "target": {"concurrency": TARGET_CONCURRENCY, "speedup_at_least": TARGET_SPEEDUP,
                    "measured": target, "met": None if target is None else target >= TARGET_SPEEDUP},
@@ -562,6 +600,9 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print_table(results, speedups)
+    if ray:
+        print("Ray on / uvicorn on (throughput): " + ", ".join(
+            f"c={c}: {v:.2f}x" if v else f"c={c}: n/a" for c, v in report["engine"]["ray_on_vs_uvicorn_on"].items()))
     if cost:
         print("model call alone: " + ", ".join(
             f"{k} {v['wall_ms_per_image']:.1f} ms/img wall, {v['cpu_ms_per_image']:.1f} ms/img CPU"

@@ -8,7 +8,6 @@ detector's raw boxes and scores go through the same post-processing as in the pa
 """
 from __future__ import annotations
 
-import asyncio
 import time
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -50,7 +49,7 @@ async def detect(name: str, request: Request,
     iou = option(opts, "iou_threshold", iou_threshold, float, _fraction, "a number from 0 to 1")
     most = option(opts, "max_boxes", max_boxes, int, lambda v: 1 <= v <= 100, "an integer from 1 to 100")
     height, width = received.picture_size or tuple(manifest["input"]["shape"][1:3])  # a tensor: its own size
-    raw = await asyncio.to_thread(detector.run, received.images[0])
+    raw = await detector.run(received.images[0])
     start = time.perf_counter()
     found = postprocess(raw, manifest["labels"], manifest["class_ids"], width, height,
                         defaults["score_threshold"] if score is None else score,

@@ -45,9 +45,9 @@ async def _service(request: Request, name: str):
 async def layers(name: str, request: Request):
     """The layers Grad-CAM can take a heatmap from (every layer with an [h, w, channels]
     output), in model order; the last one is the default."""
-    explainer = (await _service(request, name)).explainer
+    service = await _service(request, name)
     try:
-        found = await asyncio.to_thread(explainer.layers)
+        found = await service.layers()
     except ExplainError as exc:
         raise BadRequest(422, str(exc)) from exc
     return [{"name": n, "class_name": c, "shape": s} for n, c, s in found]
@@ -72,8 +72,7 @@ async def explain(name: str, request: Request,
                   format: str = Query("json", description="json, or png for the overlay picture alone")):
     """Explain one image (multipart ``file``) or one preprocessed tensor (JSON ``instances``)."""
     service = await _service(request, name)
-    explainer = service.explainer
-    manifest = service.classifier.manifest
+    manifest = service.manifest
     received = await read_model_input(request, manifest, request.app.state.settings, OPTIONS)
     if len(received.images) != 1:
         raise BadRequest(422, f"explain takes one image; the request holds {len(received.images)}")
@@ -98,13 +97,13 @@ async def explain(name: str, request: Request,
     stride = stride or max(1, patch // 2)  # half the patch, as by default
 
     if class_index is None:  # the top-1, as the page's default
-        class_index = int((await asyncio.to_thread(service.classifier.predict, image[None])).outputs[0].argmax())
+        class_index = await service.top1(image)
     start = time.perf_counter()
     try:
         if method == "gradcam":
-            layer, result = await asyncio.to_thread(explainer.gradcam, image, class_index, layer)
+            layer, result = await service.gradcam(image, class_index, layer)
         else:
-            result = await asyncio.to_thread(explainer.occlusion, image, class_index, patch, stride)
+            result = await service.occlusion(image, class_index, patch, stride)
     except ExplainError as exc:
         raise BadRequest(422, str(exc)) from exc
     total_ms = (time.perf_counter() - start) * 1000
@@ -126,7 +125,7 @@ async def explain(name: str, request: Request,
                     "total_ms": round(total_ms, 3)},
     }
     if method == "gradcam":
-        body["gradcam"] = {"layer": layer, "score_kind": explainer.score_kind,
+        body["gradcam"] = {"layer": layer, "score_kind": service.score_kind,
                            "score": float(result.outputs[class_index])}
     else:
         occluded = result.occlusion

@@ -16,7 +16,6 @@ from fastapi import APIRouter, HTTPException, Query, Request
 
 from app.api.inputs import BadRequest, option, read_model_input
 from app.api.schemas import PREDICT_REQUEST_BODY, ErrorResponse, PredictResponse
-from app.inference.batching import QueueFull
 from app.inference.classifier import top_k as best_classes
 
 router = APIRouter(prefix="/api", tags=["predict"])
@@ -33,29 +32,24 @@ async def predict(name: str, request: Request,
     service = await request.app.state.services.get(name)
     if service is None:
         raise HTTPException(404, f"no classification model named {name!r}; GET /api/models lists them")
-    with service.batcher.incoming():  # the batcher may wait a few ms for this request
-        received = await read_model_input(request, service.classifier.manifest, request.app.state.settings,
+    with service.incoming():  # a batch about to run may wait a few ms for this request
+        received = await read_model_input(request, service.manifest, request.app.state.settings,
                                           ("top_k", "include_logits"))
     images, preprocess_ms = received.images, received.preprocess_ms
     k = option(received.options, "top_k", top_k, int, lambda v: 1 <= v <= 1000, "an integer from 1 to 1000")
     with_logits = option(received.options, "include_logits", include_logits, bool, lambda v: True,
                          "true or false")
 
-    if len(images) > service.batcher.max_queue:  # could never fit: "retry later" would be a lie
-        raise BadRequest(413, f"{len(images)} instances in one request; the limit is "
-                              f"{service.batcher.max_queue}")
-    try:
-        result = await service.batcher.submit(images)
-    except QueueFull as exc:
-        raise HTTPException(503, f"the server is busy: {exc}; retry in a second",
-                            headers={"Retry-After": "1"}) from exc
-    labels = service.classifier.labels
+    if len(images) > service.max_queue:  # could never fit: "retry later" would be a lie
+        raise BadRequest(413, f"{len(images)} instances in one request; the limit is {service.max_queue}")
+    result = await service.predict(images)  # QueueFull: 503 with Retry-After (app/errors.py)
+    labels = service.manifest["labels"]
     prediction = result.prediction
     timings = {"preprocess_ms": round(preprocess_ms, 3), "queue_ms": round(result.queue_ms, 3),
                "inference_ms": round(prediction.inference_ms, 3), "batch_size": result.batch_size}
     return {
         "model": name,
-        "output_kind": service.classifier.manifest["output"]["kind"],
+        "output_kind": service.manifest["output"]["kind"],
         "predictions": [
             {"top_k": best_classes(probabilities, labels, k),
              "logits": outputs.tolist() if with_logits else None,

@@ -1,25 +1,80 @@
 """The server's loaded models: one Classifier + Batcher (+ Explainer) per classification model, loaded
 once (at start-up for the models present then, on first use for models converted later)
-and reloaded when the model's manifest changes."""
+and reloaded when the model's manifest changes.
+
+The API routes talk to a model only through the async methods of ModelService and
+DetectorService; app/ray_engine.py implements the same methods on Ray Serve deployments
+(``belka serve --engine ray``), so both engines answer every request the same way."""
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
 
-from app.inference.batching import Batcher
+import numpy as np
+
+from app.inference.batching import Batcher, BatchResult
 from app.inference.classifier import Classifier
-from app.inference.detection import Detector
-from app.inference.explainer import Explainer
+from app.inference.detection import Detector, RawDetections
+from app.inference.explainer import Explainer, Explanation
 from app.registry import ModelInfo, Registry
 from app.settings import Settings
 
 
 @dataclass
 class ModelService:
+    """One classifier in this process: requests are batched by our Batcher, explanations run
+    on a thread (one at a time per model, see Explainer)."""
     info: ModelInfo
     classifier: Classifier
     batcher: Batcher
     explainer: Explainer
+
+    @property
+    def manifest(self) -> dict:
+        return self.classifier.manifest
+
+    @property
+    def max_queue(self) -> int:
+        """The most images one request may hold (more could never be queued)."""
+        return self.batcher.max_queue
+
+    @property
+    def score_kind(self) -> str:
+        return self.explainer.score_kind
+
+    def incoming(self):
+        """Marks a request as being received, so a batch about to run may wait for it."""
+        return self.batcher.incoming()
+
+    async def predict(self, images: np.ndarray) -> BatchResult:
+        """The model's outputs for images [N, H, W, 3]; QueueFull when too many are waiting."""
+        return await self.batcher.submit(images)
+
+    async def top1(self, image: np.ndarray) -> int:
+        prediction = await asyncio.to_thread(self.classifier.predict, image[None])
+        return int(prediction.outputs[0].argmax())
+
+    async def layers(self) -> list[tuple[str, str, list[int]]]:
+        return await asyncio.to_thread(self.explainer.layers)
+
+    async def gradcam(self, image: np.ndarray, class_index: int, layer: str | None) -> tuple[str, Explanation]:
+        return await asyncio.to_thread(self.explainer.gradcam, image, class_index, layer)
+
+    async def occlusion(self, image: np.ndarray, class_index: int, patch: int, stride: int) -> Explanation:
+        return await asyncio.to_thread(self.explainer.occlusion, image, class_index, patch, stride)
+
+
+@dataclass
+class DetectorService:
+    """One detector in this process."""
+    detector: Detector
+
+    @property
+    def manifest(self) -> dict:
+        return self.detector.manifest
+
+    async def run(self, image: np.ndarray) -> RawDetections:
+        return await asyncio.to_thread(self.detector.run, image)
 
 
 class Services:
@@ -38,12 +93,19 @@ class Services:
         return ModelService(info, classifier, batcher, Explainer(classifier))
 
     def load_all(self) -> None:
-        """Load every classifier now (start-up), so the first request does not pay for it."""
-        for info in self.registry.all().values():
-            if info.task == "classification" and "saved" in info.manifest["formats"]:
-                self._loaded[info.name] = self._make(info)
-            elif info.task == "detection" and "saved" in info.manifest["formats"]:
-                self._detectors[info.name] = Detector(info)
+        """Load every model now (start-up), so the first request does not pay for it."""
+        for name in self.registry.all():
+            self.load(name)
+
+    def load(self, name: str) -> None:
+        """Load one model now, if it is a classifier or a detector with a SavedModel."""
+        info = self.registry.get(name)
+        if info is None or "saved" not in info.manifest["formats"]:
+            return
+        if info.task == "classification":
+            self._loaded[info.name] = self._make(info)
+        elif info.task == "detection":
+            self._detectors[info.name] = Detector(info)
 
     async def get(self, name: str) -> ModelService | None:
         """The service for ``name``; None when there is no such classifier with a SavedModel."""
@@ -63,7 +125,7 @@ class Services:
                     await old.batcher.close()
         return service
 
-    async def detector(self, name: str) -> Detector | None:
+    async def detector(self, name: str) -> DetectorService | None:
         """The detector ``name`` (loaded again when its manifest changed); None when there is no
         such detector with a SavedModel."""
         info = self.registry.get(name)
@@ -76,7 +138,7 @@ class Services:
                 if detector is None or detector.manifest is not info.manifest:
                     detector = await asyncio.to_thread(Detector, info)
                     self._detectors[name] = detector
-        return detector
+        return DetectorService(detector)
 
     async def close(self) -> None:
         for service in self._loaded.values():

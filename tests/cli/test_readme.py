@@ -27,6 +27,8 @@ README = ROOT / "README.md"
 NOT_RUN = {
     "make run": "starts the server for good (its steps run below, one by one)",
     "make test": "this is the test suite itself (CI runs it)",
+    ".venv/bin/belka serve --engine ray --replicas 2": "a second server on the same port; "
+                                                       "tests/api/test_ray_engine.py runs it on a local Ray instance",
     "python3 -m http.server 8080 --directory site": "serves for good (tests/browser/test_static_site.py "
                                                      "serves an export and runs the pages on it)",
     ".venv/bin/belka convert keras flowers.keras --labels flowers.txt": "needs the user's own model file",

@@ -87,3 +87,19 @@ def test_a_misspelled_flag_gets_its_commands_usage_and_a_guess():
         "belka convert mobilenet-v2: error: unrecognized arguments: --alpah 0.35 (did you mean --alpha?)")
     proc = run_belka("serve", "--prot", "8000", timeout=60)
     assert proc.returncode == 2 and "usage: belka serve " in proc.stderr and "did you mean --port?" in proc.stderr
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--replicas", "2"], "--replicas is for --engine ray (the uvicorn engine is one process)"),
+    (["--address", "ray://head:10001"], "--address is for --engine ray"),
+    (["--engine", "ray", "--replicas", "0"], "--replicas 0: a number from 1 to 64"),
+    (["--engine", "ray", "--autoscale", "3,1"], "--autoscale 3,1: 0 <= MIN <= MAX, and MAX from 1 to 64"),
+    (["--engine", "ray", "--autoscale", "two"], "--autoscale two: MIN,MAX, two whole numbers, e.g. 1,4"),
+    (["--engine", "ray", "--replicas", "2", "--autoscale", "1,2"], "--replicas and --autoscale: give one"),
+    (["--engine", "ray", "--replica-cpus", "-1"], "--replica-cpus -1.0: a number from 0 to 64"),
+    (["--engine", "spark"], "argument --engine: invalid choice: 'spark'"),
+])
+def test_bad_ray_options_are_one_line_and_exit_2(args, says):
+    code, stderr, seconds = serve_fails("--port", str(free_port()), *args)
+    assert code == 2 and says in stderr, stderr
+    assert "Traceback" not in stderr and seconds < 15  # before Ray or TensorFlow starts
