@@ -369,7 +369,8 @@ def _serve(args) -> int:
           file=sys.stderr)
 
     if args.engine == "ray":
-        sock.close()  # Ray Serve's proxy binds it
+        if sock is not None:
+            sock.close()  # (checked free: Ray Serve's proxy binds it)
         return _serve_on_ray(args, settings, scale)
 
     import uvicorn

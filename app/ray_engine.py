@@ -39,7 +39,7 @@ import numpy as np
 
 from app.inference.batching import BatchResult, QueueFull
 from app.inference.classifier import Prediction
-from app.inference.explainer import ExplainError, Explanation
+from app.inference.explainer import ExplainError, Explanation, score_kind_of
 from app.inference.service import Services
 from app.registry import ModelInfo, Registry
 from app.settings import Settings
@@ -52,15 +52,9 @@ LOCAL_OBJECT_STORE_BYTES = 256 * 1024 * 1024
 INSTALL_HINT = "belka serve --engine ray needs Ray Serve: pip install -c constraints.txt -e '.[ray]'"
 
 
-class RayMissing(RuntimeError):
-    """Ray Serve is not installed (the optional extra)."""
-
-
 def _serve():
-    try:
-        from ray import serve
-    except ImportError as exc:
-        raise RayMissing(INSTALL_HINT) from exc
+    from ray import serve  # the [ray] extra: `belka serve` checks it is installed before calling here
+
     return serve
 
 
@@ -141,7 +135,7 @@ class RayModelService:
 
     @property
     def score_kind(self) -> str:
-        return "logit" if self.manifest["output"]["kind"] == "logits" else "probability"
+        return score_kind_of(self.manifest)
 
     def incoming(self):
         return nullcontext()  # Ray's batch waits its batch_wait_timeout_s whatever arrives
@@ -355,10 +349,8 @@ def sync_models(settings: Settings, scale: Scale, deployed: set[str], say=print)
 def start_ray(address: str | None, settings: Settings, scale: Scale) -> str:
     """ray.init: the cluster at ``address``, or a local single-node instance; what was started, in words."""
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # no GPUs here: silences a FutureWarning
-    try:
-        import ray
-    except ImportError as exc:
-        raise RayMissing(INSTALL_HINT) from exc
+    import ray
+
     # serve.run restates Serve's default HTTP options each time and warns that they are ignored
     logging.getLogger("ray.serve").setLevel(logging.ERROR)
     if address:

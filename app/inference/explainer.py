@@ -21,6 +21,11 @@ from app.inference import gradcam, occlusion, preprocess
 from app.inference.classifier import Classifier, softmax
 
 
+def score_kind_of(manifest: dict) -> str:
+    """What Grad-CAM differentiates for a model: "logit" (pre-softmax) or "probability"."""
+    return "logit" if manifest["output"]["kind"] == "logits" else "probability"
+
+
 class ExplainError(ValueError):
     """A request the model cannot explain (unknown layer, no layers model, bad patch)."""
 
@@ -55,7 +60,7 @@ class Explainer:
     def score_kind(self) -> str:
         """What Grad-CAM differentiates: the pre-softmax "logit", or the "probability" for
         models that end in softmax."""
-        return "logit" if self.classifier.is_logits else "probability"
+        return score_kind_of(self.manifest)
 
     def layers(self) -> list[tuple[str, str, list[int]]]:
         """(name, class name, [h, w, channels]) of every layer Grad-CAM can use, in model order."""
