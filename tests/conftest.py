@@ -13,6 +13,20 @@ ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
 
+# `make test` runs two pytest workers (pytest-xdist, `-n 2 --dist loadgroup`): most of the suite
+# uses one core at a time (a conversion, a page on wasm, a request), and this machine has two.
+# Each group runs in one worker, file by file in order, so module- and session-scoped fixtures
+# see the same sequence as in a plain `pytest` run. The browser tests are one group; the tutorial
+# models' conversions join them to even out the two (about the same minutes each).
+WITH_THE_BROWSER_TESTS = {"tests/convert/test_tutorial_models.py"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        path = item.path.relative_to(ROOT).as_posix()
+        browser_side = path.startswith("tests/browser/") or path in WITH_THE_BROWSER_TESTS
+        item.add_marker(pytest.mark.xdist_group("browser" if browser_side else "python"))
+
 
 def run_belka(*args, env: dict | None = None, timeout: float = 900, cwd: Path = ROOT):
     """Run `belka ARGS...` the way a user does; return the CompletedProcess (text mode)."""
