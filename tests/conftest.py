@@ -21,6 +21,7 @@ os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
 WITH_THE_BROWSER_TESTS = {"tests/convert/test_tutorial_models.py"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items):
     for item in items:
         path = item.path.relative_to(ROOT).as_posix()
