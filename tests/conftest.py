@@ -1,6 +1,8 @@
 """Shared fixtures: the `belka` CLI as a subprocess and small models built once per session."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -13,20 +15,17 @@ ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
 
+
 # `make test` runs two pytest workers (pytest-xdist, `-n 2 --dist loadgroup`): most of the suite
 # uses one core at a time (a conversion, a page on wasm, a request), and this machine has two.
-# Each group runs in one worker, file by file in order, so module- and session-scoped fixtures
-# see the same sequence as in a plain `pytest` run. The browser tests are one group; the tutorial
-# models' conversions join them to even out the two (about the same minutes each).
-WITH_THE_BROWSER_TESTS = {"tests/convert/test_tutorial_models.py"}
-
-
+# The browser tests are one group, the rest the other (about the same minutes each); a group
+# runs in one worker, file by file in order, so module- and session-scoped fixtures see the same
+# sequence as in a plain `pytest` run.
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items):
     for item in items:
         path = item.path.relative_to(ROOT).as_posix()
-        browser_side = path.startswith("tests/browser/") or path in WITH_THE_BROWSER_TESTS
-        item.add_marker(pytest.mark.xdist_group("browser" if browser_side else "python"))
+        item.add_marker(pytest.mark.xdist_group("browser" if path.startswith("tests/browser/") else "python"))
 
 
 def run_belka(*args, env: dict | None = None, timeout: float = 900, cwd: Path = ROOT):
@@ -41,6 +40,19 @@ def convert_ok(*args, **kwargs) -> dict:
     proc = run_belka("convert", *args, "--json", "--quiet", **kwargs)
     assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:{proc.stdout[-2000:]}\nstderr:{proc.stderr[-4000:]}"
     return json.loads(proc.stdout)
+
+
+def convert_in_process(*args) -> dict:
+    """`belka convert ARGS --json --quiet` in this process, for tests of what a conversion
+    writes rather than of the command (no TensorFlow start-up per model; convert_ok runs the
+    command): asserts exit 0, returns the JSON summary."""
+    from app.cli import main
+
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        code = main(["convert", *map(str, args), "--json", "--quiet"])
+    assert code == 0, f"exit {code}\nstdout:{stdout.getvalue()[-2000:]}"
+    return json.loads(stdout.getvalue())
 
 
 @pytest.fixture(scope="session")

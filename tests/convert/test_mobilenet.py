@@ -10,7 +10,7 @@ import pytest
 
 from app.convert import verify
 from app.convert.files import sha256_of
-from tests.conftest import convert_ok, run_belka
+from tests.conftest import convert_in_process, convert_ok, run_belka
 
 
 def test_writes_all_formats_and_a_complete_manifest(small_mobilenet):
@@ -170,8 +170,8 @@ def test_progress_lines_and_json_summary(tmp_path):
 def test_quantized_float16_and_uint8_are_smaller_and_checked(tmp_path):
     sizes = {}
     for quantize in ("float16", "uint8"):
-        summary = convert_ok("mobilenet-v2", "--weights", "none", "--alpha", "0.35", "--size", "96",
-                             "--quantize", quantize, "--formats", "graph,saved", "--out", tmp_path)
+        summary = convert_in_process("mobilenet-v2", "--weights", "none", "--alpha", "0.35", "--size", "96",
+                                     "--quantize", quantize, "--formats", "graph,saved", "--out", tmp_path)
         assert summary["name"] == f"mobilenet-v2-0.35-96-{quantize}"
         report = summary["verification"]["formats"]["graph"]
         assert report["ok"] and "max_rel_diff" in report["threshold"]
@@ -194,8 +194,8 @@ def test_weights_from_a_file(tmp_path):
     model, _ = mobilenet.build(0.35, 96, "none", seed=3)
     weights = tmp_path / "mine.weights.h5"
     model.save_weights(str(weights))
-    summary = convert_ok("mobilenet-v2", "--weights", weights, "--alpha", "0.35", "--size", "96",
-                         "--formats", "graph,saved", "--out", tmp_path / "out")
+    summary = convert_in_process("mobilenet-v2", "--weights", weights, "--alpha", "0.35", "--size", "96",
+                                 "--formats", "graph,saved", "--out", tmp_path / "out")
     assert summary["weights"] == {"provenance": "file", "trained": True, "file": "mine.weights.h5",
                                   "sha256": sha256_of(weights)}
     wrong = run_belka("convert", "mobilenet-v2", "--weights", weights, "--alpha", "0.5", "--size", "96",

@@ -20,20 +20,9 @@ import pytest
 from app import tf_runtime
 from app.convert import verify
 from app.convert.applications import PRESETS, calibrate_batchnorm
-from tests.conftest import run_belka
+from tests.conftest import convert_in_process, run_belka
 
 SIZE = 48
-
-
-def convert_here(*args, out, name) -> dict:
-    """`belka convert ARGS --out OUT --name NAME` in this process (no TensorFlow start-up per
-    model; the subprocess path is tested elsewhere): the conversion's summary."""
-    from app.cli import main
-    from app.convert.pipeline import summary
-
-    code = main(["convert", *map(str, args), "--out", str(out), "--name", name, "--quiet"])
-    assert code == 0, f"exit {code}"
-    return summary(json.loads((out / name / "manifest.json").read_text()), out / name)
 
 
 def _calibrated(model, preset: str = "raw"):
@@ -131,8 +120,8 @@ def converted_cases(tutorial_models, tmp_path_factory):
     out = tmp_path_factory.mktemp("tutorial_converted")
     summaries = {}
     for case, (filename, labels, flags) in ISSUE_CASES.items():
-        summaries[case] = convert_here("keras", tutorial_models / filename, "--labels",
-                                       tutorial_models / f"{labels}.txt", *flags, out=out, name=case)
+        summaries[case] = convert_in_process("keras", tutorial_models / filename, "--labels",
+                                             tutorial_models / f"{labels}.txt", *flags, "--out", out, "--name", case)
     return out, summaries
 
 
@@ -185,9 +174,9 @@ def test_caffe_and_normalization_presets_in_the_manifest(converted_cases):
 
 
 def test_a_sigmoid_head_gives_two_probabilities(tutorial_models, tmp_path):
-    summary = convert_here("keras", tutorial_models / "transfer_sigmoid.keras", "--labels",
-                           tutorial_models / "two.txt", "--value-range", "0,255", "--formats", "graph,saved",
-                           out=tmp_path, name="transfer_sigmoid")
+    summary = convert_in_process("keras", tutorial_models / "transfer_sigmoid.keras", "--labels",
+                                 tutorial_models / "two.txt", "--value-range", "0,255", "--formats", "graph,saved",
+                                 "--out", tmp_path, "--name", "transfer_sigmoid")
     manifest = json.loads((tmp_path / "transfer_sigmoid" / "manifest.json").read_text())
     assert manifest["output"]["kind"] == "probabilities"
     assert manifest["output"]["binary"]["head"] == "sigmoid"
