@@ -1,4 +1,5 @@
-"""Shared fixtures: the `belka` CLI as a subprocess and small models built once per session."""
+"""Shared fixtures: the `belka` CLI as a subprocess (or a conversion in process) and small models
+built once per session."""
 from __future__ import annotations
 
 import contextlib
@@ -18,7 +19,7 @@ os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
 
 # `make test` runs two pytest workers (pytest-xdist, `-n 2 --dist loadgroup`): most of the suite
 # uses one core at a time (a conversion, a page on wasm, a request), and this machine has two.
-# The browser tests are one group, the rest the other (about the same minutes each); a group
+# The browser tests are one group, the rest the other; a group
 # runs in one worker, file by file in order, so module- and session-scoped fixtures see the same
 # sequence as in a plain `pytest` run.
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
