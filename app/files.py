@@ -176,8 +176,10 @@ def model_file(name: str, relative: str, request: Request) -> Response:
     hashes = {f["path"]: f["sha256"] for f in info.manifest["files"]}
     if relative == "manifest.json":
         path = safe_path(info.path, relative)
-        return _respond(request, f'"{_sha256(path.read_bytes())[:32]}"', REVALIDATE, path=path,
-                        media_type="application/json")
+        digest = _sha256(path.read_bytes())
+        # ?v=<its hash prefix>, as the pages name it (ModelInfo.manifest_version): cached for good
+        cache = IMMUTABLE if _names(request.query_params.get("v"), digest) else REVALIDATE
+        return _respond(request, f'"{digest[:32]}"', cache, path=path, media_type="application/json")
     if relative.split("/", 1)[0] not in MODEL_FORMAT_DIRS or relative not in hashes:
         raise HTTPException(404)
     path = safe_path(info.path, relative)
@@ -185,8 +187,7 @@ def model_file(name: str, relative: str, request: Request) -> Response:
         body = _content_addressed_model_json(path, hashes)
         return _respond(request, f'"{_sha256(body)[:32]}"', REVALIDATE, body=body,
                         media_type="application/json")
-    version = request.query_params.get("v")
-    cache = IMMUTABLE if version and hashes[relative].startswith(version) else REVALIDATE
+    cache = IMMUTABLE if _names(request.query_params.get("v"), hashes[relative]) else REVALIDATE
     return _respond(request, f'"{hashes[relative][:32]}"', cache, path=path, media_type=_content_type(path))
 
 
@@ -198,6 +199,12 @@ def _content_addressed_model_json(path: Path, hashes: dict[str, str]) -> bytes:
         group["paths"] = [f"{p}?v={hashes[f'{folder}/{p}'][:16]}" if f"{folder}/{p}" in hashes else p
                           for p in group["paths"]]
     return json.dumps(model).encode()
+
+
+def _names(version: str | None, digest: str) -> bool:
+    """Whether ``?v=version`` names this content: a prefix of its sha256 (16 hex digits in the
+    URLs Belka writes; at least 8)."""
+    return bool(version) and len(version) >= 8 and digest.startswith(version)
 
 
 def _sha256(data: bytes) -> str:

@@ -121,6 +121,10 @@ def model_page(request: Request, template: str, task: str, candidates: list[Mode
     template's context."""
     model, note, remember = pick_model(request, task, candidates, default)
     config = {"model": model.name if model else None, "models": [m.name for m in candidates], **(extra or {})}
+    if model:  # what the model's worker fetches first, named here so it starts at once (start-worker.js)
+        config["modelFiles"] = {"version": model.manifest_version,
+                                "page_weights": model.manifest.get("page_weights"),
+                                "quantization": model.manifest.get("quantization")}
     settings = request.app.state.settings
     if settings.static_site:  # no ?model= on a static host: a page per model (app/site.py)
         config["modelPages"] = {m.name: page_url(settings, model_page_folder(request.url.path, m.name, default))

@@ -5,6 +5,7 @@ The registry re-reads a manifest only when its file changed, so a model converte
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,12 @@ class ModelInfo:
     @property
     def total_bytes(self) -> int:
         return sum(f["bytes"] for f in self.manifest["files"])
+
+    @property
+    def manifest_version(self) -> str:
+        """The first 16 hex digits of manifest.json's sha256: the pages name the manifest with
+        ?v=<this>, which the server caches for good (the manifest lists every file's hash)."""
+        return hashlib.sha256((self.path / "manifest.json").read_bytes()).hexdigest()[:16]
 
     @property
     def page_download(self) -> dict:

@@ -8,8 +8,10 @@
  * - weight shards named by their hash (/models/<name>/graph/<shard>.bin?v=<hash>): cache
  *   first, for the same reason; when a new model.json comes in, the shards it no longer
  *   names are dropped, so a re-converted model replaces the old files;
- * - pages, model.json and manifest.json: from the network first, so a new release or
- *   model shows at once; the stored copy only when the network fails.
+ * - a manifest named by its hash (/models/<name>/manifest.json?v=<hash>, as the pages name
+ *   it): cache first; storing one drops that manifest's other versions;
+ * - pages, model.json and an unversioned manifest.json: from the network first, so a new
+ *   release or model shows at once; the stored copy only when the network fails.
  * - never: the REST API (/api/...: predictions and explanations need the server), /docs,
  *   anything but GET. Those stay online-only.
  *
@@ -26,6 +28,7 @@ const PAGES = 'belka-pages-v1';
 const CACHES = [CODE, MODELS, PAGES];
 const VERSIONED = /^\/(static|vendor)\/([0-9a-f]{16})\//;
 const SHARD = /^\/models\/([^/]+)\/([^/]+)\/[^/]+\.bin$/;
+const MANIFEST = /^\/models\/[^/]+\/manifest\.json$/;
 const BASE = new URL(self.registration.scope).pathname; // ends with "/"
 
 /** A URL's path under the scope, as "/..." ("/static/...", "/models/..."), or null outside it. */
@@ -50,7 +53,7 @@ function route(url) {
   if (path === null) return null;
   if (path.startsWith('/api/') || ['/docs', '/openapi.json', '/healthz', '/sw.js'].includes(path)) return null;
   if (VERSIONED.test(path)) return { cache: CODE, strategy: 'cache-first' };
-  if (SHARD.test(path) && url.searchParams.has('v')) return { cache: MODELS, strategy: 'cache-first' };
+  if ((SHARD.test(path) || MANIFEST.test(path)) && url.searchParams.has('v')) return { cache: MODELS, strategy: 'cache-first' };
   if (path.startsWith('/models/')) return { cache: MODELS, strategy: 'network-first' };
   return { cache: PAGES, strategy: 'network-first' }; // the pages, and unversioned files (favicon.ico)
 }
@@ -61,24 +64,27 @@ self.addEventListener('fetch', (event) => {
   const url = new URL(request.url);
   const how = route(url);
   if (!how) return;
+  // The response goes back as soon as it is there: storing a copy, and dropping what it
+  // replaces, happens after it (the worker is kept alive for that: waitUntil).
+  const later = (work) => event.waitUntil(work.catch(() => {}));
   event.respondWith(how.strategy === 'cache-first'
-    ? cacheFirst(how.cache, request, url) : networkFirst(how.cache, request, url));
+    ? cacheFirst(how.cache, request, url, later) : networkFirst(how.cache, request, url, later));
 });
 
-async function cacheFirst(cacheName, request, url) {
+async function cacheFirst(cacheName, request, url, later) {
   const cache = await caches.open(cacheName);
   const hit = await cache.match(request);
   if (hit) return hit;
   const response = await fetch(request);
-  if (response.ok) await store(cache, url, response.clone());
+  if (response.ok) later(store(cache, url, response.clone()));
   return response;
 }
 
-async function networkFirst(cacheName, request, url) {
+async function networkFirst(cacheName, request, url, later) {
   const cache = await caches.open(cacheName);
   try {
     const response = await fetch(request);
-    if (response.ok) await store(cache, url, response.clone());
+    if (response.ok) later(store(cache, url, response.clone()));
     return response;
   } catch (error) {
     const hit = await cache.match(request, { ignoreVary: true });
@@ -97,6 +103,15 @@ async function store(cache, url, response) {
     for (const request of await cache.keys()) {
       const match = (local(new URL(request.url)) ?? '').match(VERSIONED);
       if (match && match[1] === root && match[2] !== version) await cache.delete(request);
+    }
+    return;
+  }
+  if (MANIFEST.test(path) && url.searchParams.has('v')) {
+    for (const request of await cache.keys()) {
+      const cached = new URL(request.url);
+      if (cached.pathname === url.pathname && cached.searchParams.has('v') && cached.href !== url.href) {
+        await cache.delete(request);
+      }
     }
     return;
   }

@@ -22,19 +22,20 @@ export class EngineError extends Error {
 
 /**
  * The page's one model worker, started on the first call: `model` names the model it will
- * load (and `weights` the precision the page asked for, manifest.js pageGraph), so it fetches
- * that model's files at once, while TF.js starts (static/js/prefetch.js); with `backend`, the
- * backend the page will ask for first, it also starts that backend and loads the model
- * before the page asks (engine.js headStart).
+ * load (`weights` the precision the page asked for, manifest.js pageGraph; `version` its
+ * manifest's version and `graph` the folder of the graph model the page will load, both from
+ * the page's config), so it fetches that model's files at once, while TF.js starts
+ * (static/js/prefetch.js); with `backend`, the backend the page will ask for first, it also
+ * starts that backend and loads the model before the page asks (engine.js headStart).
  */
 let shared = null;
-export function startEngine({ model, weights = null, backend = null }) {
-  shared ??= new Engine({ model, weights, backend });
+export function startEngine({ model, weights = null, backend = null, version = null, graph = null }) {
+  shared ??= new Engine({ model, weights, backend, version, graph });
   return shared;
 }
 
 export class Engine {
-  constructor({ model, weights, backend } = {}) {
+  constructor({ model, weights, backend, version, graph } = {}) {
     const url = new URL('./engine-worker.js', import.meta.url);
     url.searchParams.set('vendor', VENDOR);
     url.searchParams.set('base', BASE);
@@ -42,6 +43,8 @@ export class Engine {
     if (model) url.searchParams.set('model', model);
     if (weights) url.searchParams.set('weights', weights);
     if (backend) url.searchParams.set('backend', backend);
+    if (version) url.searchParams.set('manifest', version);
+    if (graph) url.searchParams.set('graph', graph);
     this.worker = new Worker(url, { type: 'module', name: 'belka-model' });
     this.pending = new Map(); // id -> {resolve, reject, onProgress}
     this.nextId = 1;

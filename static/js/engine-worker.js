@@ -6,11 +6,13 @@
  * runs.
  *
  * Its URL says what the page will ask for first (?model=NAME&weights=...&backend=B, the
- * backend only when the user's choice names one), so before any request arrives it fetches
- * the model's files, the backend's bundle and the engine's modules side by side with TF.js,
- * then activates the backend and loads the model (engine.js headStart).
+ * backend only when the user's choice names one; &manifest=VERSION&graph=FOLDER/ from the
+ * page's config), so before any request arrives it fetches the model's files, the backend's
+ * bundle and the engine's modules side by side with TF.js, then activates the backend and
+ * loads the model (engine.js headStart).
  */
 import { BACKENDS } from './backend-choice.js';
+import { useManifestVersion } from './manifest.js';
 import { prefetchModel, warmCache } from './prefetch.js';
 import { backendFiles, loadScript, TF_CORE, vendorUrl } from './vendor.js';
 
@@ -19,10 +21,12 @@ const hint = {
   model: params.get('model'),
   weights: params.get('weights'),
   backend: BACKENDS.includes(params.get('backend')) ? params.get('backend') : null,
+  graph: /^[\w.-]+\/$/.test(params.get('graph') ?? '') ? params.get('graph') : null, // a folder of the model's
 };
+useManifestVersion(hint.model, params.get('manifest'));
 // TF.js first: the engine's tf.js awaits this same module (a failure is reported there)
 loadScript(vendorUrl(TF_CORE)).catch(() => {});
-const manifest = hint.model ? prefetchModel(hint.model, hint.weights) : null;
+const manifest = hint.model ? prefetchModel(hint.model, hint.weights, hint.graph) : null;
 // "auto" (no backend named) measures wasm at least: its files are worth fetching ahead too
 warmCache(backendFiles(hint.backend ?? 'wasm'));
 

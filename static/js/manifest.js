@@ -19,9 +19,29 @@ export function modelUrl(name, path) {
   return siteUrl(`models/${encodeURIComponent(name)}/${path}`);
 }
 
+// model name -> the version of its manifest the page named (the server's page config,
+// config.modelFiles.version: the first 16 hex digits of the file's sha256)
+const manifestVersions = new Map();
+
+/**
+ * Remembers the version of `name`'s manifest the page was served with: its manifest is then
+ * fetched as manifest.json?v=<version>, which the server and the service worker keep for good
+ * (a reconverted model gets a new version with the next page, which is always revalidated).
+ */
+export function useManifestVersion(name, version) {
+  if (name && version) manifestVersions.set(name, version);
+}
+
+/** /models/<name>/manifest.json, with ?v=<version> when the page named one (useManifestVersion). */
+export function manifestUrl(name) {
+  const url = modelUrl(name, 'manifest.json');
+  const version = manifestVersions.get(name);
+  return version ? `${url}?v=${encodeURIComponent(version)}` : url;
+}
+
 /** Fetches and checks /models/<name>/manifest.json (a model for `task`). */
 export async function loadManifest(name, task = 'classification') {
-  const url = modelUrl(name, 'manifest.json');
+  const url = manifestUrl(name);
   let response;
   try {
     response = await fetchEarly(url);

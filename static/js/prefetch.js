@@ -7,8 +7,7 @@
  * Each early response is used once; a later load of the same file (after a backend switch)
  * fetches it as usual, from the browser's cache.
  */
-import { pageGraph } from './manifest.js';
-import { siteUrl } from './site.js';
+import { manifestUrl, modelUrl, pageGraph } from './manifest.js';
 
 const early = new Map(); // absolute URL -> Promise<Response>
 
@@ -21,24 +20,30 @@ function start(url) {
 }
 
 /**
- * Starts fetching /models/<name>/manifest.json, then the model.json of the graph model it
- * names for pages (pageGraph, `weights` as the page asks), then every weight shard that
- * names. Resolves to the manifest, or null when it could not be read: failures are left for
- * the loaders to report.
+ * Starts fetching /models/<name>/manifest.json (manifest.js manifestUrl), and the model.json
+ * of the graph model it names for pages (pageGraph, `weights` as the page asks): at once
+ * when the page named that folder (`graph`, from its config), else once the manifest is in;
+ * then every weight shard that names. Resolves to the manifest, or null when it could not
+ * be read: failures are left for the loaders to report.
  */
-export function prefetchModel(name, weights = null) {
-  const base = absolute(siteUrl(`models/${encodeURIComponent(name)}/`));
-  return start(`${base}manifest.json`)
+export function prefetchModel(name, weights = null, graph = null) {
+  const graphUrl = (folder) => absolute(modelUrl(name, `${folder}model.json`));
+  if (graph) prefetchGraph(graphUrl(graph));
+  return start(manifestUrl(name))
     .then((response) => (response.ok ? response.clone().json() : null)) // the loader reads the original
     .then((manifest) => {
-      if (manifest) prefetchGraph(new URL(`${pageGraph(manifest, weights).folder}model.json`, base).href);
+      if (manifest) prefetchGraph(graphUrl(pageGraph(manifest, weights).folder));
       return manifest;
     })
     .catch(() => null);
 }
 
+const graphsStarted = new Set();
+
 function prefetchGraph(graph) {
-  return start(graph)
+  if (graphsStarted.has(graph)) return;
+  graphsStarted.add(graph);
+  start(graph)
     .then((response) => (response.ok ? response.clone().json() : null))
     .then((model) => {
       for (const group of model?.weightsManifest ?? []) {

@@ -8,16 +8,26 @@
 import { initialChoice } from './backend-choice.js';
 import { readPageConfig } from './config.js';
 import { startEngine } from './engine-client.js';
-import { weightsFromUrl } from './manifest.js';
+import { pageGraph, useManifestVersion, weightsFromUrl } from './manifest.js';
 
 /**
  * The page's worker for its model (the config block), the weights the page loads
  * (pageWeights) and the backend the user chose, when the choice names one ("auto" measures
- * first, on the page).
+ * first, on the page). The config's modelFiles (the manifest's version and what it says of
+ * the page's graph model) let the worker fetch the manifest and that model.json side by side.
  */
 export function startPageEngine(config = readPageConfig()) {
   const { choice } = initialChoice();
-  return startEngine({ model: config.model, weights: pageWeights(config), backend: choice === 'auto' ? null : choice });
+  const files = config.modelFiles ?? null;
+  const weights = pageWeights(config);
+  useManifestVersion(config.model, files?.version);
+  return startEngine({
+    model: config.model,
+    weights,
+    backend: choice === 'auto' ? null : choice,
+    version: files?.version ?? null,
+    graph: files ? pageGraph(files, weights).folder : null,
+  });
 }
 
 /** The weights the page loads: ?weights=float32, else the page's own choice (config.weights: the

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import gzip
+import hashlib
 import json
 import re
 import shutil
@@ -108,6 +109,32 @@ def test_weights_are_content_addressed_and_cached_forever(site):
         assert len(shard.content) == (site["models"] / "tiny" / "graph" / name).stat().st_size
     stale = client.get("/models/tiny/graph/" + paths[0].split("?v=")[0] + "?v=0000")
     assert stale.headers["cache-control"] == "no-cache"
+
+
+def test_pages_name_the_manifest_by_its_hash_and_that_url_is_cached_forever(site):
+    """The page's config names the manifest's version (its sha256 prefix) and the graph model it
+    will load, so the model's worker fetches manifest.json?v=<version> (immutable: a return visit
+    asks the server nothing for it) side by side with model.json."""
+    client = site["client"]
+    path = site["models"] / "tiny" / "manifest.json"
+    version = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    html = client.get("/?model=tiny").text
+    config = json.loads(re.search(r'<script type="application/json" id="belka-config">(.*?)</script>', html, re.S)[1])
+    manifest = json.loads(path.read_text())
+    assert config["modelFiles"] == {"version": version, "page_weights": manifest.get("page_weights"),
+                                    "quantization": manifest.get("quantization")}
+    named = client.get(f"/models/tiny/manifest.json?v={version}")
+    assert named.status_code == 200 and named.headers["cache-control"] == IMMUTABLE
+    assert named.content == path.read_bytes()
+    for stale in ("0" * 16, version[:4], ""):  # another version, too short to name it, none
+        response = client.get(f"/models/tiny/manifest.json?v={stale}")
+        assert response.status_code == 200 and response.headers["cache-control"] == "no-cache", stale
+    # a re-converted model: a new manifest, a new version in the next page
+    manifest["weights"]["provenance"] = "re-converted"
+    path.write_text(json.dumps(manifest))
+    again = json.loads(re.search(r'id="belka-config">(.*?)</script>', client.get("/?model=tiny").text, re.S)[1])
+    assert again["modelFiles"]["version"] == hashlib.sha256(path.read_bytes()).hexdigest()[:16] != version
+    assert client.get(f"/models/tiny/manifest.json?v={version}").headers["cache-control"] == "no-cache"
 
 
 def test_reconverted_model_gets_new_urls_and_etags(site):

@@ -12,6 +12,10 @@ KEPT_SHARDS = """async () => {
   const cache = await caches.open('belka-models-v1');
   return (await cache.keys()).map((r) => r.url).filter((u) => u.includes('.bin'));
 }"""
+KEPT_MANIFESTS = """async () => {
+  const cache = await caches.open('belka-models-v1');
+  return (await cache.keys()).map((r) => r.url).filter((u) => u.includes('/manifest.json?v='));
+}"""
 
 
 def test_a_second_visit_works_offline_and_a_new_model_replaces_the_old(browser, small_mobilenet, tmp_path):
@@ -59,6 +63,18 @@ def test_a_second_visit_works_offline_and_a_new_model_replaces_the_old(browser, 
             page.reload()
             assert page.evaluate("window.belka.ready")["ok"]
             shards = page.evaluate(KEPT_SHARDS)
+            # the manifest is kept by its version (the one the page named): the new one only
+            version = page.evaluate("JSON.parse(document.getElementById('belka-config').textContent)"
+                                    ".modelFiles.version")
+            page.wait_for_function(f"""async () => {{
+              const kept = await ({KEPT_MANIFESTS})();
+              return kept.length === 1 && kept[0].endsWith('?v={version}');
+            }}""", polling=100, timeout=10000)
+            # code nobody kept yet (another page's stylesheet, same release) still loads: the
+            # service worker answers from its cache, else from the network
+            other = page.evaluate("document.querySelector('link[rel=stylesheet]').href.replace('belka.css', 'learn.css')")
+            assert page.evaluate("!!navigator.serviceWorker.controller")
+            assert page.evaluate("(u) => fetch(u).then((r) => r.status)", other) == 200
         assert any("v=ffffffffffffffff" in u for u in shards), shards
         replaced = [u for u in old_shards if entry["path"].split("/")[-1] in u]
         assert replaced and not set(replaced) & set(shards), (replaced, shards)
