@@ -335,7 +335,7 @@ def test_unavailable_backend_is_reported_and_falls_back(browser, server):
 def test_model_that_fails_to_load_shows_an_error(browser, server, small_mobilenet, missing):
     page = new_page(browser)
     name = small_mobilenet["dir"].name
-    page.route(f"**/models/{name}/{missing}", lambda route: route.fulfill(
+    page.route(f"**/models/{name}/{missing}*", lambda route: route.fulfill(  # * : with its ?v= too
         status=404, content_type="application/json",
         body=json.dumps({"error": {"code": "not_found", "message": "Not Found", "detail": None}})))
     try:
