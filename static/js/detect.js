@@ -30,6 +30,7 @@
  *   frames()         how many frames the loop has processed
  *   lastResult()     the latest frame's {frame, detections, width, height, inferenceMs}
  *   maxInFlight()    the most frames ever being processed at once (1 by design)
+ *   inFlight()       how many frames are being processed now (0 once a stopped loop's last frame is done)
  *   traceFrames(n)   Promise: the next n frames the loop processes, each {frame, detections,
  *                    width, height, input: [...]} (the model input that frame became)
  *   numTensors()     Promise: tf.memory().numTensors in the model's worker
@@ -502,6 +503,7 @@ function exposeApi(ready) {
     frames: () => state.frames,
     lastResult: () => (state.last ? { ...state.last, input: undefined } : null),
     maxInFlight: () => state.maxInFlight,
+    inFlight: () => state.inFlight,
     execution: (mode) => (state.detector ? engine.call('execution', { mode }) : Promise.resolve(null)),
     traceFrames: (count) => new Promise((resolve) => { state.trace = { count, frames: [], resolve }; }),
     numTensors: () => engine.call('stats').then((stats) => stats.numTensors),

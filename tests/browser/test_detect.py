@@ -206,7 +206,8 @@ def test_the_camera_runs_on_the_gpu_backends(camera_browser, detect_server, back
         assert page.evaluate("belka.startCamera()") == {"ok": True}
         wait_for(page, "belka.frames() >= 10")
         page.evaluate("belka.stopCamera()")
-        time.sleep(0.5)  # the frame in flight finishes
+        # the frame in flight finishes (a GPU readback can take seconds on a loaded machine)
+        wait_for(page, "belka.inFlight() === 0", timeout_s=60)
         assert page.evaluate("belka.numTensors()") == tensors
         assert page.locator('[data-topic="detect"]').count() == 0
         assert page.errors == []
