@@ -25,12 +25,14 @@ const bundleLoads = {};
 
 /** Loads `name`'s bundle once (a no-op for the backends in TF.js core); null, or why it failed. */
 async function loadBundle(name) {
-  if (!BUNDLES[name] || name in tf.engine().registryFactory) return null;
+  if (!BUNDLES[name]) return null;
   if (name === 'webgpu' && !navigator.gpu) return null; // no download for a backend that cannot start
-  bundleLoads[name] ??= loadScript(BUNDLES[name]).then(() => null, (error) => {
-    delete bundleLoads[name];
-    return `its code did not load (${error.message})`;
-  });
+  // (the model's worker may have run the bundle already, engine-worker.js: then it is registered)
+  bundleLoads[name] ??= name in tf.engine().registryFactory ? Promise.resolve(null)
+    : loadScript(BUNDLES[name]).then(() => null, (error) => {
+      delete bundleLoads[name];
+      return `its code did not load (${error.message})`;
+    });
   const problem = await bundleLoads[name];
   if (name === 'wasm' && !problem) configureWasm();
   // Video frames reach WebGPU by copy, not importExternalTexture: with the bundle loaded

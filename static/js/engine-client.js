@@ -6,11 +6,11 @@
  * come back as typed arrays, transferred rather than copied.
  *
  * The worker's URL is this module's sibling, so it carries the same content-hashed
- * /static/<version>/ prefix (cached for good); the /vendor/<version>/ prefix of TF.js goes
- * in its query string.
+ * /static/<version>/ prefix (cached for good); the /vendor/<version>/ prefix of TF.js, and
+ * TF.js core's own URL (the first thing the worker imports), go in its query string.
  */
 import { BASE, STATIC_SITE } from './site.js';
-import { VENDOR } from './vendor.js';
+import { TF_CORE, VENDOR, vendorUrl } from './vendor.js';
 
 export class EngineError extends Error {
   constructor({ name, message, ...fields }) {
@@ -38,6 +38,7 @@ export class Engine {
   constructor({ model, weights, backend, version, graph } = {}) {
     const url = new URL('./engine-worker.js', import.meta.url);
     url.searchParams.set('vendor', VENDOR);
+    url.searchParams.set('tf', vendorUrl(TF_CORE));
     url.searchParams.set('base', BASE);
     if (STATIC_SITE) url.searchParams.set('site', 'static');
     if (model) url.searchParams.set('model', model);

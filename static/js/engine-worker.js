@@ -7,30 +7,55 @@
  *
  * Its URL says what the page will ask for first (?model=NAME&weights=...&backend=B, the
  * backend only when the user's choice names one; &manifest=VERSION&graph=FOLDER/ from the
- * page's config), so before any request arrives it fetches the model's files, the backend's
- * bundle and the engine's modules side by side with TF.js, then activates the backend and
- * loads the model (engine.js headStart).
+ * page's config) and where TF.js core is (&tf=URL), so before any request arrives it fetches
+ * the model's files, the backend's bundle and the engine's modules side by side with TF.js,
+ * then activates the backend and loads the model (engine.js headStart).
+ *
+ * This module imports nothing statically: a worker fetches each level of a module graph one
+ * round trip after the other (there is no modulepreload in workers), and a static import
+ * would hold back TF.js, the engine and the model's files until this module's own imports
+ * were in. Everything starts at once instead.
  */
-import { BACKENDS } from './backend-choice.js';
-import { useManifestVersion } from './manifest.js';
-import { prefetchModel, warmCache } from './prefetch.js';
-import { backendFiles, loadScript, TF_CORE, vendorUrl } from './vendor.js';
-
 const params = new URLSearchParams(self.location.search);
-const hint = {
-  model: params.get('model'),
-  weights: params.get('weights'),
-  backend: BACKENDS.includes(params.get('backend')) ? params.get('backend') : null,
-  graph: /^[\w.-]+\/$/.test(params.get('graph') ?? '') ? params.get('graph') : null, // a folder of the model's
-};
-useManifestVersion(hint.model, params.get('manifest'));
-// TF.js first: the engine's tf.js awaits this same module (a failure is reported there)
-loadScript(vendorUrl(TF_CORE)).catch(() => {});
-const manifest = hint.model ? prefetchModel(hint.model, hint.weights, hint.graph) : null;
-// "auto" (no backend named) measures wasm at least: its files are worth fetching ahead too
-warmCache(backendFiles(hint.backend ?? 'wasm'));
 
-const engine = import('./engine.js').then(async (module) => {
+/** `value` as an absolute URL when it is on this worker's own origin, else null. */
+function ownUrl(value) {
+  try {
+    const url = new URL(value, self.location.href);
+    return url.origin === self.location.origin ? url.href : null;
+  } catch {
+    return null;
+  }
+}
+
+// TF.js core first: the engine's tf.js imports this same URL (vendor.js vendorUrl(TF_CORE)),
+// and reports a failure there
+const tfCore = ownUrl(params.get('tf'));
+const tfLoaded = tfCore ? import(tfCore).then(() => true, () => false) : Promise.resolve(false);
+const engineModule = import('./engine.js'); // fetched now; it runs once TF.js has
+
+const early = Promise.all([
+  import('./backend-choice.js'), import('./manifest.js'), import('./prefetch.js'), import('./vendor.js'),
+]).then(([{ BACKENDS }, { useManifestVersion }, { prefetchModel, warmCache }, { backendFiles }]) => {
+  const hint = {
+    model: params.get('model'),
+    weights: params.get('weights'),
+    backend: BACKENDS.includes(params.get('backend')) ? params.get('backend') : null,
+    graph: /^[\w.-]+\/$/.test(params.get('graph') ?? '') ? params.get('graph') : null, // a folder of the model's
+  };
+  useManifestVersion(hint.model, params.get('manifest'));
+  const manifest = hint.model ? prefetchModel(hint.model, hint.weights, hint.graph) : null;
+  // "auto" (no backend named) measures wasm at least: its files are worth fetching ahead too,
+  // and its bundle is worth running as soon as TF.js has (static/js/backend.js then finds it
+  // registered), rather than once the engine's modules are all in
+  const files = backendFiles(hint.backend ?? 'wasm');
+  warmCache(files);
+  const bundle = files[0];
+  if (bundle) tfLoaded.then((ok) => (ok ? import(bundle) : null)).catch(() => {}); // failures: backend.js
+  return { hint, manifest };
+});
+
+const engine = Promise.all([engineModule, early]).then(async ([module, { hint, manifest }]) => {
   await module.headStart({ ...hint, manifest });
   return module;
 });
