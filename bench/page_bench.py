@@ -34,7 +34,11 @@ another origin (port) changes nothing about caching.
 
 Per backend (``--backends``, default ``wasm,cpu``; ``webgl`` and ``webgpu`` run on SwiftShader,
 Chromium's CPU renderer, here: they are labelled ``webgl-swiftshader`` / ``webgpu-swiftshader``
-and say nothing about a GPU), in ``--rounds`` interleaved rounds (default 3: per round and
+and say nothing about a GPU; wasm and cpu run with Chromium's own GPU setup, software
+compositing on this machine, as a user's browser without a GPU: SwiftShader's flags would also
+send every frame of the page through SwiftShader's Vulkan, ~100 ms of CPU per frame of Belka's
+page, which no user pays; ``--swiftshader-everywhere`` measures that setting), in ``--rounds``
+interleaved rounds (default 3: per round and
 backend one profile for each page, belka first in odd rounds, bare first in even ones, so a drift
 of the shared machine's load hits both), each in a FRESH persistent profile
 (``launch_persistent_context`` with a new temporary user_data_dir: the HTTP cache is on disk, as
@@ -120,7 +124,7 @@ sys.path.insert(0, str(REPO))
 
 from fastapi import Request  # noqa: E402  (the bare page's route; a module global for FastAPI's annotations)
 
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from tests.browser.conftest import CHROMIUM, CHROMIUM_BASE_ARGS, SWIFTSHADER_ARGS  # noqa: E402
 
 BARE_DIR = Path(__file__).resolve().parent / "bare_page"
 PAGES = ("belka", "bare")
@@ -557,7 +561,7 @@ def run_page(p, kind: str, url: str, backend: str, args, photo: str, detect_url:
     context = None
     try:
         context = p.chromium.launch_persistent_context(str(profile), executable_path=CHROMIUM,
-                                                       args=CHROMIUM_ARGS, headless=True)
+                                                       args=browser_args(backend, args), headless=True)
         context.set_default_timeout(timeout_ms)
         context.add_init_script(INIT_SCRIPT.replace("__PHOTO__", photo))
 
@@ -804,6 +808,17 @@ def parse_grid(text: str) -> dict:
     return {"patch": int(patch), "stride": int(stride or patch)}
 
 
+def browser_args(backend: str, args) -> list[str]:
+    """Chromium's flags for a backend's rounds. webgl and webgpu need SwiftShader's flags (there is
+    no GPU here). wasm and cpu run with Chromium's own GPU setup, as a user's browser does: with
+    SwiftShader's flags Chromium also rasterises and composites every frame through SwiftShader's
+    Vulkan (~100 ms of CPU per frame of Belka's page here), which no user gets, and which costs a
+    richer page more than a bare one. --swiftshader-everywhere measures them that way too."""
+    if backend in SWIFTSHADER or args.swiftshader_everywhere:
+        return CHROMIUM_BASE_ARGS + SWIFTSHADER_ARGS
+    return CHROMIUM_BASE_ARGS
+
+
 def label_of(backend: str) -> str:
     return f"{backend}-swiftshader" if backend in SWIFTSHADER else backend
 
@@ -842,6 +857,9 @@ def main() -> None:
                              "more; wasm uses the page's default, 169 images)")
     parser.add_argument("--no-explain", action="store_true", help="skip Grad-CAM and occlusion")
     parser.add_argument("--quick", action="store_true", help="smoke test: 1 round, wasm only, 3 runs")
+    parser.add_argument("--swiftshader-everywhere", action="store_true",
+                        help="run wasm and cpu with SwiftShader's GPU flags too (as the tests do), not "
+                             "Chromium's own GPU setup: every frame then goes through SwiftShader")
     parser.add_argument("--timeout", type=float, default=180, help="seconds per page step (default 180)")
     parser.add_argument("--explain-timeout", type=float, default=120,
                         help="seconds per explanation before it is cancelled (default 120)")
@@ -928,10 +946,14 @@ def main() -> None:
                      "detector": args.detector, "explain": not args.no_explain,
                      "occlusion_grid": {"wasm": "the page's default (patch 32, stride 16 at 224 px)",
                                         "others": args.occlusion_grid},
-                     "photo": "skimage.data.chelsea() as JPEG (quality 90)", "quick": args.quick},
+                     "photo": "skimage.data.chelsea() as JPEG (quality 90)", "quick": args.quick,
+                     "chromium_flags": {b: browser_args(b, args) for b in backends},
+                     "swiftshader_everywhere": args.swiftshader_everywhere},
         "weights": WEIGHTS_NOTE,
         "swiftshader": "webgl and webgpu run on SwiftShader (Chromium's CPU renderer) here: labelled "
-                       "webgl-swiftshader / webgpu-swiftshader; they say nothing about a GPU",
+                       "webgl-swiftshader / webgpu-swiftshader; they say nothing about a GPU. wasm and cpu run "
+                       "with Chromium's own GPU setup (software compositing here) unless "
+                       "--swiftshader-everywhere",
         "how": {
             "pages": "belka: `belka serve`, /?backend=B; bare: bench/bare_page served by Belka's file router and "
                      "security headers (this script's --serve-bare mode), /?backend=B&model=NAME",

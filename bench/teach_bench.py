@@ -121,7 +121,7 @@ def main() -> int:
             args.model = page_bench.convert(args.models, 900)
         results = {}
         with page_bench.serve_belka(args.models, args.model) as url, sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=page_bench.CHROMIUM, args=page_bench.CHROMIUM_ARGS)
+            browser = playwright.chromium.launch(executable_path=page_bench.CHROMIUM, args=page_bench.CHROMIUM_BASE_ARGS + page_bench.SWIFTSHADER_ARGS)
             try:
                 for backend in args.backends.split(","):
                     label = f"{backend}-swiftshader" if backend in page_bench.SWIFTSHADER else backend

@@ -15,12 +15,15 @@ import pytest
 from tests.conftest import ROOT
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic",
-                 # WebGPU (and WebGL) on the CPU through SwiftShader, so all four TF.js backends run
-                 # on machines without a GPU. Never --disable-gpu: it turns WebGPU off.
-                 "--enable-unsafe-webgpu", "--use-angle=swiftshader", "--enable-features=Vulkan",
-                 "--use-webgpu-adapter=swiftshader"]
+CHROMIUM_BASE_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
+                      "--disable-sync", "--no-first-run", "--disable-quic"]
+# WebGPU (and WebGL) on the CPU through SwiftShader, so all four TF.js backends run on machines
+# without a GPU. Never --disable-gpu: it turns WebGPU off. These flags also make Chromium draw
+# and composite every page through SwiftShader's Vulkan, which no user without a GPU gets (they
+# get Chromium's software compositor): bench/page_bench.py measures wasm and cpu without them.
+SWIFTSHADER_ARGS = ["--enable-unsafe-webgpu", "--use-angle=swiftshader", "--enable-features=Vulkan",
+                    "--use-webgpu-adapter=swiftshader"]
+CHROMIUM_ARGS = CHROMIUM_BASE_ARGS + SWIFTSHADER_ARGS
 
 
 def _free_port() -> int:
