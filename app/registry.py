@@ -16,6 +16,10 @@ class ModelInfo:
     name: str
     path: Path
     manifest: dict
+    # the first 16 hex digits of manifest.json's sha256, of the bytes `manifest` was read from:
+    # the pages name the manifest with ?v=<this>, which the server caches for good (the
+    # manifest lists every file's hash); "" for a ModelInfo not read from disk
+    manifest_version: str = ""
 
     @property
     def task(self) -> str:
@@ -28,12 +32,6 @@ class ModelInfo:
     @property
     def total_bytes(self) -> int:
         return sum(f["bytes"] for f in self.manifest["files"])
-
-    @property
-    def manifest_version(self) -> str:
-        """The first 16 hex digits of manifest.json's sha256: the pages name the manifest with
-        ?v=<this>, which the server caches for good (the manifest lists every file's hash)."""
-        return hashlib.sha256((self.path / "manifest.json").read_bytes()).hexdigest()[:16]
 
     @property
     def page_download(self) -> dict:
@@ -94,8 +92,10 @@ class Registry:
 
 def _read(manifest_path: Path) -> ModelInfo | None:
     try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, json.JSONDecodeError):
+        data = manifest_path.read_bytes()
+        manifest = json.loads(data)
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return None
-    return ModelInfo(name=manifest_path.parent.name, path=manifest_path.parent, manifest=manifest)
+    return ModelInfo(name=manifest_path.parent.name, path=manifest_path.parent, manifest=manifest,
+                     manifest_version=hashlib.sha256(data).hexdigest()[:16])
 
