@@ -271,9 +271,10 @@ async function changeBackend(choice) {
 
 /**
  * Decodes and previews one image, has the worker preprocess and classify it, shows the
- * result and returns it (null when it is not a readable image).
+ * result and returns it (null when it is not a readable image). `decoding`: its decode,
+ * when the caller started it as the image was given (see `queueClassify`).
  */
-async function classify(blob) {
+async function classify(blob, decoding = decodeImage(blob)) {
   const started = performance.now();
   const model = state.model;
   if (!model) {
@@ -283,7 +284,7 @@ async function classify(blob) {
   view.showStatus('Classifying…');
   let bitmap;
   try {
-    bitmap = await decodeImage(blob);
+    bitmap = await decoding;
   } catch (error) {
     state.image = null;
     state.result = null;
@@ -358,11 +359,21 @@ function plainResult(result) {
   return result ? { ...result } : null;
 }
 
+/**
+ * Queues a classification of `blob`, its decode begun at once: a photo given while the model
+ * still loads is decoded meanwhile, not after.
+ */
+function queueClassify(blob) {
+  const decoding = decodeImage(blob);
+  decoding.catch(() => {}); // reported by classify(), in turn
+  return serial(() => classify(blob, decoding));
+}
+
 /** Classifies a user's file; errors are shown in the page, not thrown at the event loop. */
 function classifyFromUser(file) {
   if (!file) return;
   explainer.cancel(); // a running occlusion map would hold the queue
-  serial(() => classify(file)).catch((error) => console.warn(error));
+  queueClassify(file).catch((error) => console.warn(error));
 }
 
 // ---------------------------------------------------------------- wiring
@@ -416,7 +427,7 @@ function exposeApi(ready) {
     choice: () => state.choice,
     autoReason: () => state.autoWhy ?? null,
     setBackend: (choice) => serial(() => changeBackend(choice)),
-    classifyBlob: (blob) => serial(() => classify(blob)).then(plainResult),
+    classifyBlob: (blob) => queueClassify(blob).then(plainResult),
     lastResult: () => plainResult(state.result),
     runs: () => state.runs,
     timings: () => ({

@@ -6,11 +6,12 @@
  * come back as typed arrays, transferred rather than copied.
  *
  * The worker's URL is this module's sibling, so it carries the same content-hashed
- * /static/<version>/ prefix (cached for good); the /vendor/<version>/ prefix of TF.js, and
- * TF.js core's own URL (the first thing the worker imports), go in its query string.
+ * /static/<version>/ prefix (cached for good); the /vendor/<version>/ prefix of TF.js, TF.js
+ * core's own URL (the first thing the worker imports), the backend's bundle (run right after
+ * it) and the model files the page will ask for first go in its query string.
  */
 import { BASE, STATIC_SITE } from './site.js';
-import { TF_CORE, VENDOR, vendorUrl } from './vendor.js';
+import { TF_CORE, VENDOR, backendFiles, vendorUrl } from './vendor.js';
 
 export class EngineError extends Error {
   constructor({ name, message, ...fields }) {
@@ -25,20 +26,25 @@ export class EngineError extends Error {
  * load (`weights` the precision the page asked for, manifest.js pageGraph; `version` its
  * manifest's version and `graph` the folder of the graph model the page will load, both from
  * the page's config), so it fetches that model's files at once, while TF.js starts
- * (static/js/prefetch.js); with `backend`, the backend the page will ask for first, it also
+ * (static/js/prefetch.js; `first`: the URLs of those the page knows, fetched before the worker
+ * imports anything); with `backend`, the backend the page will ask for first, it also
  * starts that backend and loads the model before the page asks (engine.js headStart).
  */
 let shared = null;
-export function startEngine({ model, weights = null, backend = null, version = null, graph = null }) {
-  shared ??= new Engine({ model, weights, backend, version, graph });
+export function startEngine({ model, weights = null, backend = null, version = null, graph = null, first = [] }) {
+  shared ??= new Engine({ model, weights, backend, version, graph, first });
   return shared;
 }
 
 export class Engine {
-  constructor({ model, weights, backend, version, graph } = {}) {
+  constructor({ model, weights, backend, version, graph, first = [] } = {}) {
     const url = new URL('./engine-worker.js', import.meta.url);
     url.searchParams.set('vendor', VENDOR);
     url.searchParams.set('tf', vendorUrl(TF_CORE));
+    // "auto" (no backend named) measures wasm at least: its bundle is worth running early too
+    const [bundle] = backendFiles(backend ?? 'wasm');
+    if (bundle) url.searchParams.set('bundle', bundle);
+    for (const file of first) url.searchParams.append('first', new URL(file, globalThis.location.href).href);
     url.searchParams.set('base', BASE);
     if (STATIC_SITE) url.searchParams.set('site', 'static');
     if (model) url.searchParams.set('model', model);

@@ -7,9 +7,10 @@
  *
  * Its URL says what the page will ask for first (?model=NAME&weights=...&backend=B, the
  * backend only when the user's choice names one; &manifest=VERSION&graph=FOLDER/ from the
- * page's config) and where TF.js core is (&tf=URL), so before any request arrives it fetches
- * the model's files, the backend's bundle and the engine's modules side by side with TF.js,
- * then activates the backend and loads the model (engine.js headStart).
+ * page's config), where TF.js core and the backend's bundle are (&tf=URL&bundle=URL), and
+ * the model files the page knows it will need (&first=URL, repeated), so before any request
+ * arrives it fetches the model's files, the backend's bundle and the engine's modules side by
+ * side with TF.js, then activates the backend and loads the model (engine.js headStart).
  *
  * This module imports nothing statically: a worker fetches each level of a module graph one
  * round trip after the other (there is no modulepreload in workers), and a static import
@@ -28,15 +29,24 @@ function ownUrl(value) {
   }
 }
 
-// TF.js core first: the engine's tf.js imports this same URL (vendor.js vendorUrl(TF_CORE)),
-// and reports a failure there
+// The model files the page named, fetched before anything else; prefetch.js (which imports
+// nothing: it is in at once) takes them over and fetches the weight shards a model.json names
+const firstFiles = new Map(params.getAll('first').map(ownUrl).filter(Boolean).map((url) => [url, fetch(url)]));
+for (const response of firstFiles.values()) response.catch(() => {}); // failures: the loaders report them
+import('./prefetch.js').then(({ adoptEarly }) => adoptEarly(firstFiles)).catch(() => {});
+
+// TF.js core, and right after it the backend's bundle (static/js/backend.js then finds it
+// registered): the engine's tf.js imports this same URL (vendor.js vendorUrl(TF_CORE)) and
+// reports a failure there, as backend.js does for the bundle
 const tfCore = ownUrl(params.get('tf'));
 const tfLoaded = tfCore ? import(tfCore).then(() => true, () => false) : Promise.resolve(false);
+const bundle = ownUrl(params.get('bundle'));
+if (bundle) tfLoaded.then((ok) => (ok ? import(bundle) : null)).catch(() => {});
 const engineModule = import('./engine.js'); // fetched now; it runs once TF.js has
 
 const early = Promise.all([
   import('./backend-choice.js'), import('./manifest.js'), import('./prefetch.js'), import('./vendor.js'),
-]).then(([{ BACKENDS }, { useManifestVersion }, { prefetchModel, warmCache }, { backendFiles }]) => {
+]).then(([{ BACKENDS }, { prefetchModel, useManifestVersion }, { warmCache }, { backendFiles }]) => {
   const hint = {
     model: params.get('model'),
     weights: params.get('weights'),
@@ -45,13 +55,9 @@ const early = Promise.all([
   };
   useManifestVersion(hint.model, params.get('manifest'));
   const manifest = hint.model ? prefetchModel(hint.model, hint.weights, hint.graph) : null;
-  // "auto" (no backend named) measures wasm at least: its files are worth fetching ahead too,
-  // and its bundle is worth running as soon as TF.js has (static/js/backend.js then finds it
-  // registered), rather than once the engine's modules are all in
-  const files = backendFiles(hint.backend ?? 'wasm');
-  warmCache(files);
-  const bundle = files[0];
-  if (bundle) tfLoaded.then((ok) => (ok ? import(bundle) : null)).catch(() => {}); // failures: backend.js
+  // the binaries the backend's bundle fetches itself ("auto" measures wasm at least), into the
+  // HTTP cache ahead of it (the bundle, imported above, is fetched already)
+  warmCache(backendFiles(hint.backend ?? 'wasm').filter((url) => url !== params.get('bundle')));
   return { hint, manifest };
 });
 

@@ -3,7 +3,7 @@
  * served by the app at /models/<name>/manifest.json; read by the pages and by the worker
  * that runs the model (static/js/model.js).
  */
-import { fetchEarly } from './prefetch.js';
+import { fetchEarly, prefetch } from './prefetch.js';
 import { siteUrl } from './site.js';
 
 /** Raised when a model's files cannot be fetched or do not make sense. */
@@ -37,6 +37,25 @@ export function manifestUrl(name) {
   const url = modelUrl(name, 'manifest.json');
   const version = manifestVersions.get(name);
   return version ? `${url}?v=${encodeURIComponent(version)}` : url;
+}
+
+/**
+ * Starts fetching (static/js/prefetch.js) /models/<name>/manifest.json and the model.json of
+ * the graph model it names for pages (pageGraph, `weights` as the page asks): at once when the
+ * page named that folder (`graph`, from its config), else once the manifest is in; the weight
+ * shards follow. Resolves to the manifest, or null when it could not be read: failures are
+ * left for the loaders to report.
+ */
+export function prefetchModel(name, weights = null, graph = null) {
+  const graphUrl = (folder) => modelUrl(name, `${folder}model.json`);
+  if (graph) prefetch(graphUrl(graph)).catch(() => {});
+  return prefetch(manifestUrl(name))
+    .then((response) => (response.ok ? response.clone().json() : null)) // the loader reads the original
+    .then((manifest) => {
+      if (manifest) prefetch(graphUrl(pageGraph(manifest, weights).folder)).catch(() => {});
+      return manifest;
+    })
+    .catch(() => null);
 }
 
 /** Fetches and checks /models/<name>/manifest.json (a model for `task`). */

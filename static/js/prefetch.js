@@ -1,53 +1,45 @@
 /**
  * A model's files fetched early, side by side with TF.js's own start-up, in the model's
- * worker: the worker starts them as soon as it runs (before TF.js core is even compiled),
- * and the loaders (manifest.js, model.js) take the responses when they get there, instead
- * of fetching one after another only once TF.js and the backend are ready.
+ * worker: the worker starts the files the page named before it imports anything, this module
+ * takes them over (it imports nothing, so it is in one round trip) and fetches the weight
+ * shards each model.json names as soon as that is in; the loaders (manifest.js, model.js)
+ * take the responses when they get there, instead of fetching one after another only once
+ * TF.js and the backend are ready. manifest.js prefetchModel starts what the page did not name.
  *
  * Each early response is used once; a later load of the same file (after a backend switch)
  * fetches it as usual, from the browser's cache.
  */
-import { manifestUrl, modelUrl, pageGraph } from './manifest.js';
-
 const early = new Map(); // absolute URL -> Promise<Response>
 
 const absolute = (url) => new URL(url, globalThis.location.href).href;
+const isGraph = (url) => new URL(url).pathname.endsWith('/model.json');
 
-function start(url) {
+/** Starts fetching `url` (once): a model.json's weight shards follow as soon as it is in. */
+export function prefetch(url) {
   const key = absolute(url);
-  if (!early.has(key)) early.set(key, fetch(key));
+  if (!early.has(key)) {
+    early.set(key, fetch(key));
+    if (isGraph(key)) prefetchShards(key);
+  }
   return early.get(key);
 }
 
-/**
- * Starts fetching /models/<name>/manifest.json (manifest.js manifestUrl), and the model.json
- * of the graph model it names for pages (pageGraph, `weights` as the page asks): at once
- * when the page named that folder (`graph`, from its config), else once the manifest is in;
- * then every weight shard that names. Resolves to the manifest, or null when it could not
- * be read: failures are left for the loaders to report.
- */
-export function prefetchModel(name, weights = null, graph = null) {
-  const graphUrl = (folder) => absolute(modelUrl(name, `${folder}model.json`));
-  if (graph) prefetchGraph(graphUrl(graph));
-  return start(manifestUrl(name))
-    .then((response) => (response.ok ? response.clone().json() : null)) // the loader reads the original
-    .then((manifest) => {
-      if (manifest) prefetchGraph(graphUrl(pageGraph(manifest, weights).folder));
-      return manifest;
-    })
-    .catch(() => null);
+/** Takes over fetches begun before this module ran (absolute URL -> Promise<Response>). */
+export function adoptEarly(responses) {
+  for (const [url, response] of responses) {
+    const key = absolute(url);
+    if (early.has(key)) continue;
+    early.set(key, response);
+    if (isGraph(key)) prefetchShards(key);
+  }
 }
 
-const graphsStarted = new Set();
-
-function prefetchGraph(graph) {
-  if (graphsStarted.has(graph)) return;
-  graphsStarted.add(graph);
-  start(graph)
-    .then((response) => (response.ok ? response.clone().json() : null))
+function prefetchShards(graph) {
+  early.get(graph)
+    .then((response) => (response.ok ? response.clone().json() : null)) // the loader reads the original
     .then((model) => {
       for (const group of model?.weightsManifest ?? []) {
-        for (const path of group.paths) start(new URL(path, graph).href).catch(() => {});
+        for (const path of group.paths) prefetch(new URL(path, graph).href).catch(() => {});
       }
     })
     .catch(() => {});

@@ -8,25 +8,29 @@
 import { initialChoice } from './backend-choice.js';
 import { readPageConfig } from './config.js';
 import { startEngine } from './engine-client.js';
-import { pageGraph, useManifestVersion, weightsFromUrl } from './manifest.js';
+import { manifestUrl, modelUrl, pageGraph, useManifestVersion, weightsFromUrl } from './manifest.js';
 
 /**
  * The page's worker for its model (the config block), the weights the page loads
  * (pageWeights) and the backend the user chose, when the choice names one ("auto" measures
  * first, on the page). The config's modelFiles (the manifest's version and what it says of
- * the page's graph model) let the worker fetch the manifest and that model.json side by side.
+ * the page's graph model) let the worker fetch the manifest and that model.json side by side,
+ * as the first thing it does.
  */
 export function startPageEngine(config = readPageConfig()) {
   const { choice } = initialChoice();
   const files = config.modelFiles ?? null;
   const weights = pageWeights(config);
   useManifestVersion(config.model, files?.version);
+  const graph = files ? pageGraph(files, weights).folder : null;
   return startEngine({
     model: config.model,
     weights,
     backend: choice === 'auto' ? null : choice,
     version: files?.version ?? null,
-    graph: files ? pageGraph(files, weights).folder : null,
+    graph,
+    // fetched by the worker before it imports anything: the same URLs its loaders ask for
+    first: config.model && graph ? [modelUrl(config.model, `${graph}model.json`), manifestUrl(config.model)] : [],
   });
 }
 
