@@ -1,0 +1,183 @@
+"""One change to the page's code, measured side by side: Belka's classify page served from
+static/ at a git ref (A, ``--base``, default HEAD) and from the working tree's static/ (B),
+reloaded (or opened again in a new tab: ``--mode second``) in turns, N times each.
+
+Why: a page load here moves by 10-30% from one run to the next (2 shared cores), more than most
+changes to the page gain or lose. Two pages measured in alternation share the drift; two runs
+one after the other do not. bench/page_bench.py compares Belka with a bare TF.js page; this
+compares Belka with itself.
+
+How it runs: two servers (Belka's own app; only static/ differs, both run the working tree's
+Python), two fresh Chromium profiles with Chromium's own GPU setup (as page_bench.py runs wasm
+and cpu), one first visit each; then N rounds, A first in even rounds and B first in odd ones.
+Each load gives the photo at DOMContentLoaded (page_bench.py's init script) and records:
+
+- ``answer_ms``: the first answer for the photo, since navigation start (page_bench.py's
+  "reload" and "second visit" figures);
+- ``dom_content_loaded_ms``.
+
+Results: the medians, B/A and every sample, printed and written to
+``bench/results/reload-ab.json`` (``--out``), with the commit, the changed files and the
+machine's load. Run it on an idle machine::
+
+    .venv/bin/python bench/reload_ab.py [--base REF] [--reloads 20] [--mode reload|second]
+        [--backend wasm] [--models DIR --model NAME]
+
+Without ``--models`` it converts MobileNetV2 1.0/224 (untrained, ``--weights none``) first.
+20 reloads of each take about 3 minutes on 2 cores.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import page_bench as pb  # noqa: E402  (this folder's page benchmark: its pages' helpers)
+
+SIDES = ("A", "B")
+
+
+def static_at(ref: str, folder: Path) -> Path:
+    """static/ as committed at ``ref``, extracted into ``folder``; returns its path."""
+    archive = subprocess.run(["git", "archive", "--format=tar", ref, "static"], cwd=pb.REPO,
+                             capture_output=True, check=False)
+    if archive.returncode != 0:
+        sys.exit(f"git archive {ref} static failed: {archive.stderr.decode(errors='replace').strip()}")
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(folder, filter="data")
+    return folder / "static"
+
+
+def serve_static(models_dir: Path, model: str, static_dir: Path):
+    """Belka's app with ``static_dir`` as its static folder, on a free port (page_bench.server)."""
+    port = pb.free_port()
+    code = ("import sys, uvicorn; from pathlib import Path; from app.main import create_app; "
+            "from app.settings import Settings; "
+            "uvicorn.run(create_app(Settings.from_env(models_dir=Path(sys.argv[1]), "
+            "static_dir=Path(sys.argv[2]), default_model=sys.argv[3])), "
+            "host='127.0.0.1', port=int(sys.argv[4]), log_level='warning')")
+    cmd = [sys.executable, "-c", code, str(models_dir), str(static_dir), model, str(port)]
+    return pb.server(cmd, {}, port, f"the server of {static_dir}")
+
+
+def load(context, page, url: str, mode: str, timeout_ms: float):
+    """One reload (or a new tab at ``url``); returns (page, sample)."""
+    if mode == "second":
+        fresh = context.new_page()
+        page.close()
+        page = fresh
+        page.goto(url, wait_until="domcontentloaded")
+    else:
+        page.reload(wait_until="domcontentloaded")
+    first = page.evaluate(pb.FIRST_ANSWER, timeout_ms)
+    if first.get("error") or not (first.get("ready") or {}).get("ok"):
+        return page, {"ok": False, "error": first.get("error") or first.get("ready")}
+    return page, {"ok": True, "answer_ms": pb.r1(first["at"]),
+                  "dom_content_loaded_ms": pb.r1(first["domContentLoaded"]),
+                  "top5": first["result"]["top5"]}
+
+
+def summarise(samples: dict) -> dict:
+    summary = {}
+    for side in SIDES:
+        good = [s for s in samples[side] if s["ok"]]
+        summary[side] = {"loads": len(samples[side]), "ok": len(good),
+                         **{key: pb.r1(statistics.median(s[key] for s in good)) if good else None
+                            for key in ("answer_ms", "dom_content_loaded_ms")}}
+    summary["ratio_b_over_a"] = {key: pb.ratio(summary["B"][key], summary["A"][key])
+                                 for key in ("answer_ms", "dom_content_loaded_ms")}
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--base", default="HEAD", help="the git ref whose static/ is A (default HEAD)")
+    parser.add_argument("--reloads", type=int, default=20, help="loads of each side (default 20)")
+    parser.add_argument("--mode", choices=("reload", "second"), default="reload",
+                        help="reload the page, or open it in a new tab of the same profile (default reload)")
+    parser.add_argument("--backend", choices=pb.BACKENDS, default="wasm", help="the page's ?backend= (default wasm)")
+    parser.add_argument("--models", type=Path, help="an existing models folder (with --model)")
+    parser.add_argument("--model", help="the classifier in --models")
+    parser.add_argument("--timeout", type=float, default=120, help="seconds per load (default 120)")
+    parser.add_argument("--out", type=Path, default=pb.REPO / "bench" / "results" / "reload-ab.json")
+    args = parser.parse_args()
+    if bool(args.models) != bool(args.model):
+        parser.error("--models and --model go together")
+    if args.reloads < 1:
+        parser.error("--reloads must be at least 1")
+    args.swiftshader_everywhere = False  # page_bench.browser_args: SwiftShader only for webgl/webgpu
+
+    from playwright.sync_api import sync_playwright
+
+    started = time.perf_counter()
+    photo = pb.chelsea_jpeg()
+    samples = {side: [] for side in SIDES}
+    with tempfile.TemporaryDirectory(prefix="belka-ab-") as tmp_name, contextlib.ExitStack() as stack:
+        tmp = Path(tmp_name)
+        models_dir, model = (args.models, args.model) if args.models else (tmp / "models", None)
+        if model is None:
+            model = pb.convert(models_dir, timeout=1800)
+        statics = {"A": static_at(args.base, tmp / "a"),
+                   "B": Path(shutil.copytree(pb.REPO / "static", tmp / "b" / "static"))}
+        urls = {side: stack.enter_context(serve_static(models_dir, model, statics[side])) + f"/?backend={args.backend}"
+                for side in SIDES}
+        playwright = stack.enter_context(sync_playwright())
+        contexts, pages = {}, {}
+        for side in SIDES:
+            profile = tmp / f"profile-{side}"
+            context = playwright.chromium.launch_persistent_context(
+                str(profile), executable_path=pb.CHROMIUM, args=pb.browser_args(args.backend, args), headless=True)
+            stack.callback(context.close)
+            context.add_init_script(pb.INIT_SCRIPT.replace("__PHOTO__", photo))
+            contexts[side], pages[side] = context, context.pages[0]
+            pages[side].goto(urls[side], wait_until="domcontentloaded")
+            first = pages[side].evaluate(pb.FIRST_ANSWER, args.timeout * 1000)
+            if first.get("error"):
+                sys.exit(f"{side}'s first visit failed: {first['error']}")
+            time.sleep(1)
+        for round_ in range(args.reloads):
+            for side in (SIDES if round_ % 2 == 0 else SIDES[::-1]):
+                pages[side], sample = load(contexts[side], pages[side], urls[side], args.mode, args.timeout * 1000)
+                sample["load_average"] = pb.r1(os.getloadavg()[0])
+                samples[side].append(sample)
+                time.sleep(0.3)
+            a, b = samples["A"][-1], samples["B"][-1]
+            print(f"  round {round_ + 1}: A {a.get('answer_ms', a.get('error'))} ms, "
+                  f"B {b.get('answer_ms', b.get('error'))} ms", file=sys.stderr, flush=True)
+
+    summary = summarise(samples)
+    result = {
+        "benchmark": "reload_ab", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "total_seconds": round(time.perf_counter() - started),
+        "machine": pb.machine_info(), "git": pb.git_state(),
+        "settings": {"base": args.base, "reloads": args.reloads, "mode": args.mode, "backend": args.backend,
+                     "model": model, "chromium_flags": pb.browser_args(args.backend, args)},
+        "how": {"A": f"static/ at {args.base}", "B": "static/ in the working tree",
+                "answer_ms": "the photo's first answer since navigation start (median)"},
+        "summary": summary, "samples": samples,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"\n{args.mode}, {args.backend}, {args.reloads} each, interleaved ({summary['A']['ok']} and "
+          f"{summary['B']['ok']} answered)")
+    print(f"{'':24}{'A: ' + args.base:>14}{'B: working tree':>18}{'B/A':>7}")
+    for key, label in (("dom_content_loaded_ms", "DOMContentLoaded ms"), ("answer_ms", "first answer ms")):
+        print(f"{label:24}{pb.fmt(summary['A'][key], width=14)}{pb.fmt(summary['B'][key], width=18)}"
+              f"{pb.fmt(summary['ratio_b_over_a'][key], '.2f', 7)}")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
