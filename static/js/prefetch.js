@@ -14,13 +14,16 @@ const early = new Map(); // absolute URL -> Promise<Response>
 const absolute = (url) => new URL(url, globalThis.location.href).href;
 const isGraph = (url) => new URL(url).pathname.endsWith('/model.json');
 
-/** Starts fetching `url` (once): a model.json's weight shards follow as soon as it is in. */
+/** Keeps an early response for `key`; a model.json's weight shards follow as soon as it is in. */
+function keep(key, response) {
+  early.set(key, response);
+  if (isGraph(key)) prefetchShards(key);
+}
+
+/** Starts fetching `url` (once). */
 export function prefetch(url) {
   const key = absolute(url);
-  if (!early.has(key)) {
-    early.set(key, fetch(key));
-    if (isGraph(key)) prefetchShards(key);
-  }
+  if (!early.has(key)) keep(key, fetch(key));
   return early.get(key);
 }
 
@@ -28,9 +31,7 @@ export function prefetch(url) {
 export function adoptEarly(responses) {
   for (const [url, response] of responses) {
     const key = absolute(url);
-    if (early.has(key)) continue;
-    early.set(key, response);
-    if (isGraph(key)) prefetchShards(key);
+    if (!early.has(key)) keep(key, response);
   }
 }
 
