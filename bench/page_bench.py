@@ -53,8 +53,12 @@ for a user):
    two pages' ``ready`` differ in kind: Belka's comes after its warm-up inference, the bare page
    has none, so ``ready_ms`` gets no ratio.)
 2. second visit: the page closed, a new page (same profile: warm disk cache, V8 and WASM code
-   caches) opens the same address; same measurement.
-3. reload: ``page.reload()`` of that page; same measurement.
+   caches) opens the same address; same measurement. A new tab: Belka's model worker (the tab's
+   SharedWorker, static/js/engine-client.js) starts afresh, as on any later visit.
+3. reload: ``page.reload()`` of that page; same measurement. Belka's page finds its tab's
+   model worker still running (kept a moment after the page goes: ``extendedLifetime``), its
+   backend started and its model loaded, where the bare page starts TF.js and loads its model
+   again (from the caches of the renderer, which a reload keeps).
 4. photo -> top-5: on the cold page after its first answer, ``--runs`` classifications of the same
    photo (``--slow-runs`` on cpu and SwiftShader, default 3: a MobileNetV2 inference takes one
    to several seconds there); the wall time from the call to its answer, as the caller sees it (median over
@@ -74,9 +78,10 @@ for a user):
    headers included) of every request up to the first answer, the requests, how many came from
    the cache (``requestServedFromCache`` / ``fromDiskCache``) and how many were revalidated
    (304), by kind (html, app code, TF.js, wasm, model). CDP on the page's target does not see a
-   dedicated worker's requests (Belka's model worker fetches TF.js, the WASM backend and the
+   worker's requests (Belka's model worker fetches TF.js, the WASM backend and the
    model): those come from the worker's Resource Timing (``transferSize``: headers and encoded
-   body, 0 when served from the cache), read through Playwright's ``page.workers``.
+   body, 0 when served from the cache), read through the page's ``belka.worker('resources')``
+   (a SharedWorker: Playwright's ``page.workers`` lists dedicated workers only).
 
 Results: per page and backend the median over rounds of each metric (every raw sample kept),
 the ratio belka / bare, and the targets (issue 12), checked on wasm with both pages in the same
@@ -505,20 +510,27 @@ def r1(x):
 
 
 def worker_requests(page) -> list[dict]:
-    """What the page's workers (Belka's model worker: TF.js, WASM, the model) fetched, from their
-    Resource Timing: bytes = transferSize (headers and encoded body; 0 when served from the
-    cache), as Wire's entries."""
-    entries = []
+    """What the page's workers fetched for this page (Belka's model worker: TF.js, WASM, the
+    model), from their Resource Timing: bytes = transferSize (headers and encoded body; 0 when
+    served from the cache), as Wire's entries. Belka's worker is the tab's SharedWorker, which
+    Playwright does not list: the page's ``belka.worker('resources', {thisPage: true})`` reads it
+    (nothing on a reload that found the model loaded); a dedicated worker is read directly."""
+    rows = []
     for worker in page.workers:
         try:
-            timing = worker.evaluate("performance.getEntriesByType('resource').map((e) => "
-                                     "[e.name, e.transferSize, e.encodedBodySize, e.responseStatus ?? null])")
+            rows += worker.evaluate("performance.getEntriesByType('resource').map((e) => "
+                                    "[e.name, e.transferSize, e.encodedBodySize, e.responseStatus ?? null])")
         except Exception:  # a worker that ended meanwhile
             continue
-        for url, transfer, body, status in timing:
-            entries.append({"url": url, "status": status, "raw_status": None, "bytes": transfer,
-                            "cache": transfer == 0 and body > 0, "failed": False, "worker": True})
-    return entries
+    if not page.workers:
+        try:
+            rows = page.evaluate("window.belka?.worker ? belka.worker('resources', {thisPage: true}).then((list) => "
+                                 "list.map((e) => [e.url, e.transferSize, e.encodedBodySize, e.status])) : []")
+        except Exception:
+            rows = []
+    return [{"url": url, "status": status, "raw_status": None, "bytes": transfer,
+             "cache": transfer == 0 and body > 0, "failed": False, "worker": True}
+            for url, transfer, body, status in rows]
 
 
 def load_figures(first: dict, wire: Wire | None, workers: list[dict] | None = None) -> dict:

@@ -5,6 +5,16 @@
  * GradientUnsupportedError's kernel). Pictures go to the worker as ImageBitmaps; answers
  * come back as typed arrays, transferred rather than copied.
  *
+ * Where the browser has them, the worker is a SharedWorker of this tab with an extended
+ * lifetime ({extendedLifetime: true}): it outlives the page for a moment, so a reload of the
+ * tab finds its engine running, the backend started and the model loaded, and answers the
+ * first photo at once instead of starting TF.js and the model again (the one thing a
+ * dedicated worker cannot keep). It is named by a per-tab id (sessionStorage, which a reload
+ * keeps and a new tab does not), held with a Web Lock: a duplicated tab, which copies its
+ * sessionStorage, finds the lock taken and takes a new id, so two live pages never share an
+ * engine (its state: the last picture, the taught head, is one page's). Elsewhere (no
+ * SharedWorker, sessionStorage or Web Locks) it is a dedicated module worker, one per page.
+ *
  * The worker's URL is this module's sibling, so it carries the same content-hashed
  * /static/<version>/ prefix (cached for good); the /vendor/<version>/ prefix of TF.js, TF.js
  * core's own URL (the first thing the worker imports), the backend's bundle (run right after
@@ -30,10 +40,10 @@ export class EngineError extends Error {
  * imports anything); with `backend`, the backend the page will ask for first, it also
  * starts that backend and loads the model before the page asks (engine.js headStart).
  */
-let shared = null;
+let pageEngine = null;
 export function startEngine({ model, weights = null, backend = null, version = null, graph = null, first = [] }) {
-  shared ??= new Engine({ model, weights, backend, version, graph, first });
-  return shared;
+  pageEngine ??= new Engine({ model, weights, backend, version, graph, first });
+  return pageEngine;
 }
 
 export class Engine {
@@ -52,17 +62,25 @@ export class Engine {
     if (backend) url.searchParams.set('backend', backend);
     if (version) url.searchParams.set('manifest', version);
     if (graph) url.searchParams.set('graph', graph);
-    this.worker = new Worker(url, { type: 'module', name: 'belka-model' });
     this.pending = new Map(); // id -> {resolve, reject, onProgress}
     this.nextId = 1;
     this.failure = null;
     this.lastAnswer = performance.now();
-    this.worker.onmessage = ({ data }) => this.receive(data);
-    this.worker.onerror = (event) => {
-      event.preventDefault();
-      this.fail(`The model's worker stopped: ${event.message || 'its code did not load'}.`);
-    };
-    this.worker.onmessageerror = () => this.fail("A message from the model's worker could not be read.");
+    this.port = connect(url, this);
+  }
+
+  /** Receives `port`'s answers (a dedicated Worker or a SharedWorker's port) and its errors. */
+  listen(port) {
+    port.onmessage = ({ data }) => this.receive(data);
+    port.onmessageerror = () => this.fail("A message from the model's worker could not be read.");
+    // a SharedWorker's port says when the worker went (it crashed, or the browser ended it)
+    if (port instanceof MessagePort) port.onclose = () => this.fail("The model's worker stopped.");
+  }
+
+  /** The worker failed to start (its script did not load) or stopped. */
+  failed(event) {
+    event.preventDefault?.();
+    this.fail(`The model's worker stopped: ${event.message || 'its code did not load'}.`);
   }
 
   /**
@@ -75,13 +93,13 @@ export class Engine {
     this.nextId += 1;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject, onProgress });
-      this.worker.postMessage({ id, op, args }, transfer);
+      this.port.then((port) => port.postMessage({ id, op, args }, transfer));
     });
   }
 
   /** Stops a running occlusion map between two batches (its call rejects with an AbortError). */
   cancel() {
-    if (!this.failure) this.worker.postMessage({ id: 0, op: 'cancel' });
+    if (!this.failure) this.port.then((port) => port.postMessage({ id: 0, op: 'cancel' }));
   }
 
   receive({ id, value, error, progress }) {
@@ -111,4 +129,84 @@ export class Engine {
     this.pending.forEach(({ reject }) => reject(new EngineError({ message })));
     this.pending.clear();
   }
+}
+
+const TAB_KEY = 'belka-tab';
+
+/**
+ * The worker at `url`, as a promise of the port to post to, which `engine` listens to (its
+ * answers; its errors through `engine.failed`): this tab's SharedWorker where the browser has
+ * one (see the top of this file), else a dedicated module worker.
+ */
+function connect(url, engine) {
+  const tab = tabId();
+  if (!tab) return Promise.resolve(dedicated(url, engine));
+  // A reload is this tab's own page again: its id is its own (a duplicated tab's first load is
+  // not a reload), so the page talks to its worker at once. Any other visit checks the lock
+  // first (a few ms, while the worker starts): taken means a duplicated tab, whose page takes an
+  // id, and a worker, of its own.
+  const first = sharedWorker(url, tab, engine);
+  if (performance.getEntriesByType?.('navigation')?.[0]?.type === 'reload') {
+    holdTab(tab, { wait: true }); // the page before this one lets it go as it unloads
+    return Promise.resolve(first);
+  }
+  return holdTab(tab).then((held) => {
+    if (held) return first;
+    first.onmessage = null;
+    first.onclose = null;
+    first.close();
+    const fresh = newTabId();
+    if (!fresh) return dedicated(url, engine);
+    holdTab(fresh);
+    return sharedWorker(url, fresh, engine);
+  });
+}
+
+/** A dedicated module worker: one per page, gone with it. */
+function dedicated(url, engine) {
+  const worker = new Worker(url, { type: 'module', name: 'belka-model' });
+  engine.listen(worker);
+  worker.onerror = (event) => engine.failed(event);
+  return worker;
+}
+
+/** This tab's SharedWorker for `url` (`tab` names it), kept a moment after the page goes. */
+function sharedWorker(url, tab, engine) {
+  const worker = new SharedWorker(url, { type: 'module', name: `belka-model ${tab}`, extendedLifetime: true });
+  engine.listen(worker.port);
+  worker.onerror = (event) => engine.failed(event);
+  return worker.port;
+}
+
+/** This tab's id (sessionStorage), made on its first page; null without SharedWorker and its helpers. */
+function tabId() {
+  if (typeof SharedWorker !== 'function' || !globalThis.navigator?.locks) return null;
+  try {
+    return globalThis.sessionStorage.getItem(TAB_KEY) ?? newTabId();
+  } catch {
+    return null; // storage refused (privacy settings): a dedicated worker
+  }
+}
+
+function newTabId() {
+  try {
+    const id = crypto.randomUUID();
+    globalThis.sessionStorage.setItem(TAB_KEY, id);
+    return id;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Holds this tab's lock for the page's life: resolves to false when another page holds it;
+ * with `wait`, waits for it instead.
+ */
+function holdTab(tab, { wait = false } = {}) {
+  return new Promise((resolve) => {
+    navigator.locks.request(`${TAB_KEY} ${tab}`, { ifAvailable: !wait }, (lock) => {
+      resolve(Boolean(lock));
+      return lock ? new Promise(() => {}) : null; // released when the page goes
+    }).catch(() => resolve(false));
+  });
 }

@@ -1,5 +1,6 @@
 /**
- * The model's worker (a module worker the page starts, static/js/engine-client.js): runs
+ * The model's worker (a module worker the page starts, static/js/engine-client.js: this
+ * tab's SharedWorker, or a dedicated worker where there is none): runs
  * the engine (static/js/engine.js, which runs TF.js's core bundle first: tf.js) and answers
  * the page's requests {id, op, args} with {id, value} or {id, error}, plus {id, progress} on
  * the way. A "cancel" request is handled as soon as it arrives, even while an occlusion map
@@ -84,14 +85,31 @@ function transferables(value) {
   return [...buffers].filter((buffer) => buffer instanceof ArrayBuffer);
 }
 
-self.onmessage = async ({ data: { id, op, args } }) => {
-  try {
-    const { operations } = await engine;
-    if (!Object.hasOwn(operations, op)) throw new Error(`Unknown operation "${op}".`);
-    const progress = (...values) => self.postMessage({ id, progress: values });
-    const value = await operations[op](args ?? {}, { progress });
-    self.postMessage({ id, value }, transferables(value));
-  } catch (error) {
-    self.postMessage({ id, error: plainError(error) });
-  }
-};
+/**
+ * Answers the requests that arrive on `port`: the worker itself (a dedicated worker) or a
+ * page's port (a SharedWorker: engine-client.js). A request from another port than the last
+ * one is a new page of the tab (a reload): the engine forgets what the last page left (its
+ * picture, its taught head, a running occlusion), and keeps the backend and the model.
+ */
+let lastPort = null;
+function serve(port) {
+  port.onmessage = async ({ data: { id, op, args } }) => {
+    try {
+      const module = await engine;
+      if (port !== lastPort) {
+        if (lastPort) module.newPage();
+        lastPort = port;
+      }
+      const { operations } = module;
+      if (!Object.hasOwn(operations, op)) throw new Error(`Unknown operation "${op}".`);
+      const progress = (...values) => port.postMessage({ id, progress: values });
+      const value = await operations[op](args ?? {}, { progress });
+      port.postMessage({ id, value }, transferables(value));
+    } catch (error) {
+      port.postMessage({ id, error: plainError(error) });
+    }
+  };
+}
+
+if ('onconnect' in self) self.onconnect = ({ ports: [port] }) => serve(port);
+else serve(self);

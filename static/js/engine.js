@@ -29,7 +29,8 @@ const state = {
   input: null, // {data: Float32Array, shape} of the last classified image: what explanations explain
   abort: null, // AbortController of a running occlusion map
   removedKernels: new Map(), // test hook `kernel`: kernels taken away, to put back
-  prepared: null, // "task name weights" of `model` when headStart loaded it before the page asked
+  loaded: null, // "task name weights" of `model`: a page asking for the same model gets it as it is
+  pageSince: 0, // performance.now() when the page now served made its first request (newPage)
   head: null, // the head the /teach page trained on `model`'s features (head.js)
 };
 
@@ -38,14 +39,25 @@ function forgetModel() {
   state.gradcam?.dispose();
   state.model?.dispose();
   state.head?.dispose();
-  Object.assign(state, { model: null, gradcam: null, input: null, prepared: null, head: null });
+  Object.assign(state, { model: null, gradcam: null, input: null, loaded: null, head: null });
 }
 
-/** The model headStart loaded for `key`, taken (later loads load afresh), or null. */
-function takePrepared(key) {
-  const found = state.prepared === key ? state.model : null;
-  state.prepared = null;
-  return found;
+/** The model loaded for `key` (by headStart, or for a page before a reload), or null. */
+function alreadyLoaded(key) {
+  return state.loaded === key ? state.model : null;
+}
+
+/**
+ * A new page of the tab talks to this worker (a reload, engine-worker.js): what the last page
+ * left is dropped (its picture, its taught head, a running occlusion, kernels a test took
+ * away); the backend and the loaded model stay, which is what makes a reload fast.
+ */
+export function newPage() {
+  state.abort?.abort();
+  state.head?.dispose();
+  Object.assign(state, { input: null, head: null, pageSince: performance.now() });
+  for (const config of state.removedKernels.values()) tf.registerKernel(config);
+  state.removedKernels.clear();
 }
 
 /**
@@ -63,13 +75,13 @@ export async function headStart({ backend, model, weights = null, manifest }) {
     if (task === 'classification') state.model = await Classifier.load(model, { weights });
     else if (task === 'detection') state.model = await Detector.load(model);
     else return;
-    state.prepared = preparedKey(task, model, task === 'classification' ? weights : null);
+    state.loaded = modelKey(task, model, task === 'classification' ? weights : null);
   } catch {
     forgetModel();
   }
 }
 
-const preparedKey = (task, name, weights) => `${task} ${name} ${weights}`;
+const modelKey = (task, name, weights) => `${task} ${name} ${weights}`;
 
 function classifier() {
   if (!(state.model instanceof Classifier)) throw new Error('No classifier is loaded.');
@@ -124,11 +136,12 @@ export const operations = {
    * dtype}, loadMs, warmupMs (null without warm)}.
    */
   async loadClassifier({ name, weights = null, warm = false }) {
-    let loaded = takePrepared(preparedKey('classification', name, weights));
+    const key = modelKey('classification', name, weights);
+    let loaded = alreadyLoaded(key);
     if (!loaded) {
       forgetModel();
       loaded = await Classifier.load(name, { weights });
-      state.model = loaded;
+      Object.assign(state, { model: loaded, loaded: key });
     }
     const warmupMs = warm ? await loaded.warmUp() : null;
     return { manifest: loaded.manifest, weights: loaded.weights, loadMs: loaded.loadMs, warmupMs };
@@ -139,11 +152,12 @@ export const operations = {
    * defaults (scoreThreshold, iouThreshold, maxBoxes), loadMs, warmupMs, execution}.
    */
   async loadDetector({ name, warm = false }) {
-    let loaded = takePrepared(preparedKey('detection', name, null));
+    const key = modelKey('detection', name, null);
+    let loaded = alreadyLoaded(key);
     if (!loaded) {
       forgetModel();
       loaded = await Detector.load(name);
-      state.model = loaded;
+      Object.assign(state, { model: loaded, loaded: key });
     }
     const warmupMs = warm ? await loaded.warmUp() : null;
     const { manifest, defaults, loadMs, execution } = loaded;
@@ -367,9 +381,19 @@ export const operations = {
     return { numTensors: tf.memory().numTensors, modelCalls: state.model?.calls ?? 0, backend: state.backend };
   },
 
-  /** The URLs this worker fetched (code, WASM, model files): what an offline visit needs. */
-  resources() {
-    return performance.getEntriesByType('resource').map((entry) => entry.name);
+  /**
+   * The URLs this worker fetched (code, WASM, model files): what an offline visit needs. With
+   * `thisPage`, only those fetched since the page now served first asked (none on a reload that
+   * found the model loaded), each as {url, transferSize, encodedBodySize, status}: what a
+   * benchmark counts as this page's bytes.
+   */
+  resources({ thisPage = false } = {}) {
+    const entries = performance.getEntriesByType('resource');
+    if (!thisPage) return entries.map((entry) => entry.name);
+    return entries.filter((entry) => entry.startTime >= state.pageSince).map((entry) => ({
+      url: entry.name, transferSize: entry.transferSize, encodedBodySize: entry.encodedBodySize,
+      status: entry.responseStatus ?? null,
+    }));
   },
 
   /**

@@ -97,10 +97,23 @@ def browser():
         browser.close()
 
 
-def new_page(browser, **context_options):
+def new_page(browser, *, dedicated_worker: bool = False, **context_options):
     """A page in a fresh context (own localStorage and cache); ``page.errors`` collects
-    console errors and uncaught exceptions."""
-    context = browser.new_context(**context_options)
+    console errors and uncaught exceptions.
+
+    ``dedicated_worker``: the page runs its model in a dedicated worker, as in a browser
+    without SharedWorker (engine-client.js). For tests that change what the model's worker
+    fetches with ``page.route``: Playwright routes a page's dedicated workers' requests, not a
+    SharedWorker's."""
+    page = another_page(browser.new_context(**context_options))
+    if dedicated_worker:
+        page.add_init_script("delete window.SharedWorker;")
+    return page
+
+
+def another_page(context):
+    """A new page (a new tab) in ``context``, with ``page.errors`` as new_page's: a second visit
+    of the same profile, with a model worker of its own (a reload keeps the tab's)."""
     page = context.new_page()
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))

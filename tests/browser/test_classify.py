@@ -313,7 +313,7 @@ def test_backend_from_url_is_remembered_and_the_select_reruns_the_image(browser,
 
 
 def test_unavailable_backend_is_reported_and_falls_back(browser, server):
-    page = new_page(browser)
+    page = new_page(browser, dedicated_worker=True)  # its worker's requests are routed
     # WebGPU that cannot start: its backend's code does not load (in the model's worker).
     page.route("**/tf-backend-webgpu.es2017.min.js", lambda route: route.fulfill(status=404, body="gone"))
     try:
@@ -333,7 +333,7 @@ def test_unavailable_backend_is_reported_and_falls_back(browser, server):
 
 @pytest.mark.parametrize("missing", ["manifest.json", "graph-float16/model.json"])  # what the page loads
 def test_model_that_fails_to_load_shows_an_error(browser, server, small_mobilenet, missing):
-    page = new_page(browser)
+    page = new_page(browser, dedicated_worker=True)  # its worker's requests are routed
     name = small_mobilenet["dir"].name
     page.route(f"**/models/{name}/{missing}*", lambda route: route.fulfill(  # * : with its ?v= too
         status=404, content_type="application/json",
@@ -395,7 +395,7 @@ def test_a_backend_that_cannot_start_is_said_plainly(browser, server):
         response = route.fetch()
         route.fulfill(response=response, body=no_webgl + response.text())
 
-    page = new_page(browser)
+    page = new_page(browser, dedicated_worker=True)  # its worker's requests are routed
     page.route("**/js/engine-worker.js?*", without_webgl)
     try:
         page, ready = open_classify(browser, server + "/?backend=webgl", page=page)

@@ -296,7 +296,7 @@ def test_no_gradcam_layer_says_why(browser, rgb_server, picture):
         manifest["conversion"]["layers_model"]["reason"] = "a Lambda layer"
         route.fulfill(json=manifest)
 
-    page = new_page(browser)
+    page = new_page(browser, dedicated_worker=True)  # its worker's requests are routed
     try:
         page.route("**/models/tiny-rgb/manifest.json*", without_gradcam)  # * : with its ?v= too
         page, ready = open_classify(browser, f"{rgb_server}/?backend=wasm&weights=float32", page=page)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 
-from tests.browser.conftest import _free_port, classify_file, new_page, serve
+from tests.browser.conftest import _free_port, another_page, classify_file, new_page, serve
 
 KEPT_SHARDS = """async () => {
   const cache = await caches.open('belka-models-v1');
@@ -37,8 +37,12 @@ def test_a_second_visit_works_offline_and_a_new_model_replaces_the_old(browser, 
             online = classify_file(page, photo)
             old_shards = page.evaluate(KEPT_SHARDS)
             assert old_shards, "the model's shards were not kept"
-        # the server is gone: the page, its code and the model come from the service worker
-        page.reload()
+        # the server is gone: a second visit (a new tab: a model worker of its own, where a
+        # reload would find the tab's running) gets the page, its code and the model from the
+        # service worker
+        first_page, page = page, another_page(page.context)
+        first_page.close()
+        page.goto(f"{url}/?backend=wasm")
         ready = page.evaluate("window.belka.ready")
         assert ready == {"ok": True, "backend": "wasm"}, ready
         offline = classify_file(page, photo)

@@ -110,12 +110,58 @@ def test_worker_errors_and_cancel_reach_the_page(browser, server, chelsea_png):
 
 
 def test_tfjs_that_does_not_load_is_a_clear_message(browser, server):
-    page = new_page(browser)
+    page = new_page(browser, dedicated_worker=True)  # its worker's requests are routed
     page.route("**/tfjs/dist/tf.es2017.min.js", lambda route: route.fulfill(status=404, body="gone"))
     try:
         page, ready = open_classify(browser, server + "/?backend=wasm", page=page)
         assert ready["ok"] is False and "TensorFlow.js did not load" in ready["error"], ready
         banner = page.locator(".banner-error").inner_text()
         assert "The page cannot run models." in banner and "make setup" in banner, banner
+    finally:
+        page.context.close()
+
+
+def test_a_reload_finds_the_tabs_model_running_and_a_duplicated_tab_gets_its_own(browser, server, chelsea_png):
+    """The worker is the tab's SharedWorker, kept a moment after its page goes (engine-client.js):
+    a reload answers from the model already loaded, with nothing fetched again and nothing of the
+    last page's left (its picture); a tab opened with a copy of this one's sessionStorage (a
+    duplicated tab) gets an engine of its own, and both keep working."""
+    page, ready = open_classify(browser, server + "/?backend=wasm")
+    try:
+        assert ready == {"ok": True, "backend": "wasm"}, ready
+        before = classify_file(page, str(chelsea_png))
+        calls = page.evaluate("belka.worker('stats')")["modelCalls"]
+        assert calls >= 2  # the warm-up and the photo
+        tab = page.evaluate("sessionStorage.getItem('belka-tab')")
+        assert tab
+
+        page.reload()
+        assert page.evaluate("window.belka.ready") == {"ok": True, "backend": "wasm"}
+        assert page.evaluate("sessionStorage.getItem('belka-tab')") == tab
+        # the same engine: its model's call count goes on, and this page's requests fetched nothing
+        assert page.evaluate("belka.worker('stats')")["modelCalls"] > calls
+        assert page.evaluate("belka.worker('resources', {thisPage: true})") == []
+        # the last page's picture is gone with it
+        failed = page.evaluate("belka.worker('gradcam', {classIndex: 0}).catch((e) => e.message)")
+        assert failed == "Classify an image first.", failed
+        assert classify_file(page, str(chelsea_png))["top5"] == before["top5"]
+
+        with page.context.expect_page() as opened:
+            page.evaluate("window.open(location.href)")  # copies this tab's sessionStorage
+        twin = opened.value
+        twin.wait_for_function("() => !!window.belka")
+        assert twin.evaluate("window.belka.ready") == {"ok": True, "backend": "wasm"}
+        assert twin.evaluate("sessionStorage.getItem('belka-tab')") not in (None, tab)
+        twin_files = twin.evaluate("belka.worker('resources', {thisPage: true})")
+        assert any("/models/" in entry["url"] for entry in twin_files), twin_files  # loaded its own
+        assert twin.evaluate("belka.worker('stats')")["modelCalls"] == 1  # its warm-up only
+        assert classify_file(twin, str(chelsea_png))["top5"] == before["top5"]
+        # the first tab's engine still has its own picture to explain
+        heatmap = page.evaluate("""async () => {
+          const {defaultLayer} = await belka.worker('gradcamLayers');
+          return (await belka.worker('gradcam', {classIndex: 0, layer: defaultLayer})).shape.length;
+        }""")
+        assert heatmap == 2
+        assert not page.errors, page.errors
     finally:
         page.context.close()
