@@ -58,6 +58,18 @@ def tensorflow():
     return sys.modules["tensorflow"]
 
 
+def onednn_enabled() -> bool:
+    """Whether this process's TensorFlow runs with oneDNN: on by default on x86 CPUs with
+    AVX-512 VNNI/BF16 or AMX, off with TF_ENABLE_ONEDNN_OPTS=0. It changes which ops Grappler
+    fuses (app/convert/export.py write_graph_model)."""
+    tensorflow()
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:  # a TensorFlow build without it
+        return False
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
 def tf_keras():
     """Return legacy Keras 2 (tf_keras): the Keras whose JSON TF.js can load."""
     tensorflow()

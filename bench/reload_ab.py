@@ -1,6 +1,7 @@
 """One change to the page's code, measured side by side: Belka's classify page served from
 static/ at a git ref (A, ``--base``, default HEAD) and from the working tree's static/ (B),
-reloaded (or opened again in a new tab: ``--mode second``) in turns, N times each.
+reloaded (or opened again in a new tab: ``--mode second``) in turns, N times each; or, with
+``--mode photo``, both pages kept open and given the photo in turns, N classifications each.
 
 Why: a page load here moves by 10-30% from one run to the next (2 shared cores), more than most
 changes to the page gain or lose. Two pages measured in alternation share the drift; two runs
@@ -16,11 +17,15 @@ Each load gives the photo at DOMContentLoaded (page_bench.py's init script) and 
   "reload" and "second visit" figures);
 - ``dom_content_loaded_ms``.
 
+With ``--mode photo`` each round is 5 classifications of the photo on each warm page, and a
+sample is one classification's ``answer_ms``: the wall time of ``belka.classifyBlob`` (page_bench.py's
+"photo -> top-5"), with the worker's ``inference_ms``.
+
 Results: the medians, B/A and every sample, printed and written to
 ``bench/results/reload-ab.json`` (``--out``), with the commit, the changed files and the
 machine's load. Run it on an idle machine::
 
-    .venv/bin/python bench/reload_ab.py [--base REF] [--reloads 20] [--mode reload|second]
+    .venv/bin/python bench/reload_ab.py [--base REF] [--reloads 20] [--mode reload|second|photo]
         [--backend wasm] [--models DIR --model NAME]
 
 Without ``--models`` it converts MobileNetV2 1.0/224 (untrained, ``--weights none``) first.
@@ -47,6 +52,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import page_bench as pb  # noqa: E402  (this folder's page benchmark: its pages' helpers)
 
 SIDES = ("A", "B")
+PHOTOS_PER_TURN = 5
+KEYS = ("answer_ms", "dom_content_loaded_ms", "inference_ms")  # the medians summarised, where samples have them
 
 
 def static_at(ref: str, folder: Path) -> Path:
@@ -89,15 +96,22 @@ def load(context, page, url: str, mode: str, timeout_ms: float):
                   "top5": first["result"]["top5"]}
 
 
+def classify_photo(page, timeout_ms: float) -> list[dict]:
+    """PHOTOS_PER_TURN classifications of the photo on a warm page (page_bench.py's STEADY)."""
+    steady = page.evaluate(pb.STEADY, {"runs": PHOTOS_PER_TURN, "timeoutMs": timeout_ms})
+    return [{"ok": True, "answer_ms": pb.r1(wall), "inference_ms": pb.r1(inference), "top5": steady["top5"]}
+            for wall, inference in zip(steady["wall"], steady["inference"])]
+
+
 def summarise(samples: dict) -> dict:
     summary = {}
     for side in SIDES:
         good = [s for s in samples[side] if s["ok"]]
-        summary[side] = {"loads": len(samples[side]), "ok": len(good),
-                         **{key: pb.r1(statistics.median(s[key] for s in good)) if good else None
-                            for key in ("answer_ms", "dom_content_loaded_ms")}}
-    summary["ratio_b_over_a"] = {key: pb.ratio(summary["B"][key], summary["A"][key])
-                                 for key in ("answer_ms", "dom_content_loaded_ms")}
+        summary[side] = {"loads": len(samples[side]), "ok": len(good)}
+        for key in KEYS:
+            values = [s[key] for s in good if s.get(key) is not None]
+            summary[side][key] = pb.r1(statistics.median(values)) if values else None
+    summary["ratio_b_over_a"] = {key: pb.ratio(summary["B"][key], summary["A"][key]) for key in KEYS}
     return summary
 
 
@@ -105,8 +119,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", default="HEAD", help="the git ref whose static/ is A (default HEAD)")
     parser.add_argument("--reloads", type=int, default=20, help="loads of each side (default 20)")
-    parser.add_argument("--mode", choices=("reload", "second"), default="reload",
-                        help="reload the page, or open it in a new tab of the same profile (default reload)")
+    parser.add_argument("--mode", choices=("reload", "second", "photo"), default="reload",
+                        help="reload the page, open it in a new tab of the same profile, or classify the photo "
+                             "again on the open page (default reload)")
     parser.add_argument("--backend", choices=pb.BACKENDS, default="wasm", help="the page's ?backend= (default wasm)")
     parser.add_argument("--models", type=Path, help="an existing models folder (with --model)")
     parser.add_argument("--model", help="the classifier in --models")
@@ -149,9 +164,15 @@ def main() -> None:
             time.sleep(1)
         for round_ in range(args.reloads):
             for side in (SIDES if round_ % 2 == 0 else SIDES[::-1]):
-                pages[side], sample = load(contexts[side], pages[side], urls[side], args.mode, args.timeout * 1000)
-                sample["load_average"] = pb.r1(os.getloadavg()[0])
-                samples[side].append(sample)
+                if args.mode == "photo":
+                    turn = classify_photo(pages[side], args.timeout * 1000)
+                else:
+                    pages[side], sample = load(contexts[side], pages[side], urls[side], args.mode,
+                                               args.timeout * 1000)
+                    turn = [sample]
+                for sample in turn:
+                    sample["load_average"] = pb.r1(os.getloadavg()[0])
+                samples[side].extend(turn)
                 time.sleep(0.3)
             a, b = samples["A"][-1], samples["B"][-1]
             print(f"  round {round_ + 1}: A {a.get('answer_ms', a.get('error'))} ms, "
@@ -165,7 +186,8 @@ def main() -> None:
         "settings": {"base": args.base, "reloads": args.reloads, "mode": args.mode, "backend": args.backend,
                      "model": model, "chromium_flags": pb.browser_args(args.backend, args)},
         "how": {"A": f"static/ at {args.base}", "B": "static/ in the working tree",
-                "answer_ms": "the photo's first answer since navigation start (median)"},
+                "answer_ms": ("the wall time of one classifyBlob on the open page (median)" if args.mode == "photo"
+                              else "the photo's first answer since navigation start (median)")},
         "summary": summary, "samples": samples,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -173,7 +195,9 @@ def main() -> None:
     print(f"\n{args.mode}, {args.backend}, {args.reloads} each, interleaved ({summary['A']['ok']} and "
           f"{summary['B']['ok']} answered)")
     print(f"{'':24}{'A: ' + args.base:>14}{'B: working tree':>18}{'B/A':>7}")
-    for key, label in (("dom_content_loaded_ms", "DOMContentLoaded ms"), ("answer_ms", "first answer ms")):
+    rows = ((("answer_ms", "photo -> top-5 ms"), ("inference_ms", "inference ms")) if args.mode == "photo" else
+            (("dom_content_loaded_ms", "DOMContentLoaded ms"), ("answer_ms", "first answer ms")))
+    for key, label in rows:
         print(f"{label:24}{pb.fmt(summary['A'][key], width=14)}{pb.fmt(summary['B'][key], width=18)}"
               f"{pb.fmt(summary['ratio_b_over_a'][key], '.2f', 7)}")
     print(f"wrote {args.out}")

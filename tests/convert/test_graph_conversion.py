@@ -1,0 +1,79 @@
+"""The TF.js graph conversion gives the same graph on every machine: where TensorFlow runs
+with oneDNN (x86 CPUs with AVX-512 VNNI/BF16 or AMX), Grappler would fuse ops TF.js cannot
+run (MobileNetV3's hard-swish into one _FusedConv2D), so the conversion runs in a child
+process with oneDNN off (app/convert/export.py write_graph_model). The tests run the path this
+machine takes and force the child's, whatever this machine's CPU."""
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from app import tf_runtime
+from app.convert import export
+from app.convert.errors import BadInput
+
+# the activations TF.js 4.22 runs fused into a convolution or a matmul (fused_util.ts)
+TFJS_FUSED_ACTIVATIONS = {"relu", "relu6", "elu", "prelu", "leakyrelu", "sigmoid"}
+
+
+def _save(tmp_path, name, model):
+    """A SavedModel of ``model`` with a serving_default signature (input -> output)."""
+    tf = tf_runtime.tensorflow()
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 16, 16, 3], tf.float32, name="input")])
+    def serve(x):
+        return {"output": model(x, training=False)}
+
+    folder = tmp_path / name
+    tf.saved_model.save(model, str(folder), signatures={"serving_default": serve})
+    return folder
+
+
+@pytest.fixture(scope="module")
+def hard_swish_model(tmp_path_factory):
+    """A convolution with a bias and a hard-swish activation (MobileNetV3's), as a SavedModel:
+    with oneDNN on, Grappler fuses the three into one _FusedConv2D [BiasAdd, _FusedHardSwish]."""
+    tf_runtime.tensorflow()
+    import keras
+
+    keras.utils.set_random_seed(5)
+    model = keras.Sequential([
+        keras.Input((16, 16, 3)),
+        keras.layers.Conv2D(8, 3, activation="hard_silu", bias_initializer="random_normal"),
+        keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)])
+    return _save(tmp_path_factory.mktemp("hard_swish"), "saved", model)
+
+
+def _fused_activations(graph_dir) -> dict[str, list[str]]:
+    """{fused node: its fused ops after the first (BiasAdd), lower case}."""
+    nodes = json.loads((graph_dir / "model.json").read_text())["modelTopology"]["node"]
+    return {node["name"]: [base64.b64decode(op).decode().lower().lstrip("_")
+                           for op in node["attr"]["fused_ops"]["list"].get("s", [])[1:]]
+            for node in nodes if node["op"] in export.FUSED_OPS}
+
+
+@pytest.mark.parametrize("force_child", [False, True], ids=["as-this-machine-converts", "in-the-child"])
+def test_the_graph_fuses_only_what_tfjs_runs(hard_swish_model, tmp_path, monkeypatch, force_child):
+    if force_child:
+        monkeypatch.setattr(tf_runtime, "onednn_enabled", lambda: True)
+    export.write_graph_model(hard_swish_model, tmp_path / "graph", "none")
+    fused = _fused_activations(tmp_path / "graph")
+    assert fused, "the convolution and its bias were not fused at all"
+    for name, activations in fused.items():
+        assert set(activations) <= TFJS_FUSED_ACTIVATIONS, (name, activations)
+
+
+@pytest.mark.parametrize("in_child", [False, True], ids=["in-this-process", "in-the-child"])
+def test_ops_tfjs_lacks_are_named_on_either_path(tmp_path, monkeypatch, in_child):
+    tf = tf_runtime.tensorflow()
+
+    class Bessel(tf.Module):
+        def __call__(self, x, training=False):
+            return tf.reduce_mean(tf.math.special.bessel_i0e(x), axis=[1, 2])
+
+    saved = _save(tmp_path, "bessel", Bessel())
+    monkeypatch.setattr(tf_runtime, "onednn_enabled", lambda: in_child)
+    with pytest.raises(BadInput, match=r"TF.js has no kernel for these ops of the model: BesselI0e;"):
+        export.write_graph_model(saved, tmp_path / "graph", "none")
