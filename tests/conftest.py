@@ -30,8 +30,9 @@ def pytest_collection_modifyitems(items):
 
 
 def run_belka(*args, env: dict | None = None, timeout: float = 900, cwd: Path = ROOT):
-    """Run `belka ARGS...` the way a user does; return the CompletedProcess (text mode)."""
-    full_env = {**os.environ, **(env or {})}
+    """Run `belka ARGS...` the way a user does; return the CompletedProcess (text mode).
+    ``env`` adds to this process's environment; a value of None removes that variable."""
+    full_env = {key: value for key, value in {**os.environ, **(env or {})}.items() if value is not None}
     return subprocess.run([sys.executable, "-m", "app.cli", *map(str, args)], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
 

@@ -223,6 +223,7 @@ def _convert_graph_in_child(saved_model_dir: Path, out: Path, signature: str) ->
 def write_float16_graph(graph_dir: Path, out: Path) -> None:
     """A copy of the float32 graph model ``graph_dir`` with its weights stored as float16
     (TF.js turns them back into float32 as it loads them): same topology, half the bytes."""
+    tf_runtime.tensorflowjs()  # imported quietly (TF-DF prints a welcome on import)
     from tensorflowjs import read_weights, write_weights
 
     model = json.loads((graph_dir / "model.json").read_text())
@@ -245,6 +246,8 @@ def fix_fused_biases(graph_dir: Path, quantize: str) -> int:
     up with [1, 1, 1, C] biases (ResNet50: all 53), MobileNetV3's `x + 3` with scalar ones.
     Returns how many biases were changed."""
     import numpy as np
+
+    tf_runtime.tensorflowjs()  # imported quietly (TF-DF prints a welcome on import)
     from tensorflowjs import read_weights, write_weights
 
     model_path = graph_dir / "model.json"

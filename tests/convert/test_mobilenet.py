@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 
 import numpy as np
@@ -150,8 +149,9 @@ def test_verify_catches_wrong_numbers_even_with_matching_hashes(small_mobilenet,
 
 
 def test_progress_lines_and_json_summary(tmp_path):
-    # no --out (nor BELKA_MODELS_DIR): models/ in the current folder, which `belka serve` serves
-    env = {k: v for k, v in os.environ.items() if k != "BELKA_MODELS_DIR"}
+    # no --out (nor BELKA_MODELS_DIR): models/ in the current folder, which `belka serve` serves;
+    # TF-DF's welcome banner not switched off (as for a user; tests/conftest.py switches it off)
+    env = {"BELKA_MODELS_DIR": None, "TFDF_DISABLE_WELCOME_MESSAGE": None}
     proc = run_belka("convert", "mobilenet-v2", "--weights", "none", "--alpha", "0.35", "--size", "96",
                      "--formats", "graph,saved", "--name", "tiny", "--json", cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr
@@ -164,6 +164,7 @@ def test_progress_lines_and_json_summary(tmp_path):
     assert "[5/6] Checking the numbers" in proc.stderr
     assert "done in" in proc.stderr
     assert "UNTRAINED" in proc.stderr
+    assert "ydf" not in proc.stderr  # no third-party banner (TF-DF's, printed when tensorflowjs is imported)
     assert [s["ok"] for s in summary["steps"]] == [True] * 6
 
 
