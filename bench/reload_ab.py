@@ -1,6 +1,7 @@
 """One change to the page's code, measured side by side: Belka's classify page served from
 static/ at a git ref (A, ``--base``, default HEAD) and from the working tree's static/ (B),
-reloaded (or opened again in a new tab: ``--mode second``) in turns, N times each; or, with
+reloaded (or opened again in a new tab: ``--mode second``; or in a fresh profile: ``--mode cold``)
+in turns, N times each; or, with
 ``--mode photo``, both pages kept open and given the photo in turns, N classifications each.
 
 Why: a page load here moves by 10-30% from one run to the next (2 shared cores), more than most
@@ -25,7 +26,7 @@ Results: the medians, B/A and every sample, printed and written to
 ``bench/results/reload-ab.json`` (``--out``), with the commit, the changed files and the
 machine's load. Run it on an idle machine::
 
-    .venv/bin/python bench/reload_ab.py [--base REF] [--reloads 20] [--mode reload|second|photo]
+    .venv/bin/python bench/reload_ab.py [--base REF] [--reloads 20] [--mode reload|second|cold|photo]
         [--backend wasm] [--models DIR --model NAME]
 
 Without ``--models`` it converts MobileNetV2 1.0/224 (untrained, ``--weights none``) first.
@@ -79,6 +80,14 @@ def serve_static(models_dir: Path, model: str, static_dir: Path):
     return pb.server(cmd, {}, port, f"the server of {static_dir}")
 
 
+def open_profile(playwright, folder: Path, args, photo: str):
+    """Chromium with a fresh profile in ``folder`` and page_bench.py's init script."""
+    context = playwright.chromium.launch_persistent_context(
+        str(folder), executable_path=pb.CHROMIUM, args=pb.browser_args(args.backend, args), headless=True)
+    context.add_init_script(pb.INIT_SCRIPT.replace("__PHOTO__", photo))
+    return context
+
+
 def load(context, page, url: str, mode: str, timeout_ms: float):
     """One reload (or a new tab at ``url``); returns (page, sample)."""
     if mode == "second":
@@ -88,12 +97,16 @@ def load(context, page, url: str, mode: str, timeout_ms: float):
         page.goto(url, wait_until="domcontentloaded")
     else:
         page.reload(wait_until="domcontentloaded")
+    return page, first_answer(page, timeout_ms)
+
+
+def first_answer(page, timeout_ms: float) -> dict:
+    """The sample of a load: the photo's first answer (page_bench.py's FIRST_ANSWER)."""
     first = page.evaluate(pb.FIRST_ANSWER, timeout_ms)
     if first.get("error") or not (first.get("ready") or {}).get("ok"):
-        return page, {"ok": False, "error": first.get("error") or first.get("ready")}
-    return page, {"ok": True, "answer_ms": pb.r1(first["at"]),
-                  "dom_content_loaded_ms": pb.r1(first["domContentLoaded"]),
-                  "top5": first["result"]["top5"]}
+        return {"ok": False, "error": first.get("error") or first.get("ready")}
+    return {"ok": True, "answer_ms": pb.r1(first["at"]), "dom_content_loaded_ms": pb.r1(first["domContentLoaded"]),
+            "top5": first["result"]["top5"]}
 
 
 def classify_photo(page, timeout_ms: float) -> list[dict]:
@@ -119,9 +132,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", default="HEAD", help="the git ref whose static/ is A (default HEAD)")
     parser.add_argument("--reloads", type=int, default=20, help="loads of each side (default 20)")
-    parser.add_argument("--mode", choices=("reload", "second", "photo"), default="reload",
-                        help="reload the page, open it in a new tab of the same profile, or classify the photo "
-                             "again on the open page (default reload)")
+    parser.add_argument("--mode", choices=("reload", "second", "cold", "photo"), default="reload",
+                        help="reload the page, open it in a new tab of the same profile, open it in a fresh "
+                             "profile (cold), or classify the photo again on the open page (default reload)")
     parser.add_argument("--backend", choices=pb.BACKENDS, default="wasm", help="the page's ?backend= (default wasm)")
     parser.add_argument("--models", type=Path, help="an existing models folder (with --model)")
     parser.add_argument("--model", help="the classifier in --models")
@@ -150,12 +163,9 @@ def main() -> None:
                 for side in SIDES}
         playwright = stack.enter_context(sync_playwright())
         contexts, pages = {}, {}
+        stack.callback(lambda: [context.close() for context in contexts.values()])
         for side in SIDES:
-            profile = tmp / f"profile-{side}"
-            context = playwright.chromium.launch_persistent_context(
-                str(profile), executable_path=pb.CHROMIUM, args=pb.browser_args(args.backend, args), headless=True)
-            stack.callback(context.close)
-            context.add_init_script(pb.INIT_SCRIPT.replace("__PHOTO__", photo))
+            context = open_profile(playwright, tmp / f"profile-{side}", args, photo)
             contexts[side], pages[side] = context, context.pages[0]
             pages[side].goto(urls[side], wait_until="domcontentloaded")
             first = pages[side].evaluate(pb.FIRST_ANSWER, args.timeout * 1000)
@@ -166,6 +176,12 @@ def main() -> None:
             for side in (SIDES if round_ % 2 == 0 else SIDES[::-1]):
                 if args.mode == "photo":
                     turn = classify_photo(pages[side], args.timeout * 1000)
+                elif args.mode == "cold":
+                    contexts[side].close()
+                    contexts[side] = open_profile(playwright, tmp / f"profile-{side}-{round_}", args, photo)
+                    pages[side] = contexts[side].pages[0]
+                    pages[side].goto(urls[side], wait_until="domcontentloaded")
+                    turn = [first_answer(pages[side], args.timeout * 1000)]
                 else:
                     pages[side], sample = load(contexts[side], pages[side], urls[side], args.mode,
                                                args.timeout * 1000)

@@ -4,8 +4,8 @@
  * the backend the user picked.
  *
  * The model runs in a Web Worker (static/js/engine.js, through engine-client.js): this
- * page decodes the picture, sends it there, and draws what comes back, so the page stays
- * responsive while the model works.
+ * page sends it the image file, decodes its own copy to show, and draws what comes back, so
+ * the page stays responsive while the model works.
  *
  * Every operation (start, backend switch, classification) runs one at a time in
  * order, through `serial()`, so a backend switch never races a classification.
@@ -282,6 +282,10 @@ async function classify(blob, decoding = decodeImage(blob)) {
     return null;
   }
   view.showStatus('Classifying…');
+  // the worker gets the file itself and decodes its own copy, at once: the model does not wait
+  // for this page to decode the picture and draw it (nor for a frame of the last result)
+  const answer = engine.call('classify', { image: blob });
+  answer.catch(() => {}); // an unreadable file: reported from this page's decode, below
   let bitmap;
   try {
     bitmap = await decoding;
@@ -301,8 +305,7 @@ async function classify(blob, decoding = decodeImage(blob)) {
   try {
     const region = modelRegion(bitmap.height, bitmap.width, spec);
     view.showPreview(bitmap, region, blob.name || 'Pasted image');
-    // the worker gets its own copy of the picture (ImageBitmaps clone cheaply)
-    const { output, probabilities, input, ms } = await engine.call('classify', { image: bitmap });
+    const { output, probabilities, input, ms } = await answer;
     const top5 = topK(probabilities, model.labels, 5);
     const verdict = squirrelVerdict(top5[0], config.squirrelClasses);
     state.result = {

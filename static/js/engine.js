@@ -19,6 +19,7 @@ import { modelUrl } from './manifest.js';
 import { Classifier } from './model.js';
 import { occlusionMap } from './occlusion-map.js';
 import { toModelInput } from './model-input.js';
+import { decodeImage } from './preprocess.js';
 import { seededRandom } from './random.js';
 import { tf } from './tf.js';
 
@@ -171,14 +172,16 @@ export const operations = {
   },
 
   /**
-   * Classifies a picture (an ImageBitmap, decoded by the page): {output, probabilities,
-   * input, ms}, as Classifier.run plus the model input it became. The input is kept for
-   * explanations.
+   * Classifies a picture: {output, probabilities, input, ms}, as Classifier.run plus the model
+   * input it became. The input is kept for explanations. `image`: the image file itself (a
+   * Blob, decoded here: the model need not wait for the page to decode and draw it) or an
+   * ImageBitmap.
    */
   async classify({ image }) {
     const model = classifier();
     let input;
     try {
+      if (image instanceof Blob) image = await decodeImage(image);
       input = toModelInput(image, model.preprocessing);
       const { output, probabilities, ms } = await model.run(input);
       const data = await input.data();
