@@ -209,7 +209,7 @@ CHILD_BAD_INPUT = 3  # the child's exit status for a BadInput (its message is it
 
 def _convert_graph_in_child(saved_model_dir: Path, out: Path, signature: str) -> None:
     """``_convert_graph`` in a child Python process with oneDNN off (see write_graph_model)."""
-    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0"}  # the child quiets TF itself (tf_runtime)
     proc = subprocess.run([sys.executable, "-m", "app.convert.export", str(saved_model_dir), str(out), signature],
                           env=env, capture_output=True, text=True, check=False,
                           cwd=Path(__file__).resolve().parents[2])
