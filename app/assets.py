@@ -94,7 +94,7 @@ class Assets:
         return f"{self.base_path}static/{self.static_version()}/{path.lstrip('/')}"
 
     def vendor_url(self, path: str) -> str:
-        """``/vendor/<version>/<path>`` (``path`` as under /vendor, e.g. ``tfjs/dist/tf.es2017.min.js``)."""
+        """``/vendor/<version>/<path>`` (``path`` as under /vendor, e.g. ``tfjs-core/dist/tf-core.es2017.min.js``)."""
         return f"{self.base_path}vendor/{self.vendor_version()}/{path.lstrip('/')}"
 
     def module_preloads(self, entry: str) -> list[str]:

@@ -155,8 +155,8 @@ VENDOR_PACKAGES = {"swagger-ui": "swagger-ui-dist"}  # anything else: node_modul
 
 @router.api_route("/vendor/{relative:path}", methods=["GET", "HEAD"])
 def vendor_file(relative: str, request: Request) -> Response:
-    """Browser libraries from npm: TF.js (/vendor/tfjs/dist/tf.es2017.min.js is
-    node_modules/@tensorflow/tfjs/dist/...) and Swagger UI for /docs (/vendor/swagger-ui/...)."""
+    """Browser libraries from npm: TF.js (/vendor/tfjs-core/dist/tf-core.es2017.min.js is
+    node_modules/@tensorflow/tfjs-core/dist/...) and Swagger UI for /docs (/vendor/swagger-ui/...)."""
     node_modules = request.app.state.settings.node_modules
     version, relative = split_version(relative)
     cache = IMMUTABLE if version and version == request.app.state.assets.vendor_version() else REVALIDATE

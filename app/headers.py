@@ -5,7 +5,7 @@
 - The CSP allows our own origin only, plus 'wasm-unsafe-eval' (compiling the WASM
   backend). No inline scripts or styles: page configuration travels in a JSON
   data block, which is not executed. Pages must load TF.js's ES2017 bundles
-  (tf.es2017.min.js...): the ES5 tf.min.js carries core-js/regenerator polyfills
+  (tf-core.es2017.min.js...): the ES5 bundles carry core-js/regenerator polyfills
   that call Function("return this") and die under this CSP, leaving `tf` empty.
 - nosniff: browsers trust our explicit content types.
 """

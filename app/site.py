@@ -41,10 +41,14 @@ from app.convert.errors import BadInput
 from app.headers import SECURITY_HEADERS
 
 MARKER = ".belka-site"
-# what the pages load from npm (static/js/vendor.js: TF_CORE, BACKEND_BUNDLES; the WASM backend
-# picks one of its three binaries on the visitor's machine)
+# what the pages load from npm (static/js/vendor.js: TF_PARTS, TF_LAYERS, BACKEND_BUNDLES; the
+# WASM backend picks one of its three binaries on the visitor's machine)
 VENDOR_FILES = (
-    "tfjs/dist/tf.es2017.min.js",
+    "tfjs-core/dist/tf-core.es2017.min.js",
+    "tfjs-converter/dist/tf-converter.es2017.min.js",
+    "tfjs-layers/dist/tf-layers.es2017.min.js",
+    "tfjs-backend-cpu/dist/tf-backend-cpu.es2017.min.js",
+    "tfjs-backend-webgl/dist/tf-backend-webgl.es2017.min.js",
     "tfjs-backend-wasm/dist/tf-backend-wasm.es2017.min.js",
     "tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm",
     "tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm",

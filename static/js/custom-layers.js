@@ -50,8 +50,8 @@ export function registerLayers(tf) {
     call(inputs) {
       return tf.tidy(() => {
         const x = Array.isArray(inputs) ? inputs[0] : inputs;
-        const mean = this.meanWeight ? this.meanWeight.read() : tf.tensor(this.meanValue).reshape([-1]);
-        const variance = this.varianceWeight ? this.varianceWeight.read() : tf.tensor(this.varianceValue).reshape([-1]);
+        const mean = this.meanWeight ? this.meanWeight.read() : tf.reshape(tf.tensor(this.meanValue), [-1]);
+        const variance = this.varianceWeight ? this.varianceWeight.read() : tf.reshape(tf.tensor(this.varianceValue), [-1]);
         const std = tf.maximum(tf.sqrt(variance), EPSILON);
         return this.invert ? tf.add(tf.mul(x, std), mean) : tf.div(tf.sub(x, mean), std);
       });

@@ -16,12 +16,12 @@
  * SharedWorker, sessionStorage or Web Locks) it is a dedicated module worker, one per page.
  *
  * The worker's URL is this module's sibling, so it carries the same content-hashed
- * /static/<version>/ prefix (cached for good); the /vendor/<version>/ prefix of TF.js, TF.js
- * core's own URL (the first thing the worker imports), the backend's bundle (run right after
- * it) and the model files the page will ask for first go in its query string.
+ * /static/<version>/ prefix (cached for good); the /vendor/<version>/ prefix of TF.js, the
+ * URLs of TF.js's parts (the first thing the worker imports), the backend's bundle (run right
+ * after them) and the model files the page will ask for first go in its query string.
  */
 import { BASE, STATIC_SITE } from './site.js';
-import { TF_CORE, VENDOR, backendFiles, vendorUrl } from './vendor.js';
+import { TF_PARTS, VENDOR, backendFiles, vendorUrl } from './vendor.js';
 
 export class EngineError extends Error {
   constructor({ name, message, ...fields }) {
@@ -50,7 +50,7 @@ export class Engine {
   constructor({ model, weights, backend, version, graph, first = [] } = {}) {
     const url = new URL('./engine-worker.js', import.meta.url);
     url.searchParams.set('vendor', VENDOR);
-    url.searchParams.set('tf', vendorUrl(TF_CORE));
+    for (const part of TF_PARTS) url.searchParams.append('tf', vendorUrl(part));
     // "auto" (no backend named) measures wasm at least: its bundle is worth running early too
     const [bundle] = backendFiles(backend ?? 'wasm');
     if (bundle) url.searchParams.set('bundle', bundle);

@@ -8,7 +8,8 @@
  *
  * Its URL says what the page will ask for first (?model=NAME&weights=...&backend=B, the
  * backend only when the user's choice names one; &manifest=VERSION&graph=FOLDER/ from the
- * page's config), where TF.js core and the backend's bundle are (&tf=URL&bundle=URL), and
+ * page's config), where TF.js's parts and the backend's bundle are (&tf=URL, repeated, in
+ * the order they run, &bundle=URL), and
  * the model files the page knows it will need (&first=URL, repeated), so before any request
  * arrives it fetches the model's files, the backend's bundle and the engine's modules side by
  * side with TF.js, then activates the backend and loads the model (engine.js headStart).
@@ -36,13 +37,16 @@ const firstFiles = new Map(params.getAll('first').map(ownUrl).filter(Boolean).ma
 for (const response of firstFiles.values()) response.catch(() => {}); // failures: the loaders report them
 import('./prefetch.js').then(({ adoptEarly }) => adoptEarly(firstFiles)).catch(() => {});
 
-// TF.js core, and right after it the backend's bundle (static/js/backend.js then finds it
-// registered): the engine's tf.js imports this same URL (vendor.js vendorUrl(TF_CORE)) and
-// reports a failure there, as backend.js does for the bundle
-const tfCore = ownUrl(params.get('tf'));
-const tfLoaded = tfCore ? import(tfCore).then(() => true, () => false) : Promise.resolve(false);
+// TF.js's parts (core, then the converter) and the backend's bundle (static/js/backend.js
+// then finds it registered): all fetched at once; core runs first, then the others, which
+// need only core. A fetch here fills the HTTP cache, from which the import of the same URL is
+// answered; the engine's tf.js imports these same URLs (vendor.js TF_PARTS) and reports a
+// failure there, as backend.js does for the bundle.
+const [tfCore, ...onCore] = params.getAll('tf').map(ownUrl).filter(Boolean);
 const bundle = ownUrl(params.get('bundle'));
-if (bundle) tfLoaded.then((ok) => (ok ? import(bundle) : null)).catch(() => {});
+if (bundle) onCore.push(bundle);
+for (const url of onCore) fetch(url).then((response) => response.arrayBuffer()).catch(() => {});
+if (tfCore) import(tfCore).then(() => Promise.all(onCore.map((url) => import(url)))).catch(() => {});
 const engineModule = import('./engine.js'); // fetched now; it runs once TF.js has
 
 const early = Promise.all([

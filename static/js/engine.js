@@ -21,7 +21,7 @@ import { occlusionMap } from './occlusion-map.js';
 import { toModelInput } from './model-input.js';
 import { decodeImage } from './preprocess.js';
 import { seededRandom } from './random.js';
-import { tf } from './tf.js';
+import { tf, TFJS_VERSION, withGradients } from './tf.js';
 
 const state = {
   backend: null,
@@ -116,7 +116,7 @@ function lastInput() {
 export const operations = {
   /** TF.js's version, once the worker runs (a first request that proves it started). */
   start() {
-    return { tfjs: tf.version.tfjs };
+    return { tfjs: TFJS_VERSION };
   },
 
   /**
@@ -232,6 +232,7 @@ export const operations = {
   async gradcamLayers() {
     const model = classifier();
     if (!state.gradcam) {
+      await withGradients();
       const { manifest } = model;
       const scoreKind = manifest.output.kind === 'logits' ? 'logit' : 'probability';
       if (manifest.formats?.layers) {

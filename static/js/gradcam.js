@@ -38,7 +38,7 @@
  * explained at layers after its last convolution (MobileNetV2: out_relu); webgl, webgpu
  * and cpu have them all. `explain` then throws GradientUnsupportedError naming the kernel.
  */
-import { tf } from './tf.js';
+import { tf, withGradients } from './tf.js';
 import { since } from './timings.js';
 
 /** Raised when the backend lacks a kernel that the gradient needs (see `explain`). */
@@ -113,7 +113,7 @@ export class GradCam {
    * differentiates the pre-softmax logit) or "probability".
    */
   static async load(url, { scoreKind } = {}) {
-    const model = await tf.loadLayersModel(url);
+    const model = await (await withGradients()).loadLayersModel(url);
     return new GradCam(model, { scoreKind });
   }
 
@@ -296,7 +296,7 @@ export class GraphGradCam {
  */
 function camOf(activations, grad) {
   const weights = tf.mean(grad, [1, 2], true); // [1, 1, 1, channels]
-  const cam = tf.relu(tf.sum(tf.mul(activations, weights), -1)).squeeze([0]); // [h, w]
+  const cam = tf.squeeze(tf.relu(tf.sum(tf.mul(activations, weights), -1)), [0]); // [h, w]
   const peak = tf.max(cam);
   return tf.where(tf.greater(peak, 0), tf.div(cam, tf.maximum(peak, 1e-30)), tf.zerosLike(cam));
 }

@@ -12,7 +12,7 @@
  * float32 values): what POST /api/models builds the server's model from (app/teach.py).
  */
 import { seededRandom } from './random.js';
-import { tf } from './tf.js';
+import { tf, withGradients } from './tf.js';
 
 function shuffled(items, random) {
   const out = [...items];
@@ -176,6 +176,7 @@ export async function trainHead({ features, labels, classes, size, hidden = 0, e
   batchSize = 16, validationSplit = 0.2, seed = 0, views = null }, { signal, onEpoch = () => {} } = {}) {
   const count = labels.length;
   if (!count || features.length !== count * size) throw new Error('Every sample needs its features.');
+  await withGradients();
   const present = new Set(labels);
   if (present.size < 2) throw new Error('Teach at least two classes, with a picture or more each.');
   const random = seededRandom(seed);
@@ -184,8 +185,8 @@ export async function trainHead({ features, labels, classes, size, hidden = 0, e
   const optimizer = tf.train.adam(learningRate);
   const rows = (indices) => (indices.length ? tf.tidy(() => tf.gather(tf.tensor2d(features, [count, size]),
     tf.tensor1d(indices, 'int32'))) : null);
-  const hot = (indices) => (indices.length ? tf.tidy(() => tf.oneHot(tf.tensor1d(indices.map((i) => labels[i]),
-    'int32'), classes).toFloat()) : null);
+  const hot = (indices) => (indices.length ? tf.tidy(() => tf.cast(tf.oneHot(tf.tensor1d(indices.map((i) => labels[i]),
+    'int32'), classes), 'float32')) : null);
   // augmented views ({features: [M * size], of: [M] sample index}) of the training samples only:
   // a validation picture's views would be its own answer
   const inTrain = new Set(split.train);
@@ -199,7 +200,8 @@ export async function trainHead({ features, labels, classes, size, hidden = 0, e
   const trainY = tf.tidy(() => {
     const own = hot(split.train);
     if (!extra.length) return own;
-    return tf.concat([own, tf.oneHot(tf.tensor1d(extra.map((k) => labels[views.of[k]]), 'int32'), classes).toFloat()], 0);
+    const more = tf.oneHot(tf.tensor1d(extra.map((k) => labels[views.of[k]]), 'int32'), classes);
+    return tf.concat([own, tf.cast(more, 'float32')], 0);
   });
   const valX = rows(split.val);
   const valY = hot(split.val);

@@ -423,8 +423,8 @@ function computeSurface() {
   const values = tf.tidy(() => {
     const as = tf.tensor1d(linspace(aMin, aMax, GRID)); // across
     const bs = tf.tensor1d(linspace(bMax, bMin, GRID)); // down: the largest b on top
-    const a = as.reshape([1, GRID]).tile([GRID, 1]).reshape([GRID * GRID, 1]);
-    const b = bs.reshape([GRID, 1]).tile([1, GRID]).reshape([GRID * GRID, 1]);
+    const a = tf.reshape(tf.tile(tf.reshape(as, [1, GRID]), [GRID, 1]), [GRID * GRID, 1]);
+    const b = tf.reshape(tf.tile(tf.reshape(bs, [GRID, 1]), [1, GRID]), [GRID * GRID, 1]);
     const x = tf.tensor2d(points.x, [1, n]);
     const y = tf.tensor2d(points.y, [1, n]);
     return tf.mean(tf.square(tf.sub(tf.add(tf.mul(a, x), b), y)), 1); // [GRID * GRID]
@@ -1005,7 +1005,7 @@ function showError(title, text) {
 
 async function start() {
   try {
-    const { backend } = await startBackend();
+    const { backend } = await startBackend({ gradients: true });
     engine.a = tf.tidy(() => tf.variable(tf.scalar(0)));
     engine.b = tf.tidy(() => tf.variable(tf.scalar(0)));
     engine.ready = true;

@@ -7,15 +7,20 @@
 import { activateBackend } from './backend.js';
 import { initialChoice, rememberChoice } from './backend-choice.js';
 import { serverUrl } from './site.js';
-import { tf } from './tf.js';
+import { tf, withGradients } from './tf.js';
 
 export { tf };
 
-/** Activates the chosen backend on this page: {backend, choice, failures}; written into [data-field="backend"]. */
-export async function startBackend() {
+/**
+ * Activates the chosen backend on this page: {backend, choice, failures}; written into
+ * [data-field="backend"]. With `gradients`, TF.js's gradients are loaded alongside (tf.js
+ * withGradients: a lesson that trains).
+ */
+export async function startBackend({ gradients = false } = {}) {
   const { choice, source } = initialChoice();
   if (source === 'url') rememberChoice(choice);
-  const result = await activateBackend(choice === 'auto' ? 'wasm' : choice);
+  const [result] = await Promise.all([activateBackend(choice === 'auto' ? 'wasm' : choice),
+    gradients ? withGradients() : null]);
   document.querySelectorAll('[data-field="backend"]').forEach((element) => {
     element.textContent = result.backend;
   });

@@ -4,6 +4,7 @@
  * page, its code and the model it used are kept (see sw.js for what stays online-only).
  */
 import { BASE, siteUrl } from './site.js';
+import { TF_LAYERS, vendorUrl } from './vendor.js';
 
 const KEEP_TIMEOUT_MS = 60000;
 // The copy reads the model again (7-14 MB) into the service worker's cache: it waits until
@@ -45,11 +46,13 @@ export async function keepForOffline(fetched = []) {
 /**
  * keepForOffline once the page's model runs (`ready` resolved ok) and its worker has been
  * idle for a moment, with what that worker fetched (`engine`: TF.js, the WASM backend, the
- * model's files).
+ * model's files) and TF.js's gradients, which the worker loads only when something is first
+ * explained or trained (tf.js withGradients): so Grad-CAM works offline too.
  */
 export async function keepWhenReady(ready, engine) {
   const started = await ready;
   if (!started.ok) return { ok: false, reason: 'no model running' };
   await engine.quiet(QUIET_MS);
-  return keepForOffline(await engine.call('resources'));
+  const gradients = new URL(vendorUrl(TF_LAYERS), window.location.href).href;
+  return keepForOffline([...await engine.call('resources'), gradients]);
 }

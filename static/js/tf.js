@@ -1,29 +1,59 @@
 /**
- * TensorFlow.js for our modules: the global `tf` of TF.js 4.22's ES2017 bundle from npm
- * (served under /vendor), run by this module itself (top-level await) unless it already ran.
- * So a module that imports `tf` from here can be fetched side by side with the bundle: the
- * model's worker (static/js/engine-worker.js) imports its whole engine at once, and only its
- * evaluation waits for TF.js. The model pages never import this module: their TF.js runs in
- * the worker. The /learn lessons do (static/js/lesson.js): their tensors are a few hundred
- * numbers or one photo, and every one of them is there to be looked at on the page.
- * (The ES5 bundle tf.min.js cannot run under our Content-Security-Policy: its polyfills call
+ * TensorFlow.js for our modules: the global `tf` of TF.js 4.22's ES2017 bundles from npm
+ * (served under /vendor: core and the converter, static/js/vendor.js TF_PARTS), run by this
+ * module itself (top-level await) unless they already ran. So a module that imports `tf` from
+ * here can be fetched side by side with the bundles: the model's worker
+ * (static/js/engine-worker.js) imports its whole engine at once, and only its evaluation
+ * waits for TF.js. No backend runs until one is activated (static/js/backend.js loads its
+ * bundle). The model pages never import this module: their TF.js runs in the worker. The
+ * /learn lessons do (static/js/lesson.js): their tensors are a few hundred numbers or one
+ * photo, and every one of them is there to be looked at on the page.
+ * (The ES5 bundles cannot run under our Content-Security-Policy: their polyfills call
  * Function().)
  */
 import { registerLayers } from './custom-layers.js';
-import { loadScript, TF_CORE, vendorUrl } from './vendor.js';
+import { loadScript, loadScripts, TF_LAYERS, TF_PARTS, vendorUrl } from './vendor.js';
+
+const SETUP_HINT = 'Run `make setup` (npm ci) on the server and reload.';
 
 if (typeof globalThis.tf?.loadGraphModel !== 'function') {
+  const urls = TF_PARTS.map(vendorUrl);
   try {
-    await loadScript(vendorUrl(TF_CORE));
+    await loadScripts(urls);
   } catch (error) {
-    throw new Error(`TensorFlow.js did not load (${vendorUrl(TF_CORE)}: ${error.message}). ` +
-      'Run `make setup` (npm ci) on the server and reload.');
+    throw new Error(`TensorFlow.js did not load (${error.message}). ${SETUP_HINT}`);
   }
   if (typeof globalThis.tf?.loadGraphModel !== 'function') {
-    throw new Error(`TensorFlow.js did not load (${vendorUrl(TF_CORE)} ran but defined no tf). ` +
-      'Run `make setup` (npm ci) on the server and reload.');
+    throw new Error(`TensorFlow.js did not load (${urls.join(', ')} ran but defined no tf.loadGraphModel). ${SETUP_HINT}`);
   }
 }
 
 export const tf = globalThis.tf;
-if (tf.serialization) registerLayers(tf); // Keras layers TF.js lacks (Normalization)
+
+/** TF.js's version ("4.22.0"). */
+export const TFJS_VERSION = tf.version_core ?? tf.version?.tfjs;
+
+let gradients = null;
+
+/**
+ * TF.js's gradients and its layers API, loaded on first use (tfjs-layers' bundle, 0.33 MB: it
+ * registers core's gradient functions, which core's own bundle leaves out, and has
+ * tf.loadLayersModel), with the Keras layers TF.js lacks registered (custom-layers.js:
+ * Normalization). Whatever differentiates (Grad-CAM, training a head, the gradient-descent
+ * lesson) or loads a layers model awaits this first; without it tf.grad throws "gradient
+ * function not found". Resolves to `tf`; rejects with a clear message when the bundle does
+ * not load (and tries again next time).
+ */
+export function withGradients() {
+  gradients ??= (typeof tf.loadLayersModel === 'function' ? Promise.resolve() : loadScript(vendorUrl(TF_LAYERS)))
+    .then(() => {
+      if (typeof tf.loadLayersModel !== 'function') throw new Error(`${vendorUrl(TF_LAYERS)} ran but defined no tf.loadLayersModel`);
+      registerLayers(tf);
+      return tf;
+    })
+    .catch((error) => {
+      gradients = null;
+      throw new Error(`TensorFlow.js's gradients did not load (${error.message}). ${SETUP_HINT}`);
+    });
+  return gradients;
+}

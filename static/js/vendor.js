@@ -13,21 +13,33 @@ function workerParam(name) {
 
 export const VENDOR = (inPage ? document.documentElement.dataset.vendor : workerParam('vendor')) || '/vendor/';
 
-/** TF.js core, which has the webgl and cpu backends (wasm and webgpu are bundles of their own). */
-export const TF_CORE = 'tfjs/dist/tf.es2017.min.js';
+/**
+ * TF.js in its npm packages' own bundles, not the 1.1 MB union of them all (@tensorflow/tfjs),
+ * so a page runs only the code it uses. TF_PARTS are what every TF.js page runs, in this
+ * order (each attaches itself to the global `tf` the ones before made): core (tensors, ops,
+ * tf.train, tf.io) and the converter (tf.loadGraphModel): 0.54 MB. The layers API
+ * (tf.loadLayersModel: Grad-CAM on a layers model) and each backend are loaded on first use
+ * (static/js/tf.js useLayers, static/js/backend.js).
+ */
+export const TF_CORE = 'tfjs-core/dist/tf-core.es2017.min.js';
+export const TF_PARTS = [TF_CORE, 'tfjs-converter/dist/tf-converter.es2017.min.js'];
+export const TF_LAYERS = 'tfjs-layers/dist/tf-layers.es2017.min.js';
 
 /**
- * The backends that live in a bundle of their own (TF.js core has webgl and cpu), loaded on
- * first use (static/js/backend.js); `warm` also names the binary the bundle then fetches
- * (the single-threaded SIMD build: static/js/backend.js configureWasm), so the model's
- * worker can fetch them ahead (static/js/prefetch.js warmCache).
+ * Each backend's bundle, loaded the first time that backend is tried (static/js/backend.js);
+ * `warm` also names the binary the bundle then fetches (the single-threaded SIMD build:
+ * static/js/backend.js configureWasm), so the model's worker can fetch them ahead
+ * (static/js/prefetch.js warmCache). The cpu bundle's Multinomial kernel (tf.multinomial)
+ * needs a global `seedrandom`, which the union bundle carried and these pages never call.
  */
 export const BACKEND_BUNDLES = {
+  cpu: { dir: 'tfjs-backend-cpu/dist/', bundle: 'tf-backend-cpu.es2017.min.js', warm: [] },
+  webgl: { dir: 'tfjs-backend-webgl/dist/', bundle: 'tf-backend-webgl.es2017.min.js', warm: [] },
   wasm: { dir: 'tfjs-backend-wasm/dist/', bundle: 'tf-backend-wasm.es2017.min.js', warm: ['tfjs-backend-wasm-simd.wasm'] },
   webgpu: { dir: 'tfjs-backend-webgpu/dist/', bundle: 'tf-backend-webgpu.es2017.min.js', warm: [] },
 };
 
-/** The URLs of `backend`'s bundle and binaries (none for the backends in TF.js core). */
+/** The URLs of `backend`'s bundle and binaries. */
 export function backendFiles(backend) {
   const entry = BACKEND_BUNDLES[backend];
   return entry ? [entry.bundle, ...entry.warm].map((file) => vendorUrl(entry.dir + file)) : [];
@@ -48,6 +60,7 @@ export function loadScript(src) {
   return new Promise((resolve, reject) => {
     const script = document.createElement('script');
     script.src = src;
+    script.async = false; // scripts added together run in the order they were added
     script.onload = () => resolve();
     script.onerror = () => {
       script.remove();
@@ -55,4 +68,17 @@ export function loadScript(src) {
     };
     document.head.append(script);
   });
+}
+
+/**
+ * Runs classic scripts in order, each once (TF_PARTS: each needs the ones before it): on a
+ * page they download side by side and run in order; in a worker one import after the other
+ * (static/js/engine-worker.js has fetched them all already). Rejects with the first failure.
+ */
+export async function loadScripts(urls) {
+  if (inPage) {
+    await Promise.all(urls.map(loadScript));
+    return;
+  }
+  for (const url of urls) await import(url);
 }

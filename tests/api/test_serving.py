@@ -235,7 +235,7 @@ def test_pages_name_only_content_hashed_files(small_mobilenet, tmp_path):
     # loaded (and compiled) by the worker alone, not parsed on the page too
     scripts = re.findall(r'<script type="module" (?:async )?src="([^"]+)"', html)
     assert scripts == [f"/static/{version}/js/start-worker.js", f"/static/{version}/js/classify.js"], scripts
-    assert "tf.es2017.min.js" not in html
+    assert "tf-core" not in html and "tf.es2017.min.js" not in html
     assert "tf-backend-webgpu" not in html and "tf-backend-wasm" not in html  # loaded on first use
     assert f'data-vendor="/vendor/{assets.vendor_version()}/"' in html
 
@@ -257,7 +257,7 @@ def test_a_changed_file_changes_every_static_url(site):
 def test_text_files_are_gzipped_and_weights_are_not(site):
     client = site["client"]
     vendor = client.app.state.assets.vendor_version()
-    bundle = f"/vendor/{vendor}/tfjs/dist/tf.es2017.min.js"
+    bundle = f"/vendor/{vendor}/tfjs-core/dist/tf-core.es2017.min.js"
     zipped = client.get(bundle, headers={"accept-encoding": "gzip"})
     plain = client.get(bundle, headers={"accept-encoding": "identity"})
     assert zipped.headers["content-encoding"] == "gzip" and "accept-encoding" in zipped.headers["vary"].lower()

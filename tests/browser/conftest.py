@@ -143,13 +143,15 @@ def open_classify(browser, url: str, *, page=None, timeout: float = READY_TIMEOU
     return page, ready
 
 
-def load_tfjs(page) -> None:
-    """Runs TF.js core on the page itself, to test a module that needs it (model-input.js...)
-    directly: the pages run their models in a worker and do not load TF.js."""
-    page.evaluate("""async () => {
-      const v = await import('/static/js/vendor.js');
-      await v.loadScript(v.vendorUrl(v.TF_CORE));
-    }""")
+def load_tfjs(page, backend: str = "cpu") -> None:
+    """Runs TF.js on the page itself, on ``backend`` (static/js/backend.js loads its parts and
+    that backend's bundle), to test a module that needs it (model-input.js...) directly: the
+    pages run their models in a worker and do not load TF.js."""
+    started = page.evaluate("""async (backend) => {
+      const { activateBackend } = await import('/static/js/backend.js');
+      return (await activateBackend(backend)).backend;
+    }""", backend)
+    assert started == backend, started
 
 
 def classify_file(page, files) -> dict | None:

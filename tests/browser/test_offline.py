@@ -12,6 +12,7 @@ KEPT_SHARDS = """async () => {
   const cache = await caches.open('belka-models-v1');
   return (await cache.keys()).map((r) => r.url).filter((u) => u.includes('.bin'));
 }"""
+KEPT_CODE = "async () => (await (await caches.open('belka-code-v1')).keys()).map((r) => r.url)"
 KEPT_MANIFESTS = """async () => {
   const cache = await caches.open('belka-models-v1');
   return (await cache.keys()).map((r) => r.url).filter((u) => u.includes('/manifest.json?v='));
@@ -34,6 +35,11 @@ def test_a_second_visit_works_offline_and_a_new_model_replaces_the_old(browser, 
             assert page.evaluate("window.belka.ready")["ok"]
             kept = page.evaluate("window.belka.offline")
             assert kept["ok"] and kept["kept"] > 10, kept
+            # TF.js's parts the page ran, and its gradients, which the worker loads only for a first
+            # explanation (static/js/offline.js): Grad-CAM works offline too
+            code = [url.split("/")[-1] for url in page.evaluate(KEPT_CODE)]
+            assert {"tf-core.es2017.min.js", "tf-converter.es2017.min.js", "tf-backend-wasm.es2017.min.js",
+                    "tf-layers.es2017.min.js"} <= set(code), code
             online = classify_file(page, photo)
             old_shards = page.evaluate(KEPT_SHARDS)
             assert old_shards, "the model's shards were not kept"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from app.convert import verify
 
@@ -20,17 +21,28 @@ async ({name, input, shape}) => {
     model.dispose();
   }
   x.dispose();
-  return {out, version: tf.version.tfjs, tensors: tf.memory().numTensors};
+  return {out, version: tf.version_core, tensors: tf.memory().numTensors};
 }
 """
 
 
-def test_layers_and_graph_models_run_in_chromium(server, page, small_mobilenet):
+# TF.js as a tutorial's page loads it (the union bundle of every package), and as Belka's pages
+# do (static/js/vendor.js: core and the converter, then the layers API and a backend when used)
+BUNDLES = {
+    "union": ["tfjs/dist/tf.es2017.min.js"],
+    "parts": ["tfjs-core/dist/tf-core.es2017.min.js", "tfjs-converter/dist/tf-converter.es2017.min.js",
+              "tfjs-layers/dist/tf-layers.es2017.min.js", "tfjs-backend-cpu/dist/tf-backend-cpu.es2017.min.js"],
+}
+
+
+@pytest.mark.parametrize("bundles", list(BUNDLES))
+def test_layers_and_graph_models_run_in_chromium(server, page, small_mobilenet, bundles):
     folder, manifest = small_mobilenet["dir"], small_mobilenet["manifest"]
     batch = verify.probe_batch(96, 96, [-1, 1], seed=11)[:2]
     expected = verify.run_saved_model(folder / "saved_model", manifest["signature"], batch)
     page.goto(server + "/healthz")
-    page.add_script_tag(url="/vendor/tfjs/dist/tf.es2017.min.js")
+    for bundle in BUNDLES[bundles]:
+        page.add_script_tag(url=f"/vendor/{bundle}")
     result = page.evaluate(LOAD_AND_RUN, {"name": folder.name, "input": batch.ravel().tolist(),
                                           "shape": list(batch.shape)})
     assert result["version"] == "4.22.0"

@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_belka, snapshot
+from tests.conftest import ROOT, run_belka, snapshot
 
 LOCAL_URL = re.compile(r'(?:href|src|data-vendor)="(/[^"#?]*)')
 
@@ -67,7 +68,7 @@ def test_every_file_a_page_names_is_there(exported):
             assert target.is_file() or (target / "index.html").is_file() or \
                 (url.endswith("/") and target.is_dir()), (page, url)  # (data-vendor: a folder)
     vendor = next((out / "vendor").iterdir())
-    assert (vendor / "tfjs/dist/tf.es2017.min.js").is_file()
+    assert (vendor / "tfjs-core/dist/tf-core.es2017.min.js").is_file()
     assert len(list(vendor.glob("tfjs-backend-wasm/dist/*.wasm"))) == 3
 
 
@@ -123,3 +124,15 @@ def test_a_folder_that_is_not_an_export_is_left_alone(models, tmp_path):
     proc = run_belka("export-site", out, "--models-dir", models)
     assert proc.returncode == 2 and "not a Belka site export" in proc.stderr
     assert snapshot(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
+
+
+def test_the_site_has_every_vendor_file_the_pages_name():
+    """static/js/vendor.js names what the pages load from npm; an exported site (app/site.py
+    VENDOR_FILES) has nothing else to serve them from."""
+    from app.site import VENDOR_FILES
+
+    script = ("import('./static/js/vendor.js').then((v) => console.log(JSON.stringify([...v.TF_PARTS, v.TF_LAYERS, "
+              "...Object.values(v.BACKEND_BUNDLES).flatMap((b) => [b.bundle, ...b.warm].map((f) => b.dir + f))])))")
+    named = json.loads(subprocess.run(["node", "-e", script], cwd=ROOT, capture_output=True, text=True,
+                                      check=True).stdout)
+    assert len(named) >= 8 and set(named) <= set(VENDOR_FILES), sorted(set(named) - set(VENDOR_FILES))
