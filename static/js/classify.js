@@ -99,15 +99,26 @@ const explainer = config.model ? new ExplainController({
 
 // ---------------------------------------------------------------- operations
 
-/** Picks the backend, loads and warms up the model. */
+/**
+ * Picks the backend, loads and warms up the model. With a backend named (not "auto"), the
+ * worker gets the three requests of the start-up at once and answers them in order (it
+ * has usually done that work already: engine.js headStart), instead of one round trip
+ * after the other through this page's main thread.
+ */
 async function start() {
+  const { choice, source, ignored } = initialChoice();
+  const started = engine.call('start');
+  const ahead = choice === 'auto' ? {} : {
+    backend: engine.call('backend', { choice }),
+    model: engine.call('loadClassifier', { name: config.model, weights }),
+  };
+  Object.values(ahead).forEach((answer) => answer.catch(() => {})); // reported where awaited
   try {
-    await engine.call('start');
+    await started;
   } catch (error) {
     view.showMessage('model', 'error', 'The page cannot run models.', error.message);
     return { ok: false, error: error.message };
   }
-  const { choice, source, ignored } = initialChoice();
   if (source === 'url') rememberChoice(choice);
   if (ignored != null) {
     const { title, text } = unknownBackendMessage(ignored, choice);
@@ -117,8 +128,8 @@ async function start() {
     if (choice === 'auto') {
       await startAuto();
     } else {
-      await useBackend(choice);
-      await loadModel(false);
+      await useBackend(choice, choice, ahead.backend);
+      await loadModel(false, ahead.model);
     }
     view.showStatus('Ready: choose, drop or paste an image.');
     return { ok: true, backend: state.backend };
@@ -152,15 +163,16 @@ async function startAuto() {
 
 /**
  * Activates the backend for `choice` and shows what happened (fallbacks included).
- * Resolves to true when the active backend changed (timings then start afresh).
+ * Resolves to true when the active backend changed (timings then start afresh). `asked`: the
+ * worker's answer to this request, when it was sent already (start).
  */
-async function useBackend(choice, shownChoice = choice) {
+async function useBackend(choice, shownChoice = choice, asked = null) {
   state.choice = shownChoice;
   state.autoWhy = null;
   view.showStatus(choice === 'auto' ? 'Choosing a backend…' : `Starting the ${choice} backend…`);
   let result;
   try {
-    result = await engine.call('backend', { choice });
+    result = await (asked ?? engine.call('backend', { choice }));
   } catch (error) {
     state.backend = null;
     renderBackend();
@@ -194,16 +206,17 @@ async function useBackend(choice, shownChoice = choice) {
 /**
  * Loads the page's model on the active backend (again, after a switch); with `warm`, also
  * runs it once on zeros so its kernels are compiled (else `warmUpIfCold` does it later,
- * unless a photo comes first and is the warm-up itself).
+ * unless a photo comes first and is the warm-up itself). `asked`: the worker's answer to this
+ * request, when it was sent already (start).
  */
-async function loadModel(warm = true) {
+async function loadModel(warm = true, asked = null) {
   if (!config.model) throw new Error('No model to load.');
   view.showStatus(`Loading the model ${config.model}…`);
   state.model = null;
   explainer.modelChanged(null, null);
   let loaded;
   try {
-    loaded = await engine.call('loadClassifier', { name: config.model, weights });
+    loaded = await (asked ?? engine.call('loadClassifier', { name: config.model, weights }));
   } catch (error) {
     view.showMessage('model', 'error', `The model "${config.model}" could not be loaded.`, error.message);
     error.reported = true;
@@ -322,7 +335,7 @@ async function classify(blob, decoding = decodeImage(blob)) {
       state.warmupMs = ms;
     }
     view.showResult(verdict, top5, config.squirrelClasses, model.manifest.weights?.trained !== false);
-    view.showModelInput(input, spec);
+    showModelInputNext(state.result, spec);
     explainer.imageClassified(state.result, bitmap, region);
     view.showStatus(`Classified on ${state.backend}: inference ${formatMs(ms)}, ` +
       `${formatMs(state.result.totalMs)} from file to answer.`);
@@ -338,6 +351,20 @@ async function classify(blob, decoding = decodeImage(blob)) {
 }
 
 // ---------------------------------------------------------------- helpers
+
+/**
+ * Draws what the model saw for `result` in a task of its own, once the answer is out (the
+ * first photo's drawing takes ~10 ms, before its code is optimised); queued, so `idle()`
+ * waits for it. A newer result by then draws its own.
+ */
+function showModelInputNext(result, spec) {
+  serial(() => new Promise((resolve) => {
+    setTimeout(() => {
+      if (state.result === result) view.showModelInput(result.input, spec);
+      resolve();
+    }, 0);
+  }));
+}
 
 function renderBackend() {
   view.showBackend({
