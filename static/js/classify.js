@@ -37,6 +37,7 @@
  *                    operations; for tests: "stats" {numTensors, modelCalls, backend},
  *                    "kernel" {name, present} takes a kernel away or puts it back)
  *   idle()           Promise that resolves when the operations queued so far are done
+ *                    (and what the last result draws after it)
  *   explain(r)       Promise: explain the current image (static/js/explain.js), r =
  *                    {method: "gradcam"|"occlusion", classIndex, layer, patch, stride},
  *                    each optional (default: the card's controls, the top-1 class);
@@ -352,18 +353,21 @@ async function classify(blob, decoding = decodeImage(blob)) {
 
 // ---------------------------------------------------------------- helpers
 
+let modelInputDrawn = Promise.resolve();
+
 /**
  * Draws what the model saw for `result` in a task of its own, once the answer is out (the
- * first photo's drawing takes ~10 ms, before its code is optimised); queued, so `idle()`
- * waits for it. A newer result by then draws its own.
+ * first photo's drawing takes ~10 ms, before its code is optimised), while the next photo, if
+ * any, is already on its way to the worker; `idle()` waits for it. A newer result by then
+ * draws its own.
  */
 function showModelInputNext(result, spec) {
-  serial(() => new Promise((resolve) => {
+  modelInputDrawn = new Promise((resolve) => {
     setTimeout(() => {
       if (state.result === result) view.showModelInput(result.input, spec);
       resolve();
     }, 0);
-  }));
+  });
 }
 
 function renderBackend() {
@@ -466,7 +470,7 @@ function exposeApi(ready) {
     }),
     numTensors: () => (engine ? engine.call('stats').then((stats) => stats.numTensors) : Promise.resolve(0)),
     worker: (op, args) => (engine ? engine.call(op, args) : Promise.reject(new Error('No model.'))),
-    idle,
+    idle: () => idle().then(() => modelInputDrawn),
     explain: (request) => explainer?.explain(request) ?? Promise.resolve({ error: 'No model.' }),
     cancelExplain: () => explainer?.cancel(),
     explanations: () => explainer?.count ?? 0,
