@@ -33,13 +33,14 @@ VERSION_LENGTH = 16
 RECHECK_SECONDS = 1.0  # how stale the static version may be (see above)
 VERSION = re.compile(rf"[0-9a-f]{{{VERSION_LENGTH}}}")
 # The modules a page's module needs at once, named by relative URLs: its static imports
-# (`import x from './a.js'`, `import './a.js'`, `export ... from './a.js'`). Not what is
-# imported later with import(): the model worker's engine loads after TF.js, and preloading
-# it on the page held up the page's own modules, six connections at a time. Nor the worker's
-# own script (`new URL('./engine-worker.js', import.meta.url)`): its URL carries the page's
-# query (static/js/engine-client.js), so a preload of the bare URL was a request for nothing.
+# (`import x from './a.js'`, `import './a.js'`, `export ... from './a.js'`; between the keyword
+# and the URL only names, braces, commas and `*`). Not what is imported later with import():
+# the model worker's engine loads after TF.js, and preloading it on the page held up the page's
+# own modules, six connections at a time. Nor the worker's own script (`new URL('./a.js',
+# import.meta.url)`): its URL carries the page's query (static/js/engine-client.js), so a
+# preload of the bare URL was a request for nothing.
 _MODULE_REFERENCES = [
-    re.compile(r"""^\s*(?:import|export)\b[^'"]*?(?:\bfrom\s*)?['"](\.{1,2}/[^'"]+)['"]""", re.M),
+    re.compile(r"""^\s*(?:import|export)\s+(?:[\w*${}\s,]+?\s*from\s*)?['"](\.{1,2}/[^'"]+)['"]""", re.M),
 ]
 # the npm packages served under /vendor (app/files.py)
 VENDOR_PACKAGE_FILES = ("@tensorflow/*/package.json", "swagger-ui-dist/package.json")

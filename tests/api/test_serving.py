@@ -290,3 +290,23 @@ def test_the_service_worker_is_served_at_the_root(small_mobilenet, tmp_path):
     assert response.headers["content-type"] == "text/javascript; charset=utf-8"
     assert response.headers["cache-control"] == "no-cache"
     assert "self.addEventListener('fetch'" in response.text
+
+
+def test_module_preloads_are_the_static_imports_only(tmp_path):
+    """What a page preloads (app/assets.py module_preloads): every module its entry imports
+    statically, directly or not, multi-line import lists included; not a dynamic import(),
+    nor a worker's script named by new URL(..., import.meta.url) (its real URL carries a query)."""
+    from app.assets import Assets
+
+    js = tmp_path / "static" / "js"
+    js.mkdir(parents=True)
+    (js / "entry.js").write_text(
+        "import {\n  a,\n  b as c,\n} from './a.js';\nimport './side.js';\nexport * from './re.js';\n"
+        "export class Engine {\n  constructor() {\n    this.url = new URL('./worker.js', import.meta.url);\n  }\n}\n"
+        "import('./later.js');\n")
+    (js / "a.js").write_text("import x from './deep.js';\nexport const a = 1, b = x;\n")
+    for name in ("side.js", "re.js", "deep.js", "worker.js", "later.js"):
+        (js / name).write_text("export {};\n")
+    assets = Assets(tmp_path / "static", tmp_path / "node_modules")
+    named = [url.rsplit("/", 1)[-1] for url in assets.module_preloads("js/entry.js")]
+    assert sorted(named) == ["a.js", "deep.js", "re.js", "side.js"], named
