@@ -45,7 +45,10 @@ of the shared machine's load hits both), each in a FRESH persistent profile
 for a user):
 
 1. cold: ``performance.now()`` when the first answer for the photo arrives, in the page's time
-   origin (navigation start). The photo is given as early as the page's API allows: an init script
+   origin (navigation start), in a browser that has finished starting itself (``--settle``:
+   Chromium's toolbar is a WebUI page whose renderer takes ~0.5 s of CPU in the first second
+   after launch, headless too; a user's browser did that long before they open a page, so the
+   page is opened once the machine is quiet again, at most 5 s after launch). The photo is given as early as the page's API allows: an init script
    calls ``classifyBlob`` from a DOMContentLoaded listener added before any page script (Belka
    queues it behind its start-up; the bare page awaits its ``ready``). Also recorded: ``ready_ms``
    (when the page's ``ready`` resolved) and ``first_answer_ms``, the time from handing the photo
@@ -562,6 +565,43 @@ def navigate(page, wire: Wire, url: str | None, timeout_ms: float) -> dict:
     return {"first": first, "figures": load_figures(first, wire, worker_requests(page))}
 
 
+def cpu_busy_fraction(seconds: float) -> float | None:
+    """The machine's busy share of all its cores over ``seconds`` (/proc/stat), or None without it."""
+    def sample():
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        return sum(values) - values[3] - values[4], sum(values)  # busy (not idle, not iowait), all
+    try:
+        busy0, all0 = sample()
+        time.sleep(seconds)
+        busy1, all1 = sample()
+    except OSError:
+        return None
+    return (busy1 - busy0) / max(all1 - all0, 1)
+
+
+def settle_browser(limit_s: float) -> float:
+    """Waits until a just-launched browser is at rest, at most ``limit_s``; returns the seconds waited.
+
+    Chromium starts its own UI after launch: its toolbar is a WebUI page, whose renderer takes
+    ~0.5 s of CPU in the first second (measured on Chromium 156 here, headless too). A user's
+    browser has done that long before they open a page, so a cold open waits for it: until the
+    machine's cores are less than 15% busy over 200 ms (at least 0.5 s after launch), or
+    ``limit_s``. Without /proc/stat, it waits ``limit_s``."""
+    started = time.perf_counter()
+    if limit_s <= 0:
+        return 0.0
+    time.sleep(min(0.5, limit_s))
+    while time.perf_counter() - started < limit_s:
+        busy = cpu_busy_fraction(0.2)
+        if busy is None:
+            time.sleep(max(0.0, limit_s - (time.perf_counter() - started)))
+            break
+        if busy < 0.15:
+            break
+    return round(time.perf_counter() - started, 2)
+
+
 def run_page(p, kind: str, url: str, backend: str, args, photo: str, detect_url: str | None) -> dict:
     """One round of one page on one backend, in a fresh profile: cold (+ steady classifications),
     second visit, reload (+ explanations and detection for Belka)."""
@@ -581,7 +621,9 @@ def run_page(p, kind: str, url: str, backend: str, args, photo: str, detect_url:
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.on("console", lambda m: m.type == "error" and errors.append(m.text))
 
-        # 1. cold, then the steady classifications on the same page
+        # 1. cold, then the steady classifications on the same page; navigated once the browser
+        # has finished starting itself (a user's browser is running before they open the page)
+        sample["browser_settle_s"] = settle_browser(args.settle)
         page = context.pages[0] if context.pages else context.new_page()
         watch(page)
         wire = Wire(page)
@@ -872,6 +914,9 @@ def main() -> None:
     parser.add_argument("--swiftshader-everywhere", action="store_true",
                         help="run wasm and cpu with SwiftShader's GPU flags too (as the tests do), not "
                              "Chromium's own GPU setup: every frame then goes through SwiftShader")
+    parser.add_argument("--settle", type=float, default=5.0,
+                        help="at most this many seconds for a just-launched browser to finish starting "
+                             "before the cold open (default 5; 0: navigate at launch)")
     parser.add_argument("--timeout", type=float, default=180, help="seconds per page step (default 180)")
     parser.add_argument("--explain-timeout", type=float, default=120,
                         help="seconds per explanation before it is cancelled (default 120)")
@@ -952,7 +997,8 @@ def main() -> None:
         "machine": machine,
         "versions": {**js_versions(), "tfjs_in_page": tfjs_in_page, "chromium": args.chromium_version},
         "git": git_state(),
-        "settings": {"rounds": args.rounds, "runs": args.runs, "slow_runs": args.slow_runs, "backends": backends,
+        "settings": {"rounds": args.rounds, "settle_s": args.settle, "runs": args.runs,
+                     "slow_runs": args.slow_runs, "backends": backends,
                      "model": args.model, "model_source": "converted now (--weights none)"
                      if args.models.is_relative_to(tmp) else str(args.models),
                      "detector": args.detector, "explain": not args.no_explain,
