@@ -230,10 +230,12 @@ def test_pages_name_only_content_hashed_files(small_mobilenet, tmp_path):
     for module in ("engine.js", "model.js", "gradcam.js", "backend.js", "engine-worker.js"):
         assert f"/static/{version}/js/{module}" not in preloaded, module
     assert f"/static/{version}/js/classify.js" not in preloaded  # the entry itself is a <script>
-    # the worker is started by a small module of its own, ahead of the page's module; TF.js is
+    # the worker is started by a small module of its own, ahead of the page's module and of the
+    # page's first frame (render-blocking: the first layout would hold it back); TF.js is
     # loaded (and compiled) by the worker alone, not parsed on the page too
-    scripts = re.findall(r'<script type="module" (?:async )?src="([^"]+)"', html)
-    assert scripts == [f"/static/{version}/js/start-worker.js", f"/static/{version}/js/classify.js"], scripts
+    scripts = re.findall(r'<script type="module" ((?:async blocking="render" )?)src="([^"]+)"', html)
+    assert scripts == [('async blocking="render" ', f"/static/{version}/js/start-worker.js"),
+                       ("", f"/static/{version}/js/classify.js")], scripts
     assert "tf-core" not in html and "tf.es2017.min.js" not in html
     assert "tf-backend-webgpu" not in html and "tf-backend-wasm" not in html  # loaded on first use
     assert f'data-vendor="/vendor/{assets.vendor_version()}/"' in html
