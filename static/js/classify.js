@@ -12,7 +12,8 @@
  *
  * Test and debug API, `window.belka`:
  *   offline          Promise, once ready: {ok, kept} when the service worker has stored this
- *                    page, its code and its model for offline visits (static/sw.js)
+ *                    page, its code and its model for offline visits (static/sw.js); after a
+ *                    first Grad-CAM, the keeping of the layers model it downloaded
  *   ready            Promise, settles once the model is loaded and warmed up (by a
  *                    photo given before, else on zeros): {ok: true, backend} or
  *                    {ok: false, error} (it never rejects)
@@ -62,7 +63,7 @@ import { operationQueue } from './serial.js';
 import { RecentMedian, since } from './timings.js';
 import * as view from './view.js';
 import { wireModelPicker } from './model-picker.js';
-import { keepWhenReady } from './offline.js';
+import { keepAgain, keepWhenReady } from './offline.js';
 import { startPageEngine } from './start-worker.js';
 
 const MEDIAN_OF_LAST = 20;
@@ -88,7 +89,16 @@ const state = {
 
 // ---------------------------------------------------------------- one operation at a time
 
-const { serial, idle } = operationQueue();
+const queue = operationQueue();
+const { idle } = queue;
+let queued = 0; // operations queued so far
+let photoMayGoAhead = null; // while the start-up's requests went ahead: `queued` then (queueClassify)
+
+/** Queues an operation (serial.js): it starts once every operation queued before it is done. */
+function serial(task) {
+  queued += 1;
+  return queue.serial(task);
+}
 
 const explainer = config.model ? new ExplainController({
   engine,
@@ -104,7 +114,8 @@ const explainer = config.model ? new ExplainController({
  * Picks the backend, loads and warms up the model. With a backend named (not "auto"), the
  * worker gets the three requests of the start-up at once and answers them in order (it
  * has usually done that work already: engine.js headStart), instead of one round trip
- * after the other through this page's main thread.
+ * after the other through this page's main thread; a photo given meanwhile, with nothing
+ * else queued, goes right behind them (queueClassify).
  */
 async function start() {
   const { choice, source, ignored } = initialChoice();
@@ -114,6 +125,16 @@ async function start() {
     model: engine.call('loadClassifier', { name: config.model, weights }),
   };
   Object.values(ahead).forEach((answer) => answer.catch(() => {})); // reported where awaited
+  if (choice !== 'auto') photoMayGoAhead = queued;
+  try {
+    return await startedUp({ choice, source, ignored }, started, ahead);
+  } finally {
+    photoMayGoAhead = null;
+  }
+}
+
+/** The rest of start(), once its requests are sent: their answers shown in turn. */
+async function startedUp({ choice, source, ignored }, started, ahead) {
   try {
     await started;
   } catch (error) {
@@ -288,7 +309,7 @@ async function changeBackend(choice) {
  * result and returns it (null when it is not a readable image). `decoding`: its decode,
  * when the caller started it as the image was given (see `queueClassify`).
  */
-async function classify(blob, decoding = decodeImage(blob)) {
+async function classify(blob, decoding = decodeImage(blob), asked = null) {
   const started = performance.now();
   const model = state.model;
   if (!model) {
@@ -298,7 +319,7 @@ async function classify(blob, decoding = decodeImage(blob)) {
   view.showStatus('Classifying…');
   // the worker gets the file itself and decodes its own copy, at once: the model does not wait
   // for this page to decode the picture and draw it (nor for a frame of the last result)
-  const answer = engine.call('classify', { image: blob });
+  const answer = asked ?? engine.call('classify', { image: blob });
   answer.catch(() => {}); // an unreadable file: reported from this page's decode, below
   let bitmap;
   try {
@@ -395,12 +416,17 @@ function plainResult(result) {
 
 /**
  * Queues a classification of `blob`, its decode begun at once: a photo given while the model
- * still loads is decoded meanwhile, not after.
+ * still loads is decoded meanwhile, not after. The first photo given during the start-up, with
+ * nothing else queued since, also goes to the worker at once, right behind the start-up's
+ * requests (the worker classifies it as soon as its model is loaded: engine.js `changing`)
+ * rather than after their answers have come back to this page; its answer is read in turn.
  */
 function queueClassify(blob) {
   const decoding = decodeImage(blob);
   decoding.catch(() => {}); // reported by classify(), in turn
-  return serial(() => classify(blob, decoding));
+  const asked = photoMayGoAhead === queued ? engine.call('classify', { image: blob }) : null;
+  asked?.catch(() => {}); // reported by classify(), in turn
+  return serial(() => classify(blob, decoding, asked));
 }
 
 /** Classifies a user's file; errors are shown in the page, not thrown at the event loop. */
@@ -452,9 +478,12 @@ function wireInputs() {
 }
 
 function exposeApi(ready) {
+  let offline = keepWhenReady(ready, engine);
+  // a first Grad-CAM downloaded the layers model: kept for offline visits too
+  if (explainer) explainer.onModelFilesLoaded = () => { offline = keepAgain(offline, engine); };
   window.belka = {
     ready,
-    offline: keepWhenReady(ready, engine),
+    get offline() { return offline; },
     config,
     model: () => config.model,
     backend: () => state.backend,

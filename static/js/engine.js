@@ -8,20 +8,31 @@
  * Each export of `operations` is one request the page can make, `op(args, {progress})`: it
  * resolves to plain data (typed arrays are transferred, not copied) or throws an error that
  * reaches the page with its name, message and fields (GradientUnsupportedError's backend and
- * kernel, CancelledError...). The page sends one operation at a time, except `cancel`.
+ * kernel, CancelledError...). The page sends one operation at a time, except `cancel`, and a
+ * first photo sent right behind the start-up's requests (see `changing`).
+ *
+ * Only what a page's first answer needs is imported up front: the modules of the detector,
+ * Grad-CAM, occlusion, the heatmap's colours and the taught head are imported on first use
+ * (`later`), so a cold classify page's worker makes 8 requests fewer before its first answer.
+ * `resources` imports them all before it lists what an offline visit needs.
  */
 import { activateBackend } from './backend.js';
-import { Detector } from './detector.js';
-import { GradCam, GraphGradCam } from './gradcam.js';
-import { augmentedViews, Head, trainHead } from './head.js';
-import { colourise } from './heatmap.js';
 import { modelUrl } from './manifest.js';
 import { Classifier } from './model.js';
-import { occlusionMap } from './occlusion-map.js';
 import { toModelInput } from './model-input.js';
 import { decodeImage } from './preprocess.js';
-import { seededRandom } from './random.js';
 import { tf, TFJS_VERSION, withGradients } from './tf.js';
+
+/** The modules imported on first use (a module is fetched and run once; later calls get it). */
+const later = {
+  detector: () => import('./detector.js'),
+  gradcam: () => import('./gradcam.js'),
+  head: () => import('./head.js'),
+  heatmap: () => import('./heatmap.js'),
+  occlusionMap: () => import('./occlusion-map.js'),
+  random: () => import('./random.js'),
+  customLayers: () => import('./custom-layers.js'), // tf.js withGradients imports it too
+};
 
 const state = {
   backend: null,
@@ -71,10 +82,12 @@ export function newPage() {
 export async function headStart({ backend, model, weights = null, manifest }) {
   if (!backend || !model) return;
   try {
+    // a detector's module is fetched while the backend starts
+    Promise.resolve(manifest).then((m) => m?.task === 'detection' && later.detector()).catch(() => {});
     await operations.backend({ choice: backend });
     const task = (await manifest)?.task;
     if (task === 'classification') state.model = await Classifier.load(model, { weights });
-    else if (task === 'detection') state.model = await Detector.load(model);
+    else if (task === 'detection') state.model = await (await later.detector()).Detector.load(model);
     else return;
     state.loaded = modelKey(task, model, task === 'classification' ? weights : null);
   } catch {
@@ -89,7 +102,8 @@ function classifier() {
   return state.model;
 }
 
-function detector() {
+async function detector() {
+  const { Detector } = await later.detector();
   if (!(state.model instanceof Detector)) throw new Error('No detector is loaded.');
   return state.model;
 }
@@ -98,10 +112,11 @@ function detector() {
  * Grad-CAM's `through` for the taught head: where the base's features are (the layers model's
  * features layer, or the graph's features node) and the head's logits on them.
  */
-function taughtScore() {
+async function taughtScore() {
   const { head, gradcam } = state;
   if (!head) throw new Error('Train first: there is no taught head yet.');
   const features = classifier().manifest.features ?? {};
+  const { GraphGradCam } = await later.gradcam();
   const at = gradcam instanceof GraphGradCam ? features.node : features.layer;
   if (!at) throw new Error('The base model names no features layer for Grad-CAM through a taught head.');
   return { at, logits: (x) => head.logits(tf.reshape(x, [x.shape[0], -1])) };
@@ -111,6 +126,18 @@ function taughtScore() {
 function lastInput() {
   if (!state.input) throw new Error('Classify an image first.');
   return tf.tensor4d(state.input.data, state.input.shape);
+}
+
+/**
+ * The requests that change the backend or the model run one after the other, and a
+ * classification waits for those sent before it: a page sends its first photo right behind
+ * its start-up's requests (classify.js), not after their answers came back to it.
+ */
+let changes = Promise.resolve();
+function changing(task) {
+  const run = changes.then(task);
+  changes = run.catch(() => {});
+  return run;
 }
 
 export const operations = {
@@ -123,12 +150,14 @@ export const operations = {
    * Activates the backend for `choice` (with fallback, static/js/backend.js). A model loaded
    * on another backend is dropped: its weights live there. {backend, failures, changed}.
    */
-  async backend({ choice }) {
-    const result = await activateBackend(choice);
-    const changed = result.backend !== state.backend;
-    if (changed) forgetModel();
-    state.backend = result.backend;
-    return { ...result, changed };
+  backend({ choice }) {
+    return changing(async () => {
+      const result = await activateBackend(choice);
+      const changed = result.backend !== state.backend;
+      if (changed) forgetModel();
+      state.backend = result.backend;
+      return { ...result, changed };
+    });
   },
 
   /**
@@ -136,33 +165,37 @@ export const operations = {
    * (manifest.js pageGraph); with `warm`, runs it once on zeros. {manifest, weights: {folder,
    * dtype}, loadMs, warmupMs (null without warm)}.
    */
-  async loadClassifier({ name, weights = null, warm = false }) {
-    const key = modelKey('classification', name, weights);
-    let loaded = alreadyLoaded(key);
-    if (!loaded) {
-      forgetModel();
-      loaded = await Classifier.load(name, { weights });
-      Object.assign(state, { model: loaded, loaded: key });
-    }
-    const warmupMs = warm ? await loaded.warmUp() : null;
-    return { manifest: loaded.manifest, weights: loaded.weights, loadMs: loaded.loadMs, warmupMs };
+  loadClassifier({ name, weights = null, warm = false }) {
+    return changing(async () => {
+      const key = modelKey('classification', name, weights);
+      let loaded = alreadyLoaded(key);
+      if (!loaded) {
+        forgetModel();
+        loaded = await Classifier.load(name, { weights });
+        Object.assign(state, { model: loaded, loaded: key });
+      }
+      const warmupMs = warm ? await loaded.warmUp() : null;
+      return { manifest: loaded.manifest, weights: loaded.weights, loadMs: loaded.loadMs, warmupMs };
+    });
   },
 
   /**
    * Loads the detector `name`; with `warm`, runs it once on a black picture. {manifest,
    * defaults (scoreThreshold, iouThreshold, maxBoxes), loadMs, warmupMs, execution}.
    */
-  async loadDetector({ name, warm = false }) {
-    const key = modelKey('detection', name, null);
-    let loaded = alreadyLoaded(key);
-    if (!loaded) {
-      forgetModel();
-      loaded = await Detector.load(name);
-      Object.assign(state, { model: loaded, loaded: key });
-    }
-    const warmupMs = warm ? await loaded.warmUp() : null;
-    const { manifest, defaults, loadMs, execution } = loaded;
-    return { manifest, defaults, loadMs, warmupMs, execution };
+  loadDetector({ name, warm = false }) {
+    return changing(async () => {
+      const key = modelKey('detection', name, null);
+      let loaded = alreadyLoaded(key);
+      if (!loaded) {
+        forgetModel();
+        loaded = await (await later.detector()).Detector.load(name);
+        Object.assign(state, { model: loaded, loaded: key });
+      }
+      const warmupMs = warm ? await loaded.warmUp() : null;
+      const { manifest, defaults, loadMs, execution } = loaded;
+      return { manifest, defaults, loadMs, warmupMs, execution };
+    });
   },
 
   /** One run on zeros (kernels compiled): its ms. */
@@ -174,22 +207,26 @@ export const operations = {
   /**
    * Classifies a picture: {output, probabilities, input, ms}, as Classifier.run plus the model
    * input it became. The input is kept for explanations. `image`: the image file itself (a
-   * Blob, decoded here: the model need not wait for the page to decode and draw it) or an
-   * ImageBitmap.
+   * Blob, decoded here, while the backend or model changes sent before it finish: the model
+   * need not wait for the page to decode and draw it) or an ImageBitmap.
    */
   async classify({ image }) {
-    const model = classifier();
+    const decoding = image instanceof Blob ? decodeImage(image) : Promise.resolve(image);
+    decoding.catch(() => {}); // thrown below, once the changes before it are done
+    let bitmap;
     let input;
     try {
-      if (image instanceof Blob) image = await decodeImage(image);
-      input = toModelInput(image, model.preprocessing);
+      await changes;
+      bitmap = await decoding;
+      const model = classifier();
+      input = toModelInput(bitmap, model.preprocessing);
       const { output, probabilities, ms } = await model.run(input);
       const data = await input.data();
       state.input = { data, shape: input.shape };
       return { output, probabilities, ms, input: data.slice() };
     } finally {
       input?.dispose();
-      image.close?.();
+      bitmap?.close?.();
     }
   },
 
@@ -200,12 +237,13 @@ export const operations = {
    * with `classify`, also the model's class probabilities for the picture (probabilities).
    */
   async features({ image, views = 0, seed = 0, classify = false }) {
-    const model = classifier();
     const start = performance.now();
     let values;
     let extra;
     let probabilities;
     try {
+      const model = classifier();
+      const [{ augmentedViews }, { seededRandom }] = views ? await Promise.all([later.head(), later.random()]) : [{}, {}];
       [values, extra, probabilities] = tf.tidy(() => {
         const x = toModelInput(image, model.preprocessing);
         const own = tf.reshape(model.featuresOf(x), [-1]);
@@ -231,8 +269,8 @@ export const operations = {
    */
   async gradcamLayers() {
     const model = classifier();
+    const [{ GradCam, GraphGradCam }] = await Promise.all([later.gradcam(), withGradients()]);
     if (!state.gradcam) {
-      await withGradients();
       const { manifest } = model;
       const scoreKind = manifest.output.kind === 'logits' ? 'logit' : 'probability';
       if (manifest.formats?.layers) {
@@ -257,7 +295,7 @@ export const operations = {
    */
   async gradcam({ classIndex, layer, taught = false }) {
     if (!state.gradcam) await operations.gradcamLayers();
-    const through = taught ? taughtScore() : null;
+    const through = taught ? await taughtScore() : null;
     const input = lastInput();
     try {
       return await state.gradcam.explain(input, classIndex, layer, through);
@@ -272,6 +310,7 @@ export const operations = {
    */
   async occlusion({ classIndex, patch, stride, fill }, { progress }) {
     const model = classifier();
+    const { occlusionMap } = await later.occlusionMap();
     const input = lastInput();
     state.abort = new AbortController();
     try {
@@ -295,6 +334,7 @@ export const operations = {
       throw new Error(`The model "${model.name}" names no features a new head could learn from: convert it ` +
         'again with this version of Belka, or pick another base.');
     }
+    const { trainHead } = await later.head();
     state.abort = new AbortController();
     try {
       const { head, history, split, trainingRows } = await trainHead({ ...args, size },
@@ -308,8 +348,9 @@ export const operations = {
   },
 
   /** Puts back a head trained earlier ({weightSpecs, data}: a reloaded /teach page's). */
-  useHead({ weightSpecs, data }) {
+  async useHead({ weightSpecs, data }) {
     classifier();
+    const { Head } = await later.head();
     const head = Head.fromWeights({ weightSpecs, data });
     state.head?.dispose();
     state.head = head;
@@ -352,6 +393,7 @@ export const operations = {
    * (half-pixel centres, as the server) and coloured with jet: ImageData.
    */
   async heatmapImage({ heatmap, shape, width, height }) {
+    const { colourise } = await later.heatmap();
     const resized = tf.tidy(() => tf.image.resizeBilinear(tf.tensor3d(heatmap, [...shape, 1]),
       [height, width], false, true));
     try {
@@ -367,15 +409,15 @@ export const operations = {
    */
   async detect({ image, options = {} }) {
     try {
-      return await detector().detect(image, options);
+      return await (await detector()).detect(image, options);
     } finally {
       image.close?.();
     }
   },
 
   /** How the detector's graph runs ("execute" or "executeAsync"); sets it when `mode` is given. */
-  execution({ mode }) {
-    const model = detector();
+  async execution({ mode }) {
+    const model = await detector();
     if (mode) model.execution = mode;
     return model.execution;
   },
@@ -386,12 +428,14 @@ export const operations = {
   },
 
   /**
-   * The URLs this worker fetched (code, WASM, model files): what an offline visit needs. With
+   * The URLs this worker fetched (code, WASM, model files): what an offline visit needs, the
+   * modules imported on first use included (`later`: imported now, if they were not yet). With
    * `thisPage`, only those fetched since the page now served first asked (none on a reload that
    * found the model loaded), each as {url, transferSize, encodedBodySize, status}: what a
    * benchmark counts as this page's bytes.
    */
-  resources({ thisPage = false } = {}) {
+  async resources({ thisPage = false } = {}) {
+    if (!thisPage) await Promise.all(Object.values(later).map((load) => load()));
     const entries = performance.getEntriesByType('resource');
     if (!thisPage) return entries.map((entry) => entry.name);
     return entries.filter((entry) => entry.startTime >= state.pageSince).map((entry) => ({

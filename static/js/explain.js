@@ -39,6 +39,7 @@ export class ExplainController {
     this.classifier = null; // {name, manifest, labels, preprocessing}
     this.backend = null;
     this.gradcam = null; // {layers, defaultLayer, model, scoreKind}: the worker's Grad-CAM, once loaded
+    this.onModelFilesLoaded = null; // called when a Grad-CAM downloaded the layers model (offline.js keepAgain)
     this.image = null; // {input: Float32Array [1*H*W*3], top5}
     this.classIndex = null;
     this.explanation = null;
@@ -262,9 +263,11 @@ export class ExplainController {
       this.gradcam = await this.engine.call('gradcamLayers');
     } catch (error) {
       return this.fail(manifest.formats?.layers
-        ? `The layers model could not be loaded: ${error.message}`
+        ? `The layers model could not be loaded: ${error.message}. It is downloaded on the first ` +
+          'Grad-CAM (and kept for offline visits after that); occlusion needs no download.'
         : `Grad-CAM cannot run on this model's graph model: ${error.message}`);
     }
+    if (this.gradcam.model === 'layers') this.onModelFilesLoaded?.();
     view.showLayers(this.gradcam.layers, this.gradcam.defaultLayer);
     return this.gradcam;
   }

@@ -46,8 +46,10 @@ export async function keepForOffline(fetched = []) {
 /**
  * keepForOffline once the page's model runs (`ready` resolved ok) and its worker has been
  * idle for a moment, with what that worker fetched (`engine`: TF.js, the WASM backend, the
- * model's files) and TF.js's gradients, which the worker loads only when something is first
- * explained or trained (tf.js withGradients): so Grad-CAM works offline too.
+ * model's files, and the engine's modules it imports on first use, engine.js `later`) and
+ * TF.js's gradients, which the worker loads only when something is first explained or trained
+ * (tf.js withGradients). Occlusion then works offline. Grad-CAM on a model with a layers model
+ * needs that model too, downloaded on the first Grad-CAM: keepAgain keeps it then.
  */
 export async function keepWhenReady(ready, engine) {
   const started = await ready;
@@ -55,4 +57,19 @@ export async function keepWhenReady(ready, engine) {
   await engine.quiet(QUIET_MS);
   const gradients = new URL(vendorUrl(TF_LAYERS), window.location.href).href;
   return keepForOffline([...await engine.call('resources'), gradients]);
+}
+
+/**
+ * After `kept` (keepWhenReady's promise, or an earlier keepAgain's), keeps what the model's
+ * worker has fetched since: the layers model a first Grad-CAM loaded, so that Grad-CAM works
+ * on offline visits too. Same result as keepForOffline; never rejects.
+ */
+export async function keepAgain(kept, engine) {
+  const before = await kept;
+  if (!before?.ok) return before;
+  try {
+    return await keepForOffline(await engine.call('resources'));
+  } catch (error) {
+    return { ok: false, reason: error?.message ?? String(error) };
+  }
 }

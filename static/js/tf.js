@@ -11,7 +11,6 @@
  * (The ES5 bundles cannot run under our Content-Security-Policy: their polyfills call
  * Function().)
  */
-import { registerLayers } from './custom-layers.js';
 import { loadScript, loadScripts, TF_LAYERS, TF_PARTS, vendorUrl } from './vendor.js';
 
 const SETUP_HINT = 'Run `make setup` (npm ci) on the server and reload.';
@@ -45,8 +44,11 @@ let gradients = null;
  * not load (and tries again next time).
  */
 export function withGradients() {
-  gradients ??= (typeof tf.loadLayersModel === 'function' ? Promise.resolve() : loadScript(vendorUrl(TF_LAYERS)))
-    .then(() => {
+  gradients ??= Promise.all([
+    typeof tf.loadLayersModel === 'function' ? null : loadScript(vendorUrl(TF_LAYERS)),
+    import('./custom-layers.js'),
+  ])
+    .then(([, { registerLayers }]) => {
       if (typeof tf.loadLayersModel !== 'function') throw new Error(`${vendorUrl(TF_LAYERS)} ran but defined no tf.loadLayersModel`);
       registerLayers(tf);
       return tf;

@@ -40,7 +40,16 @@ def test_a_second_visit_works_offline_and_a_new_model_replaces_the_old(browser, 
             code = [url.split("/")[-1] for url in page.evaluate(KEPT_CODE)]
             assert {"tf-core.es2017.min.js", "tf-converter.es2017.min.js", "tf-backend-wasm.es2017.min.js",
                     "tf-layers.es2017.min.js"} <= set(code), code
+            # and the engine's modules its worker imports only on first use (engine.js `later`)
+            assert {"gradcam.js", "occlusion-map.js", "occlusion.js", "heatmap.js", "custom-layers.js",
+                    "head.js", "random.js", "detector.js"} <= set(code), code
             online = classify_file(page, photo)
+            # a first Grad-CAM downloads the layers model: kept too, so Grad-CAM works offline
+            assert page.evaluate("belka.explain({method: 'gradcam'})").get("source") == "page"
+            again = page.evaluate("window.belka.offline")
+            assert again["ok"], again
+            kept_layers = page.evaluate(KEPT_SHARDS)
+            assert any("/layers/" in u for u in kept_layers), kept_layers
             old_shards = page.evaluate(KEPT_SHARDS)
             assert old_shards, "the model's shards were not kept"
         # the server is gone: a second visit (a new tab: a model worker of its own, where a
@@ -53,6 +62,10 @@ def test_a_second_visit_works_offline_and_a_new_model_replaces_the_old(browser, 
         assert ready == {"ok": True, "backend": "wasm"}, ready
         offline = classify_file(page, photo)
         assert offline["top5"] == online["top5"]
+        gradcam = page.evaluate("belka.explain({method: 'gradcam'})")
+        assert gradcam.get("source") == "page" and not gradcam.get("error"), gradcam
+        occlusion = page.evaluate("belka.explain({method: 'occlusion', patch: 48, stride: 48})")
+        assert occlusion.get("images") and not occlusion.get("error"), occlusion
         api = page.evaluate("fetch('/api/models').then((r) => r.status, (e) => 'failed')")
         assert api == "failed"  # online-only: never answered from the cache
         assert page.errors == ["Failed to load resource: net::ERR_CONNECTION_REFUSED"], page.errors

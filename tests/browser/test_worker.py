@@ -5,9 +5,13 @@
 - while an occlusion map runs on the cpu backend (the slowest: hundreds of model calls), the
   page's main thread stays free: a 10 ms timer keeps firing, and long tasks (> 50 ms) take a
   small share of the time, where the same work on the main thread was one long task per batch;
-- an error in the worker reaches the page as a clear message, and Cancel reaches the worker.
+- an error in the worker reaches the page as a clear message, and Cancel reaches the worker;
+- the worker imports only what a first answer needs (the rest on first use), and a photo sent
+  right behind a backend and model change runs on what they made.
 """
 from __future__ import annotations
+
+import base64
 
 from tests.browser.conftest import classify_file, new_page, open_classify
 
@@ -166,5 +170,70 @@ def test_a_reload_finds_the_tabs_model_running_and_a_duplicated_tab_gets_its_own
         }""")
         assert heatmap == 2
         assert not page.errors, page.errors
+    finally:
+        page.context.close()
+
+
+# Engine modules a classify page's first answer does not need: its worker imports them on first
+# use (engine.js `later`), or when it lists what an offline visit needs.
+LATER_MODULES = {"detector.js", "gradcam.js", "head.js", "heatmap.js", "occlusion-map.js", "occlusion.js",
+                 "random.js", "custom-layers.js"}
+
+
+def fetched_modules(entries) -> set[str]:
+    return {(e if isinstance(e, str) else e["url"]).split("?")[0].split("/")[-1] for e in entries}
+
+
+def test_the_worker_imports_only_what_the_first_answer_needs(browser, server, chelsea_png):
+    page = new_page(browser)
+    try:
+        page.goto(server + "/?backend=wasm")
+        # what the worker fetched for this page, as soon as it is ready (before the offline copy,
+        # which waits for the worker to be quiet, imports the rest)
+        at_ready = page.evaluate("window.belka.ready.then(() => belka.worker('resources', {thisPage: true}))")
+        modules = fetched_modules(at_ready)
+        assert {"engine.js", "model.js", "backend.js"} <= modules and not modules & LATER_MODULES, modules
+        classify_file(page, str(chelsea_png))
+        # Grad-CAM imports its module (and the layers registered with TF.js's gradients) on first use
+        layers = page.evaluate("belka.worker('gradcamLayers')")
+        assert layers["layers"], layers
+        assert {"gradcam.js", "custom-layers.js"} <= fetched_modules(page.evaluate("belka.worker('resources')"))
+        heatmap = page.evaluate("""async () => {
+          const {defaultLayer} = await belka.worker('gradcamLayers');
+          const {heatmap, shape} = await belka.worker('gradcam', {classIndex: 0, layer: defaultLayer});
+          return (await belka.worker('heatmapImage', {heatmap, shape, width: 8, height: 8})).data.length;
+        }""")
+        assert heatmap == 8 * 8 * 4
+        # what an offline visit needs: every module, imported now if it was not yet
+        assert LATER_MODULES <= fetched_modules(page.evaluate("belka.worker('resources')"))
+        assert not page.errors, page.errors
+    finally:
+        page.context.close()
+
+
+def test_a_photo_sent_behind_a_backend_and_model_change_waits_for_them(browser, server, chelsea_png):
+    """The worker runs backend and model changes one after the other, and a classification sent
+    right behind them (not after their answers) runs on what they made (engine.js `changing`)."""
+    page, ready = open_classify(browser, server + "/?backend=wasm")
+    try:
+        assert ready == {"ok": True, "backend": "wasm"}, ready
+        photo = base64.b64encode(chelsea_png.read_bytes()).decode()
+        out = page.evaluate("""async (b64) => {
+          const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+          const image = () => new Blob([bytes], {type: 'image/png'});
+          const [backend, loaded, answer] = await Promise.all([
+            belka.worker('backend', {choice: 'cpu'}),
+            belka.worker('loadClassifier', {name: belka.model(), weights: 'float32'}),
+            belka.worker('classify', {image: image()}),
+          ]);
+          const stats = await belka.worker('stats');
+          const again = await belka.worker('classify', {image: image()});
+          return {backend: backend.backend, changed: backend.changed, dtype: loaded.weights.dtype, stats,
+                  first: Array.from(answer.probabilities), again: Array.from(again.probabilities)};
+        }""", photo)
+        assert out["backend"] == "cpu" and out["changed"] and out["dtype"] == "float32", out
+        # the photo ran on the model loaded on cpu, as its first call: not on the wasm model before it
+        assert out["stats"] == {**out["stats"], "backend": "cpu", "modelCalls": 1}, out["stats"]
+        assert out["first"] == out["again"]
     finally:
         page.context.close()
