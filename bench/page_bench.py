@@ -783,7 +783,7 @@ def print_table(summaries: dict, targets: list[dict]) -> None:
             ("reload KB", "reload_bytes"), ("grad-cam ms", "gradcam_ms"), ("occlusion ms", "occlusion_ms"),
             ("detect inference ms", "detect_inference_ms")]
     limits = {metric: limit for metric, limit in TARGETS.items()}
-    print(f"\n{'backend':<19} {'metric':<20} {'belka':>9} {'bare':>9} {'ratio':>7} {'target':>7} {'':>6}")
+    print(f"\n{'backend':<19} {'metric':<22} {'belka':>9} {'bare':>9} {'ratio':>7} {'target':>7} {'':>6}")
     for label, summary in summaries.items():
         belka, bare = summary["pages"]["belka"], summary["pages"]["bare"]
         if not belka.get("rounds") or not bare.get("rounds"):
@@ -798,7 +798,7 @@ def print_table(summaries: dict, targets: list[dict]) -> None:
             limit = limits.get(key) if summary["backend"] == "wasm" else None
             r = summary["ratios"].get(key)
             verdict = "" if limit is None or r is None else ("ok" if r <= limit else "MISSED")
-            print(f"{label:<19} {name:<20} {fmt(a)} {fmt(b)} {fmt(r, '.2f', 7)} "
+            print(f"{label:<19} {name:<22} {fmt(a)} {fmt(b)} {fmt(r, '.2f', 7)} "
                   f"{fmt(limit, '.1f', 7) if limit else ' ' * 7} {verdict:>6}")
         for phase in ("load", "classify", "gradcam", "occlusion", "detect"):
             a = belka.get("longest_task_ms", {}).get(phase)
@@ -807,7 +807,7 @@ def print_table(summaries: dict, targets: list[dict]) -> None:
                 continue
             target = phase != "load" and a is not None
             verdict = ("ok" if a < LONGTASK_MS else "MISSED") if target else ""
-            print(f"{label:<19} {'longest task ' + phase:<20} {fmt(a)} {fmt(b)} {'':>7} "
+            print(f"{label:<19} {'longest task ' + phase:<22} {fmt(a)} {fmt(b)} {'':>7} "
                   f"{'<50' if target else '':>7} {verdict:>6}")
     met = sum(t["met"] for t in targets)
     print(f"\ntargets met: {met} of {len(targets)}")

@@ -81,9 +81,11 @@ def test_main_thread_stays_responsive_during_occlusion_on_cpu(browser, server, c
         watched = page.evaluate(WATCH_EXPLAIN, {"method": "occlusion"})
         assert watched["error"] is None and watched["images"] > 100, watched
         gaps, wall = watched["gaps"], watched["wallMs"]
-        # the timer kept firing all along (a batch on the main thread stalled it 0.9-2.9 s)
+        # the timer kept firing all along (a batch on the main thread stalled it 0.9-2.9 s, and
+        # it fired a few times a second at most); the bound on one gap leaves room for a renderer
+        # starved of CPU for half a second by a test running beside this one (seen: 538 ms)
         assert len(gaps) >= wall / 100, (len(gaps), wall)
-        assert max(gaps) < 500, max(gaps)
+        assert max(gaps) < 1000, (max(gaps), watched["longTasks"])
         # on the main thread, every batch was a long task: ~100% of the time
         assert sum(watched["longTasks"]) < 0.25 * wall, (watched["longTasks"], wall)
         assert not page.errors, page.errors
