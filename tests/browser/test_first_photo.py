@@ -85,13 +85,19 @@ def test_without_a_photo_the_page_warms_up_on_zeros(browser, server):
         page.context.close()
 
 
+def open_with_an_early_photo(page, url):
+    """Open the page with its posts to the worker watched and the photo given as soon as the page's
+    code can take it (EARLY_PHOTO)."""
+    page.add_init_script(WATCH_POSTS)
+    page.add_init_script(f"window.__photo = {jpeg_b64()!r};")
+    page.add_init_script(EARLY_PHOTO)
+    page.goto(url)
+
+
 def test_an_early_photo_goes_to_the_worker_behind_the_start_up(browser, server):
     page = new_page(browser)
     try:
-        page.add_init_script(WATCH_POSTS)
-        page.add_init_script(f"window.__photo = {jpeg_b64()!r};")
-        page.add_init_script(EARLY_PHOTO)
-        page.goto(f"{server}/?backend=wasm")
+        open_with_an_early_photo(page, f"{server}/?backend=wasm")
         assert page.evaluate("window.belka.ready") == {"ok": True, "backend": "wasm"}
         first = page.evaluate("window.__first")
         posts = page.evaluate("window.__posts")
@@ -114,10 +120,7 @@ def test_with_auto_the_photo_waits_for_the_measured_choice(browser, server):
     meanwhile goes to the worker only once the choice is made, and is classified on it."""
     page = new_page(browser)
     try:
-        page.add_init_script(WATCH_POSTS)
-        page.add_init_script(f"window.__photo = {jpeg_b64()!r};")
-        page.add_init_script(EARLY_PHOTO)
-        page.goto(f"{server}/?backend=auto")
+        open_with_an_early_photo(page, f"{server}/?backend=auto")
         ready = page.evaluate("window.belka.ready")
         assert ready["ok"], ready
         first = page.evaluate("window.__first")
