@@ -32,9 +32,10 @@ Two detectors, each converted with ``belka convert coco-ssd`` and served on its 
    switched between frames and every timed frame ran in its segment's mode. Per mode:
    ``frame_ms`` = elapsed / frames (the page's time per frame, end to end: grabbing the video
    frame, the model, NMS, drawing the boxes), ``fps``, and the median of every frame's
-   ``inferenceMs`` (``belka.lastResult()``: the graph call only; on webgl and webgpu
-   ``execute()`` returns before the GPU is done, so only ``frame_ms`` compares the two modes
-   there); ``ratio`` = execute / executeAsync. The backend's ``fps`` and
+   ``inferenceMs`` (``belka.lastResult()``: the model and its non-max suppression, until the
+   boxes are read back, which on webgl and webgpu is when the GPU's work is done; before
+   2026-11-29 it stopped at ``execute()``'s return, which there only queues that work);
+   ``ratio`` = execute / executeAsync. The backend's ``fps`` and
    ``median_inference_ms`` are those of the mode the page uses (the manifest's
    ``graph_execution``). Also recorded: the FPS the page shows (``[data-field=fps]``, its last
    2 s, at the end of the run), ``belka.numTensors()`` at the start and end of the timed run,

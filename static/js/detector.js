@@ -54,7 +54,9 @@ export class Detector {
    * Detects objects in `source` (a <video>, an ImageBitmap, a canvas...). Options:
    * scoreThreshold, iouThreshold, maxBoxes (default: the manifest's), keepInput (also
    * return the model input as a Float32Array). Resolves to {detections: [{bbox, box,
-   * classId, label, score}], width, height, inferenceMs, input?}.
+   * classId, label, score}], width, height, inferenceMs, input?}; inferenceMs is the model
+   * and steps 3-4, until the boxes are read back (on a GPU backend the model's work ends
+   * only then).
    */
   async detect(source, options = {}) {
     const { scoreThreshold, iouThreshold, maxBoxes } = { ...this.defaults, ...options };
@@ -69,9 +71,11 @@ export class Detector {
       [boxes, scores] = this.execution === 'execute'
         ? this.graph.execute(input, this.outputs)
         : await this.graph.executeAsync(input, this.outputs);
-      const inferenceMs = since(start);
       const detections = await this.postprocess(boxes, scores, width, height,
         { scoreThreshold, iouThreshold, maxBoxes });
+      // Timed to the boxes read back, not to execute()'s return: on webgl and webgpu execute()
+      // only queues the model's work on the GPU, which is done when its outputs are read.
+      const inferenceMs = since(start);
       const result = { detections, width, height, inferenceMs };
       if (options.keepInput) result.input = await input.data();
       return result;
