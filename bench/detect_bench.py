@@ -229,7 +229,7 @@ def convert(args: list, out: Path, name: str) -> tuple[dict | None, str | None, 
 def square_detector(folder: Path) -> tuple[dict, float, float]:
     """Trains, exports and converts the tests' square detector into folder/models: (summary,
     training s, conversion s)."""
-    from tests.detectors import export_detector, train_square_detector
+    from harness.detectors import export_detector, train_square_detector
 
     started = time.perf_counter()
     export_detector(train_square_detector(SIZE, 8, 16), folder / "squares", SIZE, 8, anchor_scale=16 / SIZE)

@@ -119,7 +119,7 @@ def small_detector(tmp_path_factory) -> dict:
     """An untrained (seeded) SSD-style detector, 64 px, 8x8 anchors, two classes ("square",
     "circle"), exported like the Object Detection API (tests/detectors.py) and converted with
     `belka convert coco-ssd --source DIR`."""
-    from tests.detectors import build_head, export_detector
+    from harness.detectors import build_head, export_detector
 
     folder = tmp_path_factory.mktemp("detector")
     export_detector(build_head(64, 8, 2), folder / "squares", 64, 8)

@@ -16,7 +16,7 @@ from app.convert import detector as conversion
 from app.main import create_app
 from app.settings import Settings
 from tests.api.test_predict import assert_error, encode
-from tests.detectors import iou
+from harness.detectors import iou
 
 URL = "/api/models/squares/detect"
 

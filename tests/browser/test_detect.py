@@ -19,7 +19,7 @@ from PIL import Image
 
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, READY_TIMEOUT_MS, new_page, serve
 from tests.conftest import convert_ok
-from tests.detectors import export_detector, iou, train_square_detector
+from harness.detectors import export_detector, iou, train_square_detector
 
 BACKENDS = ["webgpu", "webgl", "wasm", "cpu"]
 SIZE = 64          # the detector's input

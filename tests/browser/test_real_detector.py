@@ -39,7 +39,7 @@ import pytest
 from app.convert.verify import DETECTION_MIN_IOU, DETECTION_SCORE_TOLERANCE
 from app.inference.preprocess import preprocess_bytes
 from tests.browser.conftest import new_page, serve
-from tests.detectors import iou
+from harness.detectors import iou
 
 pytestmark = pytest.mark.slow
 

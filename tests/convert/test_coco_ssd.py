@@ -21,7 +21,7 @@ from app.convert.errors import VerificationFailed
 from app.registry import Registry
 from tests.conftest import convert_ok, run_belka, snapshot
 from tests.convert.test_bad_input import assert_rejected
-from tests.detectors import build_head, export_detector, export_frozen_graph
+from harness.detectors import build_head, export_detector, export_frozen_graph
 
 SIZE, GRID, CLASSES = 64, 8, 2
 
