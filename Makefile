@@ -84,4 +84,4 @@ bench: setup chromium
 	@$(BIN)/python bench/float16_bench.py
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache
+	rm -rf $(VENV) node_modules .pytest_cache .cache

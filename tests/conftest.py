@@ -6,11 +6,11 @@ import contextlib
 import io
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from harness import models
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -19,22 +19,41 @@ os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
 
 # `make test` runs two pytest workers (pytest-xdist, `-n 2 --dist loadgroup`): most of the suite
 # uses one core at a time (a conversion, a page on wasm, a request), and this machine has two.
-# The browser tests are one group, the rest the other; a group
-# runs in one worker, file by file in order, so module- and session-scoped fixtures see the same
-# sequence as in a plain `pytest` run.
+# Each test file goes to one worker, whole, so its module-scoped fixtures are built once; the
+# files are shared out so that both workers take about as long, by the time each file took in a
+# measured run (tests/durations.json, refreshed with `python scripts/test_durations.py
+# JUNIT.xml`; a file not in it counts as DEFAULT_FILE_SECONDS). Within a worker the files run in
+# the usual order. Session-scoped models are built once for both (harness/models.py).
+DURATIONS = ROOT / "tests" / "durations.json"
+DEFAULT_FILE_SECONDS = 20.0
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
+    workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
+    files = list(dict.fromkeys(item.path.relative_to(ROOT).as_posix() for item in items))
+    known = json.loads(DURATIONS.read_text()) if DURATIONS.is_file() else {}
+    group_of = balanced_groups({f: known.get(f, DEFAULT_FILE_SECONDS) for f in files}, workers)
     for item in items:
-        path = item.path.relative_to(ROOT).as_posix()
-        item.add_marker(pytest.mark.xdist_group("browser" if path.startswith("tests/browser/") else "python"))
+        item.add_marker(pytest.mark.xdist_group(group_of[item.path.relative_to(ROOT).as_posix()]))
+
+
+def balanced_groups(seconds: dict[str, float], count: int) -> dict[str, str]:
+    """{file: group name} for ``count`` groups of about equal total time: the longest file first,
+    each to the group with the least time so far (longest processing time first)."""
+    totals = [0.0] * max(count, 1)
+    group_of = {}
+    for name in sorted(seconds, key=lambda f: (-seconds[f], f)):
+        lightest = totals.index(min(totals))
+        totals[lightest] += seconds[name]
+        group_of[name] = f"worker-{lightest}"
+    return group_of
 
 
 def run_belka(*args, env: dict | None = None, timeout: float = 900, cwd: Path = ROOT):
     """Run `belka ARGS...` the way a user does; return the CompletedProcess (text mode).
     ``env`` adds to this process's environment; a value of None removes that variable."""
-    full_env = {key: value for key, value in {**os.environ, **(env or {})}.items() if value is not None}
-    return subprocess.run([sys.executable, "-m", "app.cli", *map(str, args)], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+    return models.run_belka(*args, env=env, timeout=timeout, cwd=cwd)
 
 
 def convert_ok(*args, **kwargs) -> dict:
@@ -42,6 +61,17 @@ def convert_ok(*args, **kwargs) -> dict:
     proc = run_belka("convert", *args, "--json", "--quiet", **kwargs)
     assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:{proc.stdout[-2000:]}\nstderr:{proc.stderr[-4000:]}"
     return json.loads(proc.stdout)
+
+
+def convert_shared(*args, timeout: float = 900) -> dict:
+    """A model that tests need only to have (not to test its conversion): `belka convert ARGS`
+    once for the whole run, both workers included, copied into ``--out`` (harness/models.py).
+    A function as the first argument builds the source first (models.convert_built)."""
+    build = args[0] if args and callable(args[0]) else None
+    try:
+        return models.convert_built(build, *args[1 if build else 0:], timeout=timeout)
+    except models.ConversionFailed as exc:
+        pytest.fail(f"the conversion of a shared test model failed: {exc}")
 
 
 def convert_in_process(*args) -> dict:
@@ -65,47 +95,25 @@ def models_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def small_mobilenet(models_dir) -> dict:
     """MobileNetV2 alpha 0.35 / 96 px, seeded untrained weights, all three formats, verified."""
-    summary = convert_ok("mobilenet-v2", "--weights", "none", "--alpha", "0.35", "--size", "96",
-                         "--out", models_dir)
+    summary = convert_shared(*models.SMALL_MOBILENET, "--out", models_dir)
     summary["dir"] = Path(summary["path"])
     summary["manifest"] = json.loads((summary["dir"] / "manifest.json").read_text())
     return summary
 
 
-TINY_LABELS = ["red", "green", "blue"]
-
-
-def tiny_classifier(keras):
-    """A 32 px Keras classifier of our own: two convolutions ("features" is the last), pooling,
-    a dense head. Seeded, untrained."""
-    keras.utils.set_random_seed(5)
-    inputs = keras.Input((32, 32, 3))
-    x = keras.layers.Rescaling(1 / 255)(inputs)
-    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="conv")(x)
-    x = keras.layers.Conv2D(12, 3, padding="same", activation="relu", name="features")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    outputs = keras.layers.Dense(len(TINY_LABELS), name="logits")(x)
-    return keras.Model(inputs, outputs)
+TINY_LABELS = models.TINY_LABELS
 
 
 @pytest.fixture(scope="session")
 def tiny_graph_only(tmp_path_factory) -> dict:
-    """tiny_classifier converted with --formats graph,saved: a classifier without a TF.js layers
-    model (Grad-CAM on its graph, a SavedModel on the server). {"dir", "manifest", "keras": the
-    .keras file it was converted from}."""
-    from app import tf_runtime
-
-    tf_runtime.tensorflow()
-    import keras
-
-    work = tmp_path_factory.mktemp("tiny")
-    tiny_classifier(keras).save(work / "tiny.keras")
-    (work / "labels.txt").write_text("\n".join(TINY_LABELS) + "\n")
-    summary = convert_ok("keras", work / "tiny.keras", "--labels", work / "labels.txt", "--formats", "graph,saved",
-                         "--out", work / "models", "--name", "tiny")
+    """The tiny classifier (harness/models.py) converted with --formats graph,saved: a classifier
+    without a TF.js layers model (Grad-CAM on its graph, a SavedModel on the server). {"dir",
+    "manifest", "keras": the .keras file it was converted from}."""
+    summary = convert_shared(models.build_tiny_keras, "--formats", "graph,saved",
+                             "--out", tmp_path_factory.mktemp("tiny") / "models", "--name", "tiny")
     summary["dir"] = Path(summary["path"])
     summary["manifest"] = json.loads((summary["dir"] / "manifest.json").read_text())
-    summary["keras"] = work / "tiny.keras"
+    summary["keras"] = summary["built"] / "tiny.keras"
     return summary
 
 
@@ -117,17 +125,12 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="session")
 def small_detector(tmp_path_factory) -> dict:
     """An untrained (seeded) SSD-style detector, 64 px, 8x8 anchors, two classes ("square",
-    "circle"), exported like the Object Detection API (tests/detectors.py) and converted with
-    `belka convert coco-ssd --source DIR`."""
-    from harness.detectors import build_head, export_detector
-
-    folder = tmp_path_factory.mktemp("detector")
-    export_detector(build_head(64, 8, 2), folder / "squares", 64, 8)
-    (folder / "labels.txt").write_text("square\ncircle\n")
+    "circle"), exported like the Object Detection API (harness/models.py) and converted with
+    `belka convert coco-ssd --source DIR`. {"source": the folder with squares/ and labels.txt,
+    "dir", "manifest"}."""
     out = tmp_path_factory.mktemp("detector-out")
-    summary = convert_ok("coco-ssd", "--source", folder / "squares", "--size", "64x64",
-                         "--labels", folder / "labels.txt", "--out", out)
-    summary["source"] = folder
+    summary = convert_shared(models.build_small_detector, "--out", out)
+    summary["source"] = summary["built"]
     summary["dir"] = out / "squares"
     summary["manifest"] = json.loads((summary["dir"] / "manifest.json").read_text())
     return summary
@@ -145,7 +148,7 @@ def zoo_detector(tmp_path_factory) -> dict:
         pytest.skip(f"the real-architecture detector is not here ({ZOO_FIXTURE} is absent, as in a user's "
                     "clone): it lives in the developers' shared folder")
     out = tmp_path_factory.mktemp("zoo-out")
-    summary = convert_ok("coco-ssd", "--source", ZOO_FIXTURE / "saved_model", "--out", out, timeout=1500)
+    summary = convert_shared("coco-ssd", "--source", ZOO_FIXTURE / "saved_model", "--out", out, timeout=1500)
     summary["source"] = ZOO_FIXTURE
     summary["dir"] = Path(summary["path"])
     summary["manifest"] = json.loads((summary["dir"] / "manifest.json").read_text())
