@@ -18,15 +18,17 @@ from app.api import predict as predict_api
 from app.api import teach as teach_api
 from app.assets import Assets
 from app.headers import SecurityHeadersMiddleware
+from app.inference.engine import Engine
 from app.inference.service import Services
 from app.registry import Registry
 from app.settings import Settings
 
 
-def create_app(settings: Settings | None = None, engine: Callable[[Registry, Settings], Services] = Services
+def create_app(settings: Settings | None = None, engine: Callable[[Registry, Settings], Engine] = Services
                ) -> FastAPI:
     """The app. ``engine`` makes what runs the models: Services (this process, the default) or
-    app/ray_engine.py's RayServices (`belka serve --engine ray`); the routes are the same."""
+    app/ray_engine.py's RayServices (`belka serve --engine ray`), both app/inference/engine.py's
+    Engine; the routes are the same."""
     settings = settings or Settings.from_env()
     registry = Registry(settings.models_dir)
     services = engine(registry, settings)
