@@ -4,7 +4,7 @@ What it measures
 ----------------
 Two detectors, each converted with ``belka convert coco-ssd`` and served on its own:
 
-- ``squares``: the small SSD-style detector the tests train here (tests/detectors.py, 64x64
+- ``squares``: the small SSD-style detector the tests train here (harness/detectors.py, 64x64
   input, ~11 s of training), exported like an Object Detection API SavedModel and converted
   with ``--source DIR``;
 - ``coco-ssd``: the zoo-architecture model, ssd_mobilenet_v2_320x320_coco17_tpu-8 (MobileNetV2
@@ -88,12 +88,12 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from browser_bench import open_page  # this folder's browser benchmark
+from harness import chromium
+from harness.camera import SIZE, clip_frame, write_clip
+from harness.server import serve
 
-from bench.browser_bench import open_page  # noqa: E402
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, serve  # noqa: E402
-from tests.browser.test_detect import FAKE_CAMERA, SIZE, clip_frame, write_y4m  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 BACKENDS = ("webgpu", "webgl", "wasm", "cpu")
 MODES = ("execute", "executeAsync")
@@ -521,12 +521,9 @@ def main() -> None:
                                        "convert_s": round(time.perf_counter() - started, 1),
                                        "graph_bytes": summary["bytes"].get("graph")}
 
-        clip = tmp / "square.y4m"
-        rng = np.random.default_rng(7)
-        write_y4m(clip, [clip_frame(k, rng)[0] for k in range(40)], fps=30)
+        clip = write_clip(tmp / "square.y4m", fps=30)  # the tests' clip (harness/camera.py), at 30 fps
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-                *CHROMIUM_ARGS, *FAKE_CAMERA, f"--use-file-for-fake-video-capture={clip}"])
+            browser = chromium.launch(p, [*chromium.ARGS, *chromium.fake_camera_args(clip)])
             for name, (models_dir, _) in models.items():
                 results[name].update(bench_model(browser, models_dir, name, backends, args, png))
             chromium_version = browser.version

@@ -93,7 +93,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -104,8 +103,9 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.server import ServerDidNotStart, serve_process
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "motorcycle_left", "immunohistochemistry")
 TARGET_SPEEDUP = 1.6
@@ -180,51 +180,28 @@ TENSOR_HEADERS = {"json": {"content-type": "application/json"},
 
 # ---------------------------------------------------------------- server
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def server(models_dir: Path, model: str, batching: bool, batch_max: int, batch_wait_ms: float, log: Path,
            engine: str = "uvicorn", replicas: int = 1):
-    """`belka serve` on 127.0.0.1 and a free port; yields (base URL, process); always stops it.
-    On Ray (``engine="ray"``) batching off is Ray's batch of one (BELKA_BATCH_MAX=1)."""
-    port = free_port()
-    env = {**os.environ, "BELKA_HOST": "127.0.0.1", "BELKA_MODELS_DIR": str(models_dir), "BELKA_MODEL": model,
-           "BELKA_BATCHING": "1" if batching else "0",
+    """`belka serve` on 127.0.0.1 and a free port (harness.server); yields (base URL, process);
+    always stops it. On Ray (``engine="ray"``) batching off is Ray's batch of one (BELKA_BATCH_MAX=1).
+    The log goes to a file, never a pipe: uvicorn logs every request, and a pipe nobody reads
+    fills up and then blocks the server."""
+    env = {"BELKA_HOST": "127.0.0.1", "BELKA_MODEL": model, "BELKA_BATCHING": "1" if batching else "0",
            "BELKA_BATCH_MAX": str(batch_max if batching or engine == "uvicorn" else 1),
            "BELKA_BATCH_WAIT_MS": str(batch_wait_ms)}
-    cmd = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    if engine == "ray":
-        cmd += ["--engine", "ray", "--replicas", str(replicas)]
-    # The log goes to a file, never a pipe: uvicorn logs every request, and a pipe nobody
-    # reads fills up and then blocks the server.
-    with open(log, "wb") as log_file:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + (120 if engine == "uvicorn" else 300)
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/healthz", timeout=2) as answer:
-                    if model not in json.loads(answer.read())["models"]:
-                        raise SystemExit(f"the server does not see model {model!r} in {models_dir}")
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("the server did not start:\n" + log.read_text(errors="replace")[-2000:])
-                time.sleep(0.25)
+    args = ("--engine", "ray", "--replicas", str(replicas)) if engine == "ray" else ()
+    with contextlib.ExitStack() as stack:
+        try:
+            url, proc = stack.enter_context(serve_process(
+                models_dir, args=args, seconds=120 if engine == "uvicorn" else 300, log=log,
+                stop_seconds=20 if engine == "uvicorn" else 90, **env))
+        except ServerDidNotStart as exc:
+            raise SystemExit(str(exc)) from None
+        with urllib.request.urlopen(url + "/healthz", timeout=2) as answer:
+            if model not in json.loads(answer.read())["models"]:
+                raise SystemExit(f"the server does not see model {model!r} in {models_dir}")
         yield url, proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20 if engine == "uvicorn" else 90)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 # ---------------------------------------------------------------- CPU accounting (Linux /proc)

@@ -118,21 +118,19 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
+from fastapi import Request  # (the bare page's route; a module global for FastAPI's annotations)
+
+from harness.chromium import BASE_ARGS as CHROMIUM_BASE_ARGS, CHROMIUM, SWIFTSHADER_ARGS
+from harness.server import belka_command, free_port, run_server
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from fastapi import Request  # noqa: E402  (the bare page's route; a module global for FastAPI's annotations)
-
-from tests.browser.conftest import CHROMIUM, CHROMIUM_BASE_ARGS, SWIFTSHADER_ARGS  # noqa: E402
 
 BARE_DIR = Path(__file__).resolve().parent / "bare_page"
 PAGES = ("belka", "bare")
@@ -298,12 +296,6 @@ def chelsea_jpeg() -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def belka_command() -> list[str]:
-    """The `belka` script of this environment (as a user runs it), else `python -m app.cli`."""
-    script = Path(sys.executable).parent / "belka"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "app.cli"]
-
-
 def convert(out: Path, timeout: float) -> str:
     """MobileNetV2 1.0/224 with the real CLI; returns the model's name (its folder in ``out``)."""
     cmd = [*belka_command(), "convert", "mobilenet-v2", "--weights", "none", "--out", str(out), "--json", "--quiet"]
@@ -317,42 +309,12 @@ def convert(out: Path, timeout: float) -> str:
     return name
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def server(cmd: list[str], env: dict, port: int, what: str):
-    """Runs ``cmd`` (a server on 127.0.0.1:port), waits for /healthz, yields its base URL and
-    always stops it. Its log goes to a temporary file (a pipe nobody reads could fill and block it)."""
-    log = tempfile.TemporaryFile()
-    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(url + "/healthz", timeout=1)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    proc.kill()
-                    proc.wait(timeout=10)
-                    log.seek(0)
-                    raise RuntimeError(f"{what} did not start: " + log.read().decode(errors="replace")[-2000:])
-                time.sleep(0.2)
-        yield url
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-        log.close()
+    """Runs ``cmd`` (a server on 127.0.0.1:port), waits for /healthz (at most 120 s), yields its
+    base URL and always stops it (harness.server.run_server: its log goes to a temporary file)."""
+    with run_server(cmd, port, env=env, what=what, seconds=120, cwd=REPO) as running:
+        yield running.url
 
 
 def serve_belka(models_dir: Path, model: str):

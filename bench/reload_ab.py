@@ -48,9 +48,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import page_bench as pb  # noqa: E402  (this folder's page benchmark: its pages' helpers)
+import page_bench as pb  # this folder's page benchmark: its pages' helpers
 
 SIDES = ("A", "B")
 PHOTOS_PER_TURN = 5

@@ -34,11 +34,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
+import page_bench  # this folder's page benchmark: conversion, server and Chromium set-up
 
-import page_bench  # noqa: E402  (conversion, server and Chromium set-up shared with the page benchmark)
+REPO = Path(__file__).resolve().parent.parent
 
 ADD = """async ([index, pictures]) => {
   const blobs = pictures.map((b64) => new Blob([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))],
