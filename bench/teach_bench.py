@@ -34,7 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import page_bench  # this folder's page benchmark: conversion, server and Chromium set-up
+from harness import chromium
+from page_setup import convert, serve_belka  # this folder's page benchmark's set-up
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -116,13 +117,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         if args.models is None:
             args.models = Path(tmp) / "models"
-            args.model = page_bench.convert(args.models, 900)
+            args.model = convert(args.models, 900)
         results = {}
-        with page_bench.serve_belka(args.models, args.model) as url, sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=page_bench.CHROMIUM, args=page_bench.CHROMIUM_BASE_ARGS + page_bench.SWIFTSHADER_ARGS)
+        with serve_belka(args.models, args.model) as url, sync_playwright() as playwright:
+            browser = chromium.launch(playwright, chromium.ARGS)
             try:
                 for backend in args.backends.split(","):
-                    label = f"{backend}-swiftshader" if backend in page_bench.SWIFTSHADER else backend
+                    label = chromium.label(backend)
                     print(f"{label} ...", file=sys.stderr)
                     results[label] = run_backend(browser, url, backend, sizes, args.epochs, args.timeout)
             finally:
