@@ -16,17 +16,21 @@ from app.api import learn as learn_api
 from app.api import models as models_api
 from app.api import predict as predict_api
 from app.api import teach as teach_api
+from app.api.deps import RegistryDep
 from app.assets import Assets
 from app.headers import SecurityHeadersMiddleware
+from app.inference.engine import Engine
 from app.inference.service import Services
 from app.registry import Registry
 from app.settings import Settings
 
 
-def create_app(settings: Settings | None = None, engine: Callable[[Registry, Settings], Services] = Services
+def create_app(settings: Settings | None = None, engine: Callable[[Registry, Settings], Engine] = Services
                ) -> FastAPI:
     """The app. ``engine`` makes what runs the models: Services (this process, the default) or
-    app/ray_engine.py's RayServices (`belka serve --engine ray`); the routes are the same."""
+    app/ray_engine.py's RayServices (`belka serve --engine ray`), both app/inference/engine.py's
+    Engine; the routes are the same. What the routes share (settings, registry, engine, assets)
+    is on ``app.state``, which app/api/deps.py reads for them."""
     settings = settings or Settings.from_env()
     registry = Registry(settings.models_dir)
     services = engine(registry, settings)
@@ -61,9 +65,9 @@ def create_app(settings: Settings | None = None, engine: Callable[[Registry, Set
     app.include_router(learn_api.router)
 
     @app.get("/healthz", tags=["health"])
-    def healthz(request: Request) -> dict:
+    def healthz(registry: RegistryDep) -> dict:
         """Liveness for the Docker health check, with the models the server can see."""
-        return {"status": "ok", "models": sorted(request.app.state.registry.all())}
+        return {"status": "ok", "models": sorted(registry.all())}
 
     @app.get("/docs", include_in_schema=False)
     def docs(request: Request):

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from app.api.deps import assets_of, registry_of, settings_of
 from app.headers import META_CONTENT_SECURITY_POLICY
 from app.registry import ModelInfo
 from app.settings import Settings
@@ -27,8 +28,8 @@ COOKIE_MAX_AGE = 365 * 24 * 3600
 def asset_urls(request: Request) -> dict:
     """What every template uses to name files and pages: content-hashed URLs (app/assets.py),
     ``url("/detect")`` for a page, and what the site is (``base_path``, ``static_site``)."""
-    assets = request.app.state.assets
-    settings = request.app.state.settings
+    assets = assets_of(request)
+    settings = settings_of(request)
     return {"static_url": assets.static_url, "vendor_url": assets.vendor_url,
             "module_preloads": assets.module_preloads, "base_path": settings.base_path,
             "static_site": settings.static_site, "url": lambda path: page_url(settings, path),
@@ -105,7 +106,7 @@ def pick_model(request: Request, task: str, candidates: list[ModelInfo],
 
 def unknown_model_note(request: Request, task: str, asked: str, candidates: list[ModelInfo]) -> str:
     kind, _ = PAGE_TASKS[task]
-    other = request.app.state.registry.get(asked)
+    other = registry_of(request).get(asked)
     if other is not None and other.task in PAGE_TASKS and other.task != task:
         other_kind, page = PAGE_TASKS[other.task]
         return f'"{asked}" is {other_kind}, not {kind}: open it on {page}?model={asked}.'
@@ -125,7 +126,7 @@ def model_page(request: Request, template: str, task: str, candidates: list[Mode
         config["modelFiles"] = {"version": model.manifest_version,
                                 "page_weights": model.manifest.get("page_weights"),
                                 "quantization": model.manifest.get("quantization")}
-    settings = request.app.state.settings
+    settings = settings_of(request)
     if settings.static_site:  # no ?model= on a static host: a page per model (app/site.py)
         config["modelPages"] = {m.name: page_url(settings, model_page_folder(request.url.path, m.name, default))
                                 for m in candidates}
@@ -140,8 +141,8 @@ def model_page(request: Request, template: str, task: str, candidates: list[Mode
 
 @router.get("/", response_class=HTMLResponse)
 def classify_page(request: Request):
-    settings = request.app.state.settings
-    models = request.app.state.registry.all()
+    settings = settings_of(request)
+    models = registry_of(request).all()
     classifiers = [m for m in models.values() if m.task == "classification"]
     return model_page(request, "classify.html", "classification", classifiers,
                       default_classifier(models, settings),
@@ -150,7 +151,7 @@ def classify_page(request: Request):
 
 @router.get("/detect", response_class=HTMLResponse)
 def detect_page(request: Request):
-    models = request.app.state.registry.all()
+    models = registry_of(request).all()
     detectors = [m for m in models.values() if m.task == "detection" and "graph" in m.manifest["formats"]]
     default = next((m for m in detectors if m.name == "coco-ssd"), detectors[0] if detectors else None)
     return model_page(request, "detect.html", "detection", detectors, default)
@@ -159,8 +160,8 @@ def detect_page(request: Request):
 @router.get("/teach", response_class=HTMLResponse)
 def teach_page(request: Request):
     """Teach your own classes (issue 14): a head trained in the page on a classifier's features."""
-    settings = request.app.state.settings
-    models = request.app.state.registry.all()
+    settings = settings_of(request)
+    models = registry_of(request).all()
     bases = [m for m in models.values() if m.task == "classification" and (m.manifest.get("features") or {}).get("node")]
     preferred = default_classifier(models, settings)
     default = preferred if preferred in bases else (bases[0] if bases else None)
@@ -190,8 +191,8 @@ def samples(request: Request) -> list[dict]:
     [{url, title}]."""
     import json
 
-    assets = request.app.state.assets
-    folder = request.app.state.settings.static_dir / "img" / "samples"
+    assets = assets_of(request)
+    folder = settings_of(request).static_dir / "img" / "samples"
     try:
         index = json.loads((folder / "index.json").read_text())
     except (OSError, ValueError):
@@ -212,8 +213,8 @@ def lesson(request: Request, template: str, path: str, extra: dict | None = None
     config = {"samples": samples(request), **(extra or {})}
     if model_task is None:
         return TEMPLATES.TemplateResponse(request, template, {**context, "config": config})
-    settings = request.app.state.settings
-    models = request.app.state.registry.all()
+    settings = settings_of(request)
+    models = registry_of(request).all()
     candidates = [m for m in models.values() if m.task == "classification" and "graph" in m.manifest["formats"]
                   and (not needs_features or (m.manifest.get("features") or {}).get("node"))]
     preferred = default_classifier(models, settings)

@@ -37,6 +37,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from app.inference import engine
 from app.inference.batching import BatchResult, QueueFull
 from app.inference.classifier import Prediction
 from app.inference.explainer import ExplainError, Explanation, score_kind_of
@@ -123,7 +124,7 @@ async def _as_result(call) -> tuple:
 # -- in the ingress replicas: what the routes call ----------------------------------------------
 
 @dataclass
-class RayModelService:
+class RayModelService(engine.Classifier):
     """The methods of app/inference/service.py's ModelService, each a call to the model's replicas."""
     info: ModelInfo
     calls: "ReplicaCalls"
@@ -169,7 +170,7 @@ class RayModelService:
 
 
 @dataclass
-class RayDetectorService:
+class RayDetectorService(engine.Detector):
     info: ModelInfo
     calls: "ReplicaCalls"
 
@@ -219,7 +220,7 @@ class ReplicaCalls:
                     raise QueueFull(f"a replica of {self.name} stopped and Ray is replacing it") from exc
 
 
-class RayServices:
+class RayServices(engine.Engine):
     """app/inference/service.py's Services for the ingress: the models run in their own replicas."""
 
     def __init__(self, registry: Registry, settings: Settings):

@@ -42,10 +42,10 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from harness.chromium import ARGS as CHROMIUM_ARGS, CHROMIUM
+from harness.server import serve
 
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, serve  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 BACKENDS = ("webgpu", "webgl", "wasm", "cpu")
 QUANTIZATIONS = ("none", "float16")

@@ -69,23 +69,21 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
+
+from harness.chromium import BASE_ARGS as CHROMIUM_ARGS, CHROMIUM  # wasm only: no SwiftShader
+from harness.server import belka_command, serve as harness_serve
 
 REPO = Path(__file__).resolve().parent.parent
 
 FAMILIES = ("MobileNetV2", "MobileNetV3Small", "MobileNetV3Large", "EfficientNetB0", "ResNet50")
 QUANTIZATIONS = ("uint8", "float16")
 SIZE_DIRS = ("graph", "layers", "saved_model")
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
 WEIGHTS_NOTE = ("Pretrained ImageNet weights cannot be downloaded on this machine (offline), so every model "
                 "is converted with --weights none: seeded, untrained but non-degenerate weights. Conversion "
                 "time, sizes and inference speed do not depend on the weight values; quantization agreement "
@@ -125,12 +123,6 @@ async ({png, runs}) => {
 
 
 # ---------------------------------------------------------------- conversion
-
-def belka_command() -> list[str]:
-    """The `belka` script of this environment (as a user runs it), else `python -m app.cli`."""
-    script = Path(sys.executable).parent / "belka"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "app.cli"]
-
 
 def convert(family: str, quantize: str, formats: str | None, args, out: Path) -> dict:
     """Run the real CLI once; return what it did (ok or not: the error is recorded, not raised)."""
@@ -203,41 +195,11 @@ def chelsea_png() -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
 def serve(models_dir: Path, model: str):
-    """`belka serve --models DIR --port P` on 127.0.0.1 with the page's default model set to
-    ``model``; yields the base URL, stops the server afterwards."""
-    port = free_port()
-    env = {**os.environ, "BELKA_MODEL": model}
-    proc = subprocess.Popen([*belka_command(), "serve", "--host", "127.0.0.1", "--port", str(port),
-                             "--models", str(models_dir)], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    try:
-        while True:
-            try:
-                urllib.request.urlopen(url + "/healthz", timeout=1)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    proc.kill()
-                    raise RuntimeError("belka serve did not start: " + proc.stderr.read().decode()[-2000:])
-                time.sleep(0.2)
-        yield url
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    """`belka serve` for ``models_dir`` on 127.0.0.1 and a free port with the page's default model
+    set to ``model`` (harness.server.serve: raises ServerDidNotStart, a RuntimeError, when it
+    does not start within 90 s); yields the base URL, stops the server afterwards."""
+    return harness_serve(models_dir, seconds=90, BELKA_MODEL=model)
 
 
 def measure_page(browser, base: str, model: str, png: str, runs: int, timeout_ms: float) -> dict:

@@ -4,7 +4,7 @@ What it measures
 ----------------
 Two detectors, each converted with ``belka convert coco-ssd`` and served on its own:
 
-- ``squares``: the small SSD-style detector the tests train here (tests/detectors.py, 64x64
+- ``squares``: the small SSD-style detector the tests train here (harness/detectors.py, 64x64
   input, ~11 s of training), exported like an Object Detection API SavedModel and converted
   with ``--source DIR``;
 - ``coco-ssd``: the zoo-architecture model, ssd_mobilenet_v2_320x320_coco17_tpu-8 (MobileNetV2
@@ -69,6 +69,9 @@ server). On 2 cores, ``--backends wasm,webgl,cpu,webgpu --seconds 8``: about 8 m
 (training ~15 s, conversions ~10 s and 70-100 s, the squares ~20-40 s per backend, the
 zoo-architecture model ~25 s on wasm, ~1 min on webgl (2-4 s a frame) and ~2 min on cpu (6-8 s
 a frame); on webgpu ~1 min to load it, see one frame and skip it); without webgpu about 6.
+
+The JavaScript run in the page is in bench/detect/*.js (measure.js: the warm-up and the timed
+run; detect_blob.js: the page's model input for the PNG); the clip is harness/camera.py's.
 """
 from __future__ import annotations
 
@@ -88,112 +91,21 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from browser_bench import open_page  # this folder's browser benchmark
+from harness import chromium
+from harness.camera import SIZE, clip_frame, write_clip
+from harness.server import serve
+from page_round import read_js
 
-from bench.browser_bench import open_page  # noqa: E402
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, serve  # noqa: E402
-from tests.browser.test_detect import FAKE_CAMERA, SIZE, clip_frame, write_y4m  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 BACKENDS = ("webgpu", "webgl", "wasm", "cpu")
 MODES = ("execute", "executeAsync")
 READY_TIMEOUT_MS = 180_000
 
-# Warm-up, then the timed run, all in the page: segments in alternating graph execution modes,
-# each from one frame's end to another's (polled once per animation frame, which is as often
-# as the page's loop can take a frame: at a frame's end the poll runs before the loop takes
-# the next frame, so the mode switch falls between frames), every frame's inferenceMs and
-# numTensors. The camera is stopped at the last frame's end.
-MEASURE = """
-async ({warmupMs, warmupFrames, segmentMs, minFrames, maxFrameMs, modes}) => {
-  const b = window.belka;
-  // one requestAnimationFrame outstanding at a time, registered as soon as the last one ran (so it
-  // runs before the page loop's, which is registered when a frame ends); at most 1 s, in case
-  // animation frames stall (SwiftShader's WebGPU busy)
-  let pending = null;
-  const animationFrame = () => Promise.race([
-    pending ??= new Promise((resolve) => requestAnimationFrame(() => { pending = null; resolve(); })),
-    new Promise((resolve) => setTimeout(resolve, 1000))]);
-  const pageMode = await b.execution();
-  const began = performance.now();
-  let seen = b.frames(), done = 0, lastEnd = null, frameMs = null;
-  while (true) {
-    await animationFrame();
-    const now = performance.now();
-    const frames = b.frames();
-    if (frames === seen) {
-      // after the first frame (which may set things up), one over maxFrameMs is enough to skip
-      if (lastEnd !== null && now - lastEnd > maxFrameMs) {
-        frameMs = now - lastEnd;
-        break;
-      }
-      if (now - began >= Math.max(2 * maxFrameMs, 60000)) break;
-      continue;
-    }
-    if (lastEnd !== null) frameMs = (now - lastEnd) / (frames - seen);
-    lastEnd = now;
-    seen = frames;
-    done += 1;
-    const waited = now - began;
-    if (done < 2) continue;
-    if (waited >= warmupMs && frames >= warmupFrames) break;
-    if (waited >= Math.max(warmupMs, 30000)) break;
-  }
-  const warmup = {ms: performance.now() - began, frames: b.frames(), frameMs};
-  if (frameMs === null || frameMs > maxFrameMs) {
-    b.stopCamera();
-    const why = frameMs === null ? `no frame in ${(warmup.ms / 1000).toFixed(0)} s of warm-up`
-      : `a frame took at least ${(frameMs / 1000).toFixed(1)} s (--max-frame-s ${maxFrameMs / 1000})`;
-    return {warmup, pageMode, skipped: why};
-  }
-  // here a frame has just ended: the page's loop takes the next one after this animation frame
-  const tensorsStart = await b.numTensors();
-  let tensorsMin = tensorsStart, tensorsMax = tensorsStart;
-  const segments = [];
-  for (const mode of modes) {
-    await b.execution(mode);
-    const start = performance.now();
-    const framesStart = b.frames();
-    const atEnds = [await b.numTensors()];
-    const inference = [];
-    let count = framesStart, elapsedMs = 0;
-    while (true) {
-      await animationFrame();
-      const n = await b.numTensors();
-      tensorsMin = Math.min(tensorsMin, n);
-      tensorsMax = Math.max(tensorsMax, n);
-      const now = performance.now();
-      const frames = b.frames();
-      if (frames === count) {
-        if (now - start > Math.max(segmentMs, minFrames * maxFrameMs) + 120000) break;  // stuck
-        continue;
-      }
-      count = frames;
-      elapsedMs = now - start;
-      inference.push(b.lastResult().inferenceMs);
-      atEnds.push(n);
-      if (elapsedMs >= segmentMs && frames - framesStart >= minFrames) break;
-    }
-    segments.push({mode, frames: count - framesStart, elapsedMs, inference,
-                   tensorsAtEnds: [Math.min(...atEnds), Math.max(...atEnds)]});
-  }
-  const field = document.querySelector('[data-field=fps]');
-  const fpsShown = field ? field.textContent.trim() : null;
-  const tensorsEnd = await b.numTensors();
-  b.stopCamera();
-  await b.execution(pageMode);
-  return {warmup, pageMode, segments, tensorsStart, tensorsEnd, tensorsMin, tensorsMax, fpsShown,
-          maxInFlight: b.maxInFlight()};
-}
-"""
-
-DETECT_BLOB = """
-async (png) => {
-  const bytes = Uint8Array.from(atob(png), (c) => c.charCodeAt(0));
-  const result = await window.belka.detectBlob(new Blob([bytes], {type: 'image/png'}));
-  return {input: result.input, detections: result.detections.length, inferenceMs: result.inferenceMs};
-}
-"""
+DETECT_JS = Path(__file__).resolve().parent / "detect"
+MEASURE = read_js(DETECT_JS / "measure.js")  # the warm-up and the timed run, in the page
+DETECT_BLOB = read_js(DETECT_JS / "detect_blob.js")  # the page's model input for a PNG
 
 
 def ms(value: float) -> float:
@@ -521,12 +433,9 @@ def main() -> None:
                                        "convert_s": round(time.perf_counter() - started, 1),
                                        "graph_bytes": summary["bytes"].get("graph")}
 
-        clip = tmp / "square.y4m"
-        rng = np.random.default_rng(7)
-        write_y4m(clip, [clip_frame(k, rng)[0] for k in range(40)], fps=30)
+        clip = write_clip(tmp / "square.y4m", fps=30)  # the tests' clip (harness/camera.py), at 30 fps
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-                *CHROMIUM_ARGS, *FAKE_CAMERA, f"--use-file-for-fake-video-capture={clip}"])
+            browser = chromium.launch(p, [*chromium.ARGS, *chromium.fake_camera_args(clip)])
             for name, (models_dir, _) in models.items():
                 results[name].update(bench_model(browser, models_dir, name, backends, args, png))
             chromium_version = browser.version

@@ -69,12 +69,12 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from app.inference.occlusion import default_params, positions
+from browser_bench import open_page  # this folder's browser benchmark
+from harness.chromium import ARGS as CHROMIUM_ARGS, CHROMIUM
+from harness.server import serve
 
-from app.inference.occlusion import default_params, positions  # noqa: E402
-from bench.browser_bench import open_page  # noqa: E402
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, serve  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 BACKENDS = ("webgpu", "webgl", "wasm", "cpu")
 LAYERS = ("block_12_expand", "out_relu")

@@ -33,25 +33,24 @@ Writes bench/results/float16.json and prints a table. About 3 minutes on 2 cores
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gzip
 import io
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 
+from harness import chromium
+from harness.server import serve as harness_serve
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "cat", "camera", "horse",
           "immunohistochemistry", "hubble_deep_field", "retina", "colorwheel")
 
@@ -134,32 +133,9 @@ def graph_bytes(model_dir: Path) -> dict:
     return {"bytes": raw, "gzip_bytes": zipped}
 
 
-@contextlib.contextmanager
 def serve(models_dir: Path, model: str):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "BELKA_MODELS_DIR": str(models_dir), "BELKA_MODEL": model}
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/healthz", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("belka serve did not start")
-                time.sleep(0.5)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    """`belka serve` for ``models_dir`` with the page's default model ``model`` (harness.server)."""
+    return harness_serve(models_dir, seconds=120, BELKA_MODEL=model)
 
 
 def page_load_ms(models_dir: Path, names: list[str], loads: int) -> dict[str, list[float]]:
@@ -167,11 +143,9 @@ def page_load_ms(models_dir: Path, names: list[str], loads: int) -> dict[str, li
     opens the server's default model, so each model gets a server of its own)."""
     from playwright.sync_api import sync_playwright
 
-    from tests.browser.conftest import CHROMIUM_ARGS
-
     samples: dict[str, list[float]] = {name: [] for name in names}
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = chromium.launch(p)
         try:
             for name in names:
                 with serve(models_dir, name) as url:

@@ -82,204 +82,36 @@ and Ray with a batch of one, one after another in the same run; the speed-up is 
 
 Writes bench/results/load.json (``--out``) and prints a table. About 2-4 minutes on
 2 CPU cores (conversion included).
+
+Where things are: this file holds the load generator, the summaries, the in-process model cost
+and the report; bench/load_inputs.py the model and the request bodies; bench/load_server.py the
+server and its CPU accounting.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
-import io
 import json
 import os
 import platform
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from load_inputs import TENSOR_HEADERS, convert, jpeg_photos, tensor_bodies
+from load_server import CpuMeter, machine_busy_seconds, round_or_none, server
 
-PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "motorcycle_left", "immunohistochemistry")
+REPO = Path(__file__).resolve().parent.parent
+
 TARGET_SPEEDUP = 1.6
 TARGET_CONCURRENCY = 32
 PACKAGES = ("httpx", "fastapi", "starlette", "uvicorn", "pydantic", "numpy", "Pillow", "tensorflow")
-
-
-# ---------------------------------------------------------------- inputs
-
-def convert(out: Path) -> dict:
-    """MobileNetV2 1.0/224 through the real CLI; returns its JSON summary."""
-    cmd = [sys.executable, "-m", "app.cli", "convert", "mobilenet-v2", "--weights", "none",
-           "--formats", "graph,saved", "--out", str(out), "--json", "--quiet"]
-    started = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
-    if proc.returncode != 0:
-        sys.exit(f"belka convert failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    summary = json.loads(proc.stdout)
-    summary["bench_wall_seconds"] = round(time.perf_counter() - started, 1)
-    return summary
-
-
-def jpeg_photos(short_side: int = 256) -> dict[str, bytes]:
-    """A few scikit-image photos as JPEG bytes, scaled to ``short_side`` px on the short side."""
-    import skimage.data
-    from PIL import Image
-
-    photos = {}
-    for name in PHOTOS:
-        try:
-            if name.startswith("motorcycle_"):
-                image = skimage.data.stereo_motorcycle()[0 if name.endswith("left") else 1]
-            else:
-                image = getattr(skimage.data, name)()
-        except Exception as exc:  # noqa: BLE001 - missing in this version or needs a download
-            print(f"skipping photo {name}: {type(exc).__name__}", file=sys.stderr)
-            continue
-        pil = Image.fromarray(np.asarray(image[..., :3], dtype=np.uint8)).convert("RGB")
-        scale = short_side / min(pil.size)
-        pil = pil.resize((round(pil.width * scale), round(pil.height * scale)), Image.BILINEAR)
-        buffer = io.BytesIO()
-        pil.save(buffer, format="JPEG", quality=90)
-        photos[name] = buffer.getvalue()
-    if not photos:
-        sys.exit("no scikit-image photo could be loaded")
-    return photos
-
-
-def tensor_bodies(photos: dict[str, bytes], manifest: dict, kind: str) -> list[bytes]:
-    """The same photos preprocessed exactly as the server would, as request bodies of ``kind``:
-    json ({"instances": [...]}), float32 (raw bytes) or npy (a .npy file)."""
-    from app.inference.preprocess import preprocess_bytes  # imports TensorFlow: only for tensor payloads
-
-    bodies = []
-    for data in photos.values():
-        tensor = preprocess_bytes(data, manifest["preprocessing"], 40_000_000).astype("<f4")
-        if kind == "json":
-            bodies.append(json.dumps({"instances": tensor.tolist()}).encode())
-        elif kind == "float32":
-            bodies.append(tensor.tobytes())
-        else:
-            buffer = io.BytesIO()
-            np.save(buffer, tensor, allow_pickle=False)
-            bodies.append(buffer.getvalue())
-    return bodies
-
-
-TENSOR_HEADERS = {"json": {"content-type": "application/json"},
-                  "float32": {"content-type": "application/octet-stream"},
-                  "npy": {"content-type": "application/x-npy"}}
-
-
-# ---------------------------------------------------------------- server
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def server(models_dir: Path, model: str, batching: bool, batch_max: int, batch_wait_ms: float, log: Path,
-           engine: str = "uvicorn", replicas: int = 1):
-    """`belka serve` on 127.0.0.1 and a free port; yields (base URL, process); always stops it.
-    On Ray (``engine="ray"``) batching off is Ray's batch of one (BELKA_BATCH_MAX=1)."""
-    port = free_port()
-    env = {**os.environ, "BELKA_HOST": "127.0.0.1", "BELKA_MODELS_DIR": str(models_dir), "BELKA_MODEL": model,
-           "BELKA_BATCHING": "1" if batching else "0",
-           "BELKA_BATCH_MAX": str(batch_max if batching or engine == "uvicorn" else 1),
-           "BELKA_BATCH_WAIT_MS": str(batch_wait_ms)}
-    cmd = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    if engine == "ray":
-        cmd += ["--engine", "ray", "--replicas", str(replicas)]
-    # The log goes to a file, never a pipe: uvicorn logs every request, and a pipe nobody
-    # reads fills up and then blocks the server.
-    with open(log, "wb") as log_file:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + (120 if engine == "uvicorn" else 300)
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/healthz", timeout=2) as answer:
-                    if model not in json.loads(answer.read())["models"]:
-                        raise SystemExit(f"the server does not see model {model!r} in {models_dir}")
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("the server did not start:\n" + log.read_text(errors="replace")[-2000:])
-                time.sleep(0.25)
-        yield url, proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20 if engine == "uvicorn" else 90)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-# ---------------------------------------------------------------- CPU accounting (Linux /proc)
-
-def _ticks() -> float:
-    return float(os.sysconf("SC_CLK_TCK"))
-
-
-def process_cpu_seconds(pid: int) -> float | None:
-    """CPU seconds of the process and of the processes it started (a Ray driver's raylet, workers
-    and replicas; uvicorn has none), reaped children included."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        own = (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / _ticks()
-    except (OSError, IndexError, ValueError):
-        return None
-    children = set()
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            children.update(int(c) for c in (task / "children").read_text().split())
-        except (OSError, ValueError):
-            continue
-    return own + sum(process_cpu_seconds(child) or 0.0 for child in children)
-
-
-def machine_busy_seconds() -> float | None:
-    """CPU seconds all cores spent busy (not idle or iowait) since boot."""
-    try:
-        values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-        return (sum(values[:8]) - values[3] - values[4]) / _ticks()
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-class CpuMeter:
-    """CPU seconds of the server, of this process and of the rest of the machine over one level."""
-
-    def __init__(self, server_pid: int):
-        self.pid = server_pid
-
-    def start(self) -> "CpuMeter":
-        self.begin = (process_cpu_seconds(self.pid), time.process_time(), machine_busy_seconds())
-        return self
-
-    def stop(self) -> dict:
-        end = (process_cpu_seconds(self.pid), time.process_time(), machine_busy_seconds())
-        server, client, machine = (None if a is None or b is None else b - a for a, b in zip(self.begin, end))
-        self.result = {"server_s": _r(server, 2), "load_generator_s": _r(client, 2), "machine_busy_s": _r(machine, 2),
-                       "others_s": _r(machine - server - client, 2) if None not in (server, client, machine)
-                       else None}
-        return self.result
-
-
-def _r(value, digits: int = 1):
-    return None if value is None else round(float(value), digits)
 
 
 # ---------------------------------------------------------------- load generator
@@ -424,7 +256,7 @@ def model_cost(models_dir: Path, model: str, threads: int = 6) -> dict:
         others = None if busy is None else machine_busy_seconds() - busy - cpu
         return label, {"batch": batch, "concurrent_calls": workers, "images": n,
                        "wall_ms_per_image": round(wall * 1000 / n, 2), "cpu_ms_per_image": round(cpu * 1000 / n, 2),
-                       "cores_used": round(cpu / wall, 2), "others_cpu_s": _r(others, 2)}
+                       "cores_used": round(cpu / wall, 2), "others_cpu_s": round_or_none(others, 2)}
 
     return dict([measure("batch1_serial", 40, 1), measure(f"batch1_{threads}_threads", 10, 1, threads),
                  measure("batch16_serial", 4, 16), measure("batch32_serial", 3, 32)])

@@ -34,11 +34,10 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
+from harness import chromium
+from page_setup import convert, serve_belka  # this folder's page benchmark's set-up
 
-import page_bench  # noqa: E402  (conversion, server and Chromium set-up shared with the page benchmark)
+REPO = Path(__file__).resolve().parent.parent
 
 ADD = """async ([index, pictures]) => {
   const blobs = pictures.map((b64) => new Blob([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))],
@@ -118,13 +117,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         if args.models is None:
             args.models = Path(tmp) / "models"
-            args.model = page_bench.convert(args.models, 900)
+            args.model = convert(args.models, 900)
         results = {}
-        with page_bench.serve_belka(args.models, args.model) as url, sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=page_bench.CHROMIUM, args=page_bench.CHROMIUM_BASE_ARGS + page_bench.SWIFTSHADER_ARGS)
+        with serve_belka(args.models, args.model) as url, sync_playwright() as playwright:
+            browser = chromium.launch(playwright, chromium.ARGS)
             try:
                 for backend in args.backends.split(","):
-                    label = f"{backend}-swiftshader" if backend in page_bench.SWIFTSHADER else backend
+                    label = chromium.label(backend)
                     print(f"{label} ...", file=sys.stderr)
                     results[label] = run_backend(browser, url, backend, sizes, args.epochs, args.timeout)
             finally:

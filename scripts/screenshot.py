@@ -14,27 +14,16 @@ or BELKA_CHROMIUM), driven by Playwright, as in the tests.
 from __future__ import annotations
 
 import argparse
-import os
-import socket
-import subprocess
+import contextlib
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
+from app.settings import default_models_dir
+from harness.chromium import CHROMIUM
+from harness.server import ServerDidNotStart, serve
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from app.settings import default_models_dir  # noqa: E402
-
-CHROMIUM = os.environ.get("BELKA_CHROMIUM", "/usr/bin/chromium")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def default_photo(folder: Path) -> Path:
@@ -55,6 +44,18 @@ def save_small(png: bytes, out: Path) -> None:
     Image.open(io.BytesIO(png)).convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(out, optimize=True)
 
 
+@contextlib.contextmanager
+def serve_or_exit(models: Path):
+    """`belka serve` for ``models`` on a free port (harness.server.serve); exits with its log when
+    it does not start."""
+    with contextlib.ExitStack() as stack:
+        try:
+            url = stack.enter_context(serve(models, seconds=120))
+        except ServerDidNotStart as exc:
+            sys.exit(f"screenshot: {exc}")
+        yield url
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", type=Path, default=None, help="models folder (default: the server's)")
@@ -70,45 +71,28 @@ def main() -> int:
     models = (args.models or default_models_dir()).resolve()
     if not models.is_dir():
         sys.exit(f"screenshot: no models folder at {models}: convert a model first (make run)")
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--models", str(models)],
-                              cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as scratch, serve_or_exit(models) as url:
         photo = args.photo or default_photo(Path(scratch))
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    urllib.request.urlopen(url + "/healthz", timeout=1)
-                    break
-                except OSError:
-                    if server.poll() is not None or time.monotonic() > deadline:
-                        sys.exit(f"screenshot: the server did not start:\n{server.stderr.read()[-2000:]}")
-                    time.sleep(0.3)
-            query = "?backend=wasm" + (f"&model={args.model}" if args.model else "")
-            with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-                page = browser.new_page(viewport={"width": args.width, "height": args.height},
-                                        device_scale_factor=1)
-                page.set_default_timeout(180_000)
-                page.goto(url + "/" + query)
-                ready = page.evaluate("window.belka.ready")
-                if not ready.get("ok"):
-                    sys.exit(f"screenshot: the page did not start: {ready}")
-                page.set_input_files("#file-input", str(photo))
-                page.evaluate("window.belka.idle()")
-                page.click("#explain-run")
-                page.evaluate("window.belka.idle()")
-                page.wait_for_selector("#explain-figure:not([hidden])")
-                page.evaluate("window.scrollTo(0, 0)")
-                args.out.parent.mkdir(parents=True, exist_ok=True)
-                picture = page.screenshot()
-                browser.close()
-            save_small(picture, args.out)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+        query = "?backend=wasm" + (f"&model={args.model}" if args.model else "")
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": args.width, "height": args.height},
+                                    device_scale_factor=1)
+            page.set_default_timeout(180_000)
+            page.goto(url + "/" + query)
+            ready = page.evaluate("window.belka.ready")
+            if not ready.get("ok"):
+                sys.exit(f"screenshot: the page did not start: {ready}")
+            page.set_input_files("#file-input", str(photo))
+            page.evaluate("window.belka.idle()")
+            page.click("#explain-run")
+            page.evaluate("window.belka.idle()")
+            page.wait_for_selector("#explain-figure:not([hidden])")
+            page.evaluate("window.scrollTo(0, 0)")
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            picture = page.screenshot()
+            browser.close()
+        save_small(picture, args.out)
     print(f"wrote {args.out} ({args.out.stat().st_size // 1024} KB)")
     return 0
 

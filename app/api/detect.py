@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Query, Request
 
+from app.api.deps import DetectorDep, SettingsDep
 from app.api.inputs import BadRequest, option, read_model_input
 from app.api.schemas import DETECT_REQUEST_BODY, DetectResponse, ErrorResponse
 from app.inference.detection import postprocess
@@ -28,7 +29,7 @@ def _fraction(value) -> bool:
 
 @router.post("/models/{name}/detect", response_model=DetectResponse, responses=ERRORS,
              openapi_extra={"requestBody": DETECT_REQUEST_BODY})
-async def detect(name: str, request: Request,
+async def detect(name: str, request: Request, detector: DetectorDep, settings: SettingsDep,
                  score_threshold: float | None = Query(None, ge=0, le=1, description="drop weaker boxes "
                                                        "(default: the manifest's, 0.5)"),
                  iou_threshold: float | None = Query(None, ge=0, le=1, description="non-max suppression "
@@ -36,11 +37,8 @@ async def detect(name: str, request: Request,
                  max_boxes: int | None = Query(None, ge=1, le=100, description="at most this many boxes "
                                                "(default: the manifest's, 20)")):
     """Detect objects in one image (multipart ``file``) or one preprocessed tensor (JSON ``instances``)."""
-    detector = await request.app.state.services.detector(name)
-    if detector is None:
-        raise HTTPException(404, f"no detection model named {name!r}; GET /api/models lists them")
     manifest = detector.manifest
-    received = await read_model_input(request, manifest, request.app.state.settings, OPTIONS)
+    received = await read_model_input(request, manifest, settings, OPTIONS)
     if len(received.images) != 1:
         raise BadRequest(422, f"detect takes one image; the request holds {len(received.images)}")
     defaults = manifest["postprocessing"]

@@ -18,9 +18,10 @@ import asyncio
 import base64
 import time
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
+from app.api.deps import ClassifierDep, SettingsDep
 from app.api.inputs import BadRequest, option, read_model_input
 from app.api.schemas import EXPLAIN_REQUEST_BODY, ErrorResponse, ExplainResponse, LayerInfo
 from app.inference import heatmap_image, occlusion
@@ -34,18 +35,10 @@ FORMATS = ("json", "png")
 OPTIONS = ("method", "class_index", "layer", "patch", "stride", "format")
 
 
-async def _service(request: Request, name: str):
-    service = await request.app.state.services.get(name)
-    if service is None:
-        raise HTTPException(404, f"no classification model named {name!r}; GET /api/models lists them")
-    return service
-
-
 @router.get("/models/{name}/layers", response_model=list[LayerInfo], responses=ERRORS)
-async def layers(name: str, request: Request):
+async def layers(name: str, service: ClassifierDep):
     """The layers Grad-CAM can take a heatmap from (every layer with an [h, w, channels]
     output), in model order; the last one is the default."""
-    service = await _service(request, name)
     try:
         found = await service.layers()
     except ExplainError as exc:
@@ -59,7 +52,7 @@ async def layers(name: str, request: Request):
                                         "content": {"image/png": {"schema": {"type": "string",
                                                                              "format": "binary"}}}}},
              openapi_extra={"requestBody": EXPLAIN_REQUEST_BODY})
-async def explain(name: str, request: Request,
+async def explain(name: str, request: Request, service: ClassifierDep, settings: SettingsDep,
                   method: str = Query("gradcam", description="gradcam or occlusion"),
                   class_index: int | None = Query(None, ge=0, description="the class to explain; "
                                                   "default the top-1"),
@@ -71,9 +64,8 @@ async def explain(name: str, request: Request,
                                              "half the patch)"),
                   format: str = Query("json", description="json, or png for the overlay picture alone")):
     """Explain one image (multipart ``file``) or one preprocessed tensor (JSON ``instances``)."""
-    service = await _service(request, name)
     manifest = service.manifest
-    received = await read_model_input(request, manifest, request.app.state.settings, OPTIONS)
+    received = await read_model_input(request, manifest, settings, OPTIONS)
     if len(received.images) != 1:
         raise BadRequest(422, f"explain takes one image; the request holds {len(received.images)}")
     image = received.images[0]

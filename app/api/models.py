@@ -1,8 +1,9 @@
 """GET /api/models: what the server can run, from the manifests."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
+from app.api.deps import RegistryDep
 from app.api.schemas import ModelSummary
 from app.registry import ModelInfo
 
@@ -19,6 +20,6 @@ def summary(info: ModelInfo) -> ModelSummary:
 
 
 @router.get("/models", response_model=list[ModelSummary])
-def list_models(request: Request) -> list[ModelSummary]:
+def list_models(registry: RegistryDep) -> list[ModelSummary]:
     """Every converted model in the server's models folder."""
-    return [summary(info) for info in request.app.state.registry.all().values()]
+    return [summary(info) for info in registry.all().values()]

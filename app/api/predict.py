@@ -12,8 +12,9 @@ the body (the body wins). Bad input always gets a 4xx with the JSON error shape.
 """
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Query, Request
 
+from app.api.deps import ClassifierDep, SettingsDep
 from app.api.inputs import BadRequest, option, read_model_input
 from app.api.schemas import PREDICT_REQUEST_BODY, ErrorResponse, PredictResponse
 from app.inference.classifier import top_k as best_classes
@@ -25,15 +26,12 @@ ERRORS = {status: {"model": ErrorResponse} for status in (400, 404, 413, 415, 42
 
 @router.post("/models/{name}/predict", response_model=PredictResponse, responses=ERRORS,
              openapi_extra={"requestBody": PREDICT_REQUEST_BODY})
-async def predict(name: str, request: Request,
+async def predict(name: str, request: Request, service: ClassifierDep, settings: SettingsDep,
                   top_k: int = Query(5, ge=1, le=1000, description="how many classes to return"),
                   include_logits: bool = Query(False, description="also return the raw outputs")):
     """Classify one image (multipart ``file``) or a batch of preprocessed ``instances`` (JSON)."""
-    service = await request.app.state.services.get(name)
-    if service is None:
-        raise HTTPException(404, f"no classification model named {name!r}; GET /api/models lists them")
     with service.incoming():  # a batch about to run may wait a few ms for this request
-        received = await read_model_input(request, service.manifest, request.app.state.settings,
+        received = await read_model_input(request, service.manifest, settings,
                                           ("top_k", "include_logits"))
     images, preprocess_ms = received.images, received.preprocess_ms
     k = option(received.options, "top_k", top_k, int, lambda v: 1 <= v <= 1000, "an integer from 1 to 1000")

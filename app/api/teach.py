@@ -22,14 +22,17 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
+from typing import Annotated
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
 from app import teach
+from app.api.deps import RegistryDep, SettingsDep, info_of
 from app.api.schemas import ErrorResponse
+from app.registry import ModelInfo
 
 router = APIRouter(prefix="/api", tags=["teach"])
 
@@ -47,8 +50,8 @@ def listens_locally(host: str) -> bool:
         return False
 
 
-def check_allowed(request: Request) -> None:
-    settings = request.app.state.settings
+async def check_allowed(request: Request, settings: SettingsDep) -> None:
+    """A dependency of the saving route: 403 (or 401) unless this request may save a model."""
     if not settings.allow_saves:
         raise HTTPException(403, "saving models is turned off on this server (BELKA_ALLOW_SAVES=0)")
     origin = request.headers.get("origin")
@@ -68,11 +71,9 @@ def check_allowed(request: Request) -> None:
                                  "token as a bearer header)")
 
 
-@router.post("/models", status_code=201, responses=ERRORS)
-async def save_taught_model(request: Request):
+@router.post("/models", status_code=201, responses=ERRORS, dependencies=[Depends(check_allowed)])
+async def save_taught_model(request: Request, settings: SettingsDep, registry: RegistryDep):
     """Save a classifier taught in the page (a head on a converted classifier's features)."""
-    check_allowed(request)
-    settings = request.app.state.settings
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != "multipart/form-data":
         raise HTTPException(415, "send a multipart/form-data form (name, base, labels, head, weights)")
     declared = request.headers.get("content-length")
@@ -91,7 +92,6 @@ async def save_taught_model(request: Request):
             data = await weights.read(settings.max_head_bytes + 1)
             if len(data) > settings.max_head_bytes:
                 raise teach.TeachError(413, f"the head is over {settings.max_head_bytes // (1 << 20)} MB")
-            registry = request.app.state.registry
             base_name = str(form.get("base") or "")
             base = registry.get(base_name)
             features = teach.check_base(base, base_name)
@@ -114,12 +114,9 @@ async def save_taught_model(request: Request):
 
 @router.get("/models/{name}/download", responses={404: {"model": ErrorResponse}},
             response_class=Response)
-async def download(name: str, request: Request) -> Response:
+async def download(name: str, info: Annotated[ModelInfo, Depends(info_of("classification"))]) -> Response:
     """A converted classifier as one zip, for use outside Belka: its TF.js graph and layers models,
     a Keras file made from the layers model, its labels and manifest."""
-    info = request.app.state.registry.get(name)
-    if info is None or info.task != "classification":
-        raise HTTPException(404, f"no classification model named {name!r}; GET /api/models lists them")
     data = await asyncio.to_thread(teach.download_zip, info)
     return Response(data, media_type="application/zip",
                     headers={"Content-Disposition": f'attachment; filename="{name}.zip"'})

@@ -2,9 +2,10 @@
 once (at start-up for the models present then, on first use for models converted later)
 and reloaded when the model's manifest changes.
 
-The API routes talk to a model only through the async methods of ModelService and
-DetectorService; app/ray_engine.py implements the same methods on Ray Serve deployments
-(``belka serve --engine ray``), so both engines answer every request the same way."""
+The API routes talk to a model only through the methods of app/inference/engine.py's
+protocols (Engine, Classifier, Detector), which Services, ModelService and DetectorService
+implement here; app/ray_engine.py implements them on Ray Serve deployments (``belka serve
+--engine ray``), so both engines answer every request the same way."""
 from __future__ import annotations
 
 import asyncio
@@ -14,6 +15,7 @@ import numpy as np
 
 from app.inference.batching import Batcher, BatchResult
 from app.inference.classifier import Classifier
+from app.inference import engine
 from app.inference.detection import Detector, RawDetections
 from app.inference.explainer import Explainer, Explanation
 from app.registry import ModelInfo, Registry
@@ -21,7 +23,7 @@ from app.settings import Settings
 
 
 @dataclass
-class ModelService:
+class ModelService(engine.Classifier):
     """One classifier in this process: requests are batched by our Batcher, explanations run
     on a thread (one at a time per model, see Explainer)."""
     info: ModelInfo
@@ -65,7 +67,7 @@ class ModelService:
 
 
 @dataclass
-class DetectorService:
+class DetectorService(engine.Detector):
     """One detector in this process."""
     detector: Detector
 
@@ -77,7 +79,9 @@ class DetectorService:
         return await asyncio.to_thread(self.detector.run, image)
 
 
-class Services:
+class Services(engine.Engine):
+    """The models in this process (the uvicorn engine, `belka serve`)."""
+
     def __init__(self, registry: Registry, settings: Settings):
         self.registry = registry
         self.settings = settings

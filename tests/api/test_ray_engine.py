@@ -32,20 +32,13 @@ from skimage import data as samples
 
 from app.main import create_app
 from app.settings import Settings
+from harness.server import free_port
 from tests.conftest import ROOT
 
 import ray.serve  # noqa: F401 - part of the test install (`make test` installs .[test,ray]): no skip
 
 ENV = {"BELKA_BATCH_MAX": "4", "BELKA_QUEUE_MAX": "8", "BELKA_BATCH_WAIT_MS": "5"}
 TIMINGS = ("timings",)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def replica_pids(model: str) -> list[int]:

@@ -2,67 +2,36 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from harness import chromium, server as harness_server
+from harness.chromium import ARGS as CHROMIUM_ARGS, BASE_ARGS as CHROMIUM_BASE_ARGS, CHROMIUM, SWIFTSHADER_ARGS  # noqa: F401 - the tests' names
+from harness.server import ServerDidNotStart
 from tests.conftest import ROOT
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_BASE_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
-                      "--disable-sync", "--no-first-run", "--disable-quic"]
-# WebGPU (and WebGL) on the CPU through SwiftShader, so all four TF.js backends run on machines
-# without a GPU. Never --disable-gpu: it turns WebGPU off. These flags also make Chromium draw
-# and composite every page through SwiftShader's Vulkan, which no user without a GPU gets (they
-# get Chromium's software compositor): bench/page_bench.py measures wasm and cpu without them.
-SWIFTSHADER_ARGS = ["--enable-unsafe-webgpu", "--use-angle=swiftshader", "--enable-features=Vulkan",
-                    "--use-webgpu-adapter=swiftshader"]
-CHROMIUM_ARGS = CHROMIUM_BASE_ARGS + SWIFTSHADER_ARGS
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
 def serve(models_dir: Path, port: int | None = None, **env_vars: str):
     """`belka serve` on ``port`` (default: a free one) for ``models_dir`` (extra BELKA_* settings
-    as keyword arguments); yields its base URL and stops it afterwards."""
-    port = port or _free_port()
-    env = {**os.environ, "BELKA_MODELS_DIR": str(models_dir), **env_vars}
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    wait_until_serving(proc, url + "/healthz", "server", 60)
-    try:
+    as keyword arguments); yields its base URL and stops it afterwards (harness.server.serve,
+    failing the test when it does not start)."""
+    with contextlib.ExitStack() as stack:
+        try:
+            url = stack.enter_context(harness_server.serve(models_dir, port, **env_vars))
+        except ServerDidNotStart as exc:
+            pytest.fail(str(exc))
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 def wait_until_serving(proc, url: str, what: str, seconds: float) -> None:
     """Waits until ``url`` answers; fails the test (and kills ``proc``) when ``proc`` ends first
     or ``seconds`` pass."""
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            return
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                stderr = proc.stderr.read().decode()[-2000:] if proc.stderr else ""
-                pytest.fail(f"{what} did not start: {stderr}")
-            time.sleep(0.2)
+    try:
+        harness_server.wait_until_serving(proc, url, what, seconds)
+    except ServerDidNotStart as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="session")
@@ -89,10 +58,11 @@ def browser():
     tests/api) then fails with "cannot be called from a running event loop"."""
     from playwright.sync_api import sync_playwright
 
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            browser = chromium.launch(p)
+        except FileNotFoundError as exc:
+            pytest.fail(str(exc))
         yield browser
         browser.close()
 

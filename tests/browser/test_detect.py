@@ -17,19 +17,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from harness.camera import CLIP, SIZE, clip_frame, write_y4m
+from harness.chromium import FAKE_CAMERA_ARGS as FAKE_CAMERA
+from harness.detectors import export_detector, iou, train_square_detector
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, READY_TIMEOUT_MS, new_page, serve
 from tests.conftest import convert_ok
-from harness.detectors import export_detector, iou, train_square_detector
 
 BACKENDS = ["webgpu", "webgl", "wasm", "cpu"]
-SIZE = 64          # the detector's input
 # The next n frames the loop processes; an error naming the page's status instead of waiting for
 # ever when they do not come (Playwright's evaluate has no timeout of its own).
 TRACE = """(n) => Promise.race([belka.traceFrames(n), new Promise((_, reject) => setTimeout(
   () => reject(new Error(`no ${n} frames within 120 s: ${document.getElementById('status').textContent}`)), 120000))])"""
-CLIP = 128         # the fake camera's frames
-SIDE = 32          # the square in the clip (16 px at the model's size, as trained)
-FAKE_CAMERA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 
 
 @pytest.fixture(scope="module")
@@ -47,26 +45,6 @@ def detector_models(tmp_path_factory) -> Path:
 def detect_server(detector_models):
     with serve(detector_models) as url:
         yield url
-
-
-def clip_frame(k: int, rng) -> tuple[np.ndarray, tuple[int, int]]:
-    """Frame k of the clip: grey noise with the white square on a circle; (frame, (top, left))."""
-    angle = 2 * np.pi * k / 40
-    top = int(round((CLIP - SIDE) / 2 + 40 * np.sin(angle)))
-    left = int(round((CLIP - SIDE) / 2 + 40 * np.cos(angle)))
-    frame = rng.integers(0, 100, (CLIP, CLIP)).astype(np.uint8)
-    frame[top:top + SIDE, left:left + SIDE] = 255
-    return frame, (top, left)
-
-
-def write_y4m(path: Path, frames: list[np.ndarray], fps: int = 10) -> None:
-    """Grey frames as a Y4M clip (4:2:0, neutral chroma) for --use-file-for-fake-video-capture."""
-    height, width = frames[0].shape
-    chroma = np.full((height // 2) * (width // 2), 128, np.uint8).tobytes()
-    with open(path, "wb") as f:
-        f.write(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
-        for frame in frames:
-            f.write(b"FRAME\n" + frame.tobytes() + chroma + chroma)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import shutil
 
-from tests.browser.conftest import _free_port, another_page, classify_file, new_page, serve
+from harness.server import free_port
+from tests.browser.conftest import another_page, classify_file, new_page, serve
 
 KEPT_SHARDS = """async () => {
   const cache = await caches.open('belka-models-v1');
@@ -27,7 +28,7 @@ def test_a_second_visit_works_offline_and_a_new_model_replaces_the_old(browser, 
     shutil.copytree(small_mobilenet["dir"], models / "tiny")
     photo = tmp_path / "coffee.png"
     Image.fromarray(data.coffee()).save(photo)
-    port = _free_port()
+    port = free_port()
     page = new_page(browser)
     try:
         with serve(models, port=port) as url:

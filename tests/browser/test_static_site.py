@@ -16,7 +16,8 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.browser.conftest import _free_port, another_page, classify_file, new_page, serve, wait_until_serving
+from harness.server import free_port
+from tests.browser.conftest import another_page, classify_file, new_page, serve, wait_until_serving
 from tests.conftest import run_belka
 
 MOBILENET, TINY, DETECTOR = "mobilenet", "tiny", "squares"
@@ -45,7 +46,7 @@ def site(models):
 @contextlib.contextmanager
 def static_server(root, port=None):
     """Python's own static file server on ``root``: yields the site's URL (…/demo/)."""
-    port = port or _free_port()
+    port = port or free_port()
     proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
                              "--directory", str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/demo/"
@@ -148,7 +149,7 @@ def test_what_needs_the_server_says_so(browser, static_url):
 
 
 def test_a_second_visit_works_with_the_static_server_gone(browser, site, chelsea_png):
-    port = _free_port()
+    port = free_port()
     page = new_page(browser)
     page.set_default_timeout(120_000)
     try:

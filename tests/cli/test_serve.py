@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from harness.server import free_port
 from tests.conftest import ROOT, run_belka
 
 
@@ -50,12 +51,6 @@ def test_a_port_in_use_is_exit_5():
     assert stderr.strip() == (f"belka: error: port {port} on 127.0.0.1 is in use (another belka serve?): "
                               "stop it or pick another with --port"), stderr
     assert seconds < 15
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_serve_says_where_and_what_it_serves_from_the_default_folder(tmp_path):
