@@ -2,8 +2,8 @@
 
 The app's shared state (app/main.py ``create_app`` puts it on ``app.state``) is read here and
 nowhere else in the routes and pages: ``settings_of``, ``registry_of``, ``engine_of`` and
-``assets_of`` read it from a request (for the pages and their templates' context), and
-
+``assets_of`` read it from a request (for the pages and their templates' context), and the
+routes take it as dependencies:
 
 - ``SettingsDep``, ``RegistryDep``, ``EngineDep``: the server's Settings, its model Registry and
   its Engine (app/inference/engine.py: Services or RayServices);
