@@ -27,11 +27,16 @@ def write(source, staging: Path, request, task: str) -> str | None:
     return None
 
 
+def run(staging: Path, batch) -> tuple[dict, dict]:
+    """({"layers": outputs}, runtime): the layers model run in TF.js (Node)."""
+    return verify.run_tfjs(staging, [FORMAT_DIRS[FORMAT]], batch)
+
+
 def check(staging: Path, batch, reference, quantize: str):
     """(reason or None, report or None, runtime) for the layers model in TF.js; the folder is
     removed when TF.js cannot load it or it computes other numbers than ``reference``."""
     try:
-        outputs, runtime = verify.run_tfjs(staging, [FORMAT_DIRS[FORMAT]], batch)
+        outputs, runtime = run(staging, batch)
     except VerificationFailed as exc:
         message = str(exc).removeprefix("TF.js could not run the converted model: ")
         shutil.rmtree(staging / FORMAT_DIRS[FORMAT], ignore_errors=True)
