@@ -235,17 +235,16 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _run_conversion(args, source_kind: str, default_name: str, load) -> int:
-    from app.convert import detector, pipeline
+    from app.convert import pipeline
     from app.convert.progress import Progress
+    from app.convert.request import Request
 
     from app.settings import default_models_dir
 
-    request = pipeline.Request(name=args.name or default_name, out=args.out or default_models_dir(),
-                               formats=args.formats, quantize=args.quantize)
-    if source_kind == "coco-ssd":
-        result = detector.convert(load, request, Progress(detector.STEPS, enabled=not args.quiet))
-    else:
-        result = pipeline.convert(load, request, source_kind, Progress(pipeline.STEPS, enabled=not args.quiet))
+    request = Request(name=args.name or default_name, out=args.out or default_models_dir(),
+                      formats=args.formats, quantize=args.quantize)
+    result = pipeline.convert(load, request, source_kind,
+                              Progress(pipeline.step_count(source_kind), enabled=not args.quiet))
     if args.json:
         print(json.dumps(result, indent=2))
     if not args.quiet:
@@ -320,7 +319,7 @@ def _default_name(path: Path, quantize: str) -> str:
 
 
 def _verify(args) -> int:
-    from app.convert.verify import verify_model_dir
+    from app.convert.recheck import verify_model_dir
 
     report = verify_model_dir(args.model_dir)
     if args.json:

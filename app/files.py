@@ -184,14 +184,14 @@ def model_file(name: str, relative: str, request: Request) -> Response:
         raise HTTPException(404)
     path = safe_path(info.path, relative)
     if path.name == "model.json":
-        body = _content_addressed_model_json(path, hashes)
+        body = content_addressed_model_json(path, hashes)
         return _respond(request, f'"{_sha256(body)[:32]}"', REVALIDATE, body=body,
                         media_type="application/json")
     cache = IMMUTABLE if _names(request.query_params.get("v"), hashes[relative]) else REVALIDATE
     return _respond(request, f'"{hashes[relative][:32]}"', cache, path=path, media_type=_content_type(path))
 
 
-def _content_addressed_model_json(path: Path, hashes: dict[str, str]) -> bytes:
+def content_addressed_model_json(path: Path, hashes: dict[str, str]) -> bytes:
     """model.json with every weight path suffixed by ?v=<hash>, so shards can be cached forever."""
     model = json.loads(path.read_text())
     folder = path.parent.name

@@ -97,7 +97,7 @@ def export_site(out: Path, models_dir: Path, names: list[str] | None = None, bas
             target = site / "vendor" / assets.vendor_version() / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(settings.node_modules / "@tensorflow" / relative, target)
-        write_content_addressed_model_json(app_settings, models, chosen)
+        writecontent_addressed_model_json(app_settings, models, chosen)
         (site / "_headers").write_text(headers_file(base_path))
         (site / "README.md").write_text(readme(base_path, chosen))
         size = sum(p.stat().st_size for p in site.rglob("*") if p.is_file())
@@ -188,16 +188,16 @@ def copy_model(source: Path, target: Path) -> None:
             shutil.copytree(source / folder, target / folder, ignore=shutil.ignore_patterns(".*"))
 
 
-def write_content_addressed_model_json(settings, models: Path, names: list[str]) -> None:
+def writecontent_addressed_model_json(settings, models: Path, names: list[str]) -> None:
     """Each model.json as the server sends it: weight paths carrying ?v=<hash> (a static host
     ignores the query; the service worker keeps a shard by it and drops it when the hash changes)."""
-    from app.files import _content_addressed_model_json
+    from app.files import content_addressed_model_json
 
     for name in names:
         manifest = json.loads((models / name / "manifest.json").read_text())
         hashes = {f["path"]: f["sha256"] for f in manifest["files"]}
         for path in (models / name).glob("*/model.json"):
-            path.write_bytes(_content_addressed_model_json(path, hashes))
+            path.write_bytes(content_addressed_model_json(path, hashes))
 
 
 def render_pages(settings, site: Path) -> list[str]:

@@ -158,7 +158,7 @@ def build_from_saved(base: ModelInfo, features: dict, head):
     features in its SavedModel, else None."""
     tf = _tf()
     from app.convert import export
-    from app.convert.graph_cut import freeze_signature
+    from app.convert.frozen import freeze_signature, wrapped_graph
 
     saved = base.path / base.manifest["formats"]["saved"]
     loaded = tf.saved_model.load(str(saved))
@@ -167,7 +167,7 @@ def build_from_saved(base: ModelInfo, features: dict, head):
     if node not in {n.name for n in graph_def.node}:
         raise TeachError(422, f"the base model {base.name!r}: its SavedModel has no node {node!r} (the features "
                               "its graph model names): convert it again with this version of Belka")
-    wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
+    wrapped = wrapped_graph(graph_def)
     graph = wrapped.graph
     images = graph.get_tensor_by_name(input_name)
     pooled = graph.get_tensor_by_name(f"{node}:0")
@@ -208,6 +208,7 @@ def save(models_dir: Path, name: str, base: ModelInfo, labels: list[str], head, 
     convert` does) and returns the conversion's summary."""
     from app.convert import pipeline, sources
     from app.convert.progress import Progress
+    from app.convert.request import Request
 
     features = check_base(base, base.name)
     on_layers = bool(features.get("layer")) and "layers" in base.manifest["formats"]
@@ -225,9 +226,9 @@ def save(models_dir: Path, name: str, base: ModelInfo, labels: list[str], head, 
         return from_saved(base, features, head, labels, preprocessing, weights, source)
 
     formats = ("graph", "layers", "saved") if on_layers else ("graph", "saved")
-    request = pipeline.Request(name=name, out=models_dir, formats=formats, quantize="none")
+    request = Request(name=name, out=models_dir, formats=formats, quantize="none")
     try:
-        return pipeline.convert(load, request, "taught", Progress(pipeline.STEPS, enabled=False))
+        return pipeline.convert(load, request, "taught", Progress(pipeline.step_count("taught"), enabled=False))
     except BadInput as exc:
         raise TeachError(422, str(exc)) from exc
     except VerificationFailed as exc:

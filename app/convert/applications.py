@@ -92,11 +92,11 @@ def build(name: str, size: int | None, weights: str, seed: int = 0):
         try:
             model = constructor(weights="imagenet", **kwargs)
         except Exception as exc:  # noqa: BLE001 - Keras raises a bare Exception on URL errors
-            from app.convert.mobilenet import _is_download_error, _short
+            from app.convert.mobilenet import is_download_error, short_message
 
-            if _is_download_error(exc):
+            if is_download_error(exc):
                 raise DownloadFailed(
-                    f"Could not download the ImageNet weights for {name} ({_short(exc)}). Keras fetches "
+                    f"Could not download the ImageNet weights for {name} ({short_message(exc)}). Keras fetches "
                     "them once and caches them in ~/.keras/models; this machine could not reach the "
                     "download server. Pass a weights file with --weights FILE, or --weights none for "
                     "untrained (but non-degenerate) weights.") from exc

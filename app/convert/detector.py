@@ -1,4 +1,5 @@
-"""`belka convert coco-ssd`: an SSD object detector for the browser and the server.
+"""The `belka convert coco-ssd` source: an SSD object detector for the browser and the server,
+converted by the detection task (app/convert/tasks/detection.py).
 
 The source is a TensorFlow Object Detection API export: the model zoo's
 ``ssd_mobilenet_v2_320x320_coco17_tpu-8`` (``--source zoo``, downloaded once into
@@ -27,21 +28,18 @@ and the detections after post-processing (app/convert/verify.py).
 from __future__ import annotations
 
 import json
-import shutil
 import tarfile
-import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from app import tf_runtime
-from app.convert import export, graph_cut, pipeline, verify
+from app.convert import graph_cut
 from app.convert.errors import BadInput, DownloadFailed
-from app.convert.files import list_files, sha256_of
-from app.convert.progress import Progress
+from app.convert.files import sha256_of
+from app.convert.frozen import freeze_signature, imported_graph, wrapped_graph
 from app.convert.sources import preprocessing_spec, read_labels
 
 ZOO_MODEL = "ssd_mobilenet_v2_320x320_coco17_tpu-8"
@@ -49,8 +47,6 @@ ZOO_URL = f"http://download.tensorflow.org/models/object_detection/tf2/20200711/
 COCO_LABELS = Path(__file__).resolve().parent.parent / "data" / "coco_labels.json"
 RAW_BOXES, RAW_SCORES = "raw_detection_boxes", "raw_detection_scores"
 FROZEN_INPUT, FROZEN_BOXES, FROZEN_SCORES = "image_tensor", "Postprocessor/ExpandDims_1", "Postprocessor/Slice"
-FORMATS = ("graph", "saved")
-STEPS = 5
 # What the page and the server do after the model, unless asked otherwise.
 POSTPROCESSING = {"score_threshold": 0.5, "iou_threshold": 0.5, "max_boxes": 20, "nms": "class-agnostic"}
 
@@ -77,6 +73,11 @@ class DetectorSource:
     @property
     def size(self) -> tuple[int, int]:
         return self.cut.size
+
+    @property
+    def preprocessing(self) -> dict:
+        """The page and the server resize (no crop) and scale to the cut's value range."""
+        return preprocessing_spec(*self.size, self.cut.value_range, crop="none")
 
 
 def coco_labels(columns: int) -> tuple[list[str | None], list[int]]:
@@ -144,7 +145,7 @@ def _saved_model_graph(folder: Path):
     loaded = _load(folder)
     signature = loaded.signatures["serving_default"]
     (input_name, spec), = signature.structured_input_signature[1].items()
-    graph_def, graph_input, outputs = graph_cut.freeze_signature(signature)
+    graph_def, graph_input, outputs = freeze_signature(signature)
 
     def original(pixels):
         out = signature(**{input_name: tf.constant(pixels, spec.dtype)})
@@ -167,8 +168,7 @@ def _frozen_graph(path: Path):
     if missing:
         raise BadInput(f"--source {path}: the frozen graph has no {', '.join(missing)} node; Belka cuts TF1 "
                        f"Object Detection API graphs at {FROZEN_BOXES} and {FROZEN_SCORES}, as coco-ssd does")
-    with tf_runtime.quiet_native():
-        wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
+    wrapped = wrapped_graph(graph_def)
     whole = wrapped.prune(feeds=f"{FROZEN_INPUT}:0", fetches=[f"{FROZEN_BOXES}:0", f"{FROZEN_SCORES}:0"])
 
     def original(pixels):
@@ -188,7 +188,7 @@ def _standard_layout(boxes, scores):
 
 def _columns(cut: graph_cut.CutGraph, fmt: str) -> int:
     """How many classes the detector scores (the background column not counted)."""
-    graph = graph_cut._imported(cut.graph_def)
+    graph = imported_graph(cut.graph_def)
     columns = graph.get_tensor_by_name(cut.outputs[1]).shape[-1]
     if columns is None:
         raise BadInput("cannot tell how many classes this detector scores (its scores have no fixed last "
@@ -224,8 +224,7 @@ def network_function(source: DetectorSource):
     manifest's value_range says) -> (boxes [1, N, 4], scores [1, N, 1 + classes])."""
     tf = tf_runtime.tensorflow()
     cut = source.cut
-    with tf_runtime.quiet_native():
-        wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(cut.graph_def, name=""), [])
+    wrapped = wrapped_graph(cut.graph_def)
     network = wrapped.prune(feeds=cut.input_name, fetches=cut.outputs)
 
     def run(images):
@@ -277,70 +276,6 @@ def graph_output_names(graph_dir: Path) -> dict[str, str]:
     return {key: value["name"] for key, value in signature.items()}
 
 
-def check_request(request: pipeline.Request) -> None:
-    unknown = [f for f in request.formats if f not in FORMATS]
-    if unknown:
-        raise BadInput(f"--formats: a detector converts to {','.join(FORMATS)} only (no TF.js layers model: "
-                       f"it is a TensorFlow graph, not Keras layers); got {','.join(request.formats)}")
-    pipeline.check_request(request, "coco-ssd")
-
-
-def convert(load: Callable[[], DetectorSource], request: pipeline.Request, progress: Progress | None = None) -> dict:
-    """Load -> cut SavedModel -> graph model -> verify -> manifest, atomically (see pipeline.py)."""
-    progress = progress or Progress(STEPS, enabled=False)
-    check_request(request)
-    started = time.perf_counter()
-    if request.out.is_dir():
-        pipeline.remove_stale_staging(request.out)
-    with progress.step("Loading the detector and cutting its graph before non-max suppression"), \
-            tf_runtime.quiet_stdout():
-        source = load()
-    for note in source.notes:
-        progress.note(note)
-    with pipeline.staging_folder(request) as staging:
-        saved_dir = staging / "saved_model"
-        with progress.step("Saving the cut network (SavedModel for the server)"):
-            write_cut_saved_model(source, saved_dir)
-        with progress.step("Converting to a TF.js graph model" if "graph" in request.formats
-                           else "Skipping the graph model (not in --formats)"):
-            if "graph" in request.formats:
-                export.write_graph_model(saved_dir, staging / "graph", request.quantize)
-        with progress.step("Checking the numbers in TF.js (Node) and TensorFlow"):
-            verification, names, reference = _verify(source, staging, request)
-            for fmt, report in verification["formats"].items():
-                progress.note(verify.describe_detector_report(fmt, report))
-        if "saved" not in request.formats:
-            shutil.rmtree(saved_dir)
-        with progress.step(f"Writing the manifest and moving into {request.out / request.name}"):
-            manifest = build_manifest(source, request, staging, verification, names,
-                                      anchors=reference["boxes"].shape[1], columns=reference["scores"].shape[2])
-            manifest["conversion"]["steps"] = progress.steps
-            manifest["conversion"]["seconds"] = round(time.perf_counter() - started, 3)
-            pipeline.publish(staging, manifest, request.out / request.name)
-    return pipeline.summary(manifest, request.out / request.name)
-
-
-def _verify(source: DetectorSource, staging: Path, request: pipeline.Request) -> tuple[dict, dict, dict]:
-    """(the verification report, the graph model's output node names, the original's outputs).
-    The original whole model gets integer pixel pictures; the cut ones the same pictures as the
-    page would feed them (scaled to the value range)."""
-    height, width = source.size
-    pixels, inputs = verify.detector_probe(height, width, source.cut.value_range)
-    reference = run_original(source, pixels)
-    outputs = {"saved": run_saved(staging / "saved_model", inputs)}
-    names = {}
-    runtime = {}
-    if "graph" in request.formats:
-        names = graph_output_names(staging / "graph")
-        tfjs, runtime = verify.run_tfjs(staging, ["graph"], inputs, output_names=[names["boxes"], names["scores"]],
-                                        execute=graph_execution(staging / "graph"))
-        outputs["graph"] = {key: tfjs["graph"][names[key]] for key in ("boxes", "scores")}
-    quantize = {"saved": "none", "graph": request.quantize}
-    reports = verify.check_detector(reference, outputs, quantize, source.labels, POSTPROCESSING)
-    return {"reference": "original model", "probe": {"count": len(pixels), "seed": verify.PROBE_SEED},
-            "formats": reports, "runtime": runtime}, names, reference
-
-
 def graph_execution(graph_dir: Path) -> str:
     """"execute" when the TF.js graph model has no op that needs executeAsync() (control flow,
     dynamic shapes), else "executeAsync"."""
@@ -357,35 +292,3 @@ TFJS_ASYNC_OPS = frozenset({
     "StatelessIf", "NonMaxSuppressionV2", "NonMaxSuppressionV3", "NonMaxSuppressionV4", "NonMaxSuppressionV5",
     "Where", "ListDiff", "TensorArrayV3", "TensorListReserve", "HashTableV2", "LookupTableFindV2",
 })
-
-
-def build_manifest(source: DetectorSource, request: pipeline.Request, staging: Path, verification: dict,
-                   names: dict, anchors: int, columns: int) -> dict:
-    height, width = source.size
-    return {
-        "manifest_version": pipeline.MANIFEST_VERSION,
-        "name": request.name,
-        "task": "detection",
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "source": source.source,
-        "weights": source.weights,
-        "input": {"shape": [1, height, width, 3], "dtype": "float32"},
-        "output": {
-            "boxes": {"node": names.get("boxes"), "shape": [1, int(anchors), 4],
-                      "layout": "ymin, xmin, ymax, xmax as fractions of the image, decoded, before NMS"},
-            "scores": {"node": names.get("scores"), "shape": [1, int(anchors), int(columns)], "activation": "sigmoid",
-                       "background_column": 0},
-        },
-        "signature": {"input": "images", "outputs": ["boxes", "scores"]},
-        "graph_execution": graph_execution(staging / "graph") if "graph" in request.formats else None,
-        "preprocessing": preprocessing_spec(height, width, source.cut.value_range, crop="none"),
-        "labels": source.labels,
-        "class_ids": source.class_ids,
-        "postprocessing": POSTPROCESSING,
-        "formats": {f: pipeline.FORMAT_DIRS[f] + "/" for f in FORMATS if f in request.formats},
-        "quantization": request.quantize,
-        "files": list_files(staging),
-        "verification": verification,
-        "conversion": {"notes": source.notes},
-        "versions": pipeline._versions(),
-    }

@@ -30,10 +30,8 @@ from app.convert.errors import BadInput
 from app.convert.sources import SourceModel
 
 SHARD_BYTES = 4 * 1024 * 1024
-FLOAT16_GRAPH_DIR = "graph-float16"
 FEATURES_SIGNATURE = "belka_features"
 GRADCAM_SIGNATURE = "belka_gradcam"
-QUANTIZATIONS = ("none", "float16", "uint8")
 
 
 def quantization_map(quantize: str) -> dict | None:

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from app import tf_runtime
+from app.convert.frozen import imported_graph, wrapped_graph
 from app.convert.errors import BadInput
 
 # Ops that build or end a loop (TF1 and TF2 control flow and the lists/arrays loops fill).
@@ -64,22 +65,6 @@ class CutGraph:
     notes: list[str] = field(default_factory=list)
 
 
-def freeze_signature(fn):
-    """A SavedModel signature as one flat frozen GraphDef (variables as constants, function calls
-    inlined, control flow kept as functional While ops): (graph_def, input tensor name,
-    {output key: tensor name})."""
-    tf = tf_runtime.tensorflow()
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-
-    with tf_runtime.quiet_native():
-        frozen = convert_variables_to_constants_v2(fn, lower_control_flow=False, aggressive_inlining=True)
-    # a signature's flat outputs follow tf.nest's order of its dict of outputs: sorted keys
-    keys = sorted(fn.structured_outputs)
-    outputs = {key: tensor.name for key, tensor in zip(keys, frozen.outputs)}
-    inputs = [t for t in frozen.inputs if t.dtype != tf.resource]
-    return frozen.graph.as_graph_def(), inputs[0].name, outputs
-
-
 def cut(graph_def, input_name: str, outputs: list[str], size: tuple[int, int] | None,
         pipeline_size: tuple[int, int] | None = None) -> CutGraph:
     """The graph from the preprocessed image (or the input) to ``outputs`` (see the module doc).
@@ -87,7 +72,7 @@ def cut(graph_def, input_name: str, outputs: list[str], size: tuple[int, int] | 
     tf = tf_runtime.tensorflow()
     nodes = {node.name: node for node in graph_def.node}
     frontier = _frontier(nodes, [_node_of(name) for name in outputs])
-    graph = _imported(graph_def)
+    graph = imported_graph(graph_def)
     if len(frontier) != 1:
         found = ", ".join(f"{t} ({graph.get_tensor_by_name(t).shape})" for t in sorted(frontier))
         raise BadInput(f"cannot cut this detector: its raw outputs depend on {len(frontier)} tensors from its "
@@ -204,8 +189,7 @@ def _preprocessing(graph_def, input_name: str, start: str):
     """The original graph from its input to ``start`` as a function of uint8 pictures [N, H, W, 3]
     (one at a time where the input takes a batch of one) -> numpy array."""
     tf = tf_runtime.tensorflow()
-    with tf_runtime.quiet_native():
-        function = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
+    function = wrapped_graph(graph_def)
     pruned = function.prune(feeds=_tensor_name(input_name), fetches=start)
     placeholder = function.graph.get_tensor_by_name(_tensor_name(input_name))
     one_at_a_time = placeholder.shape.rank == 4 and placeholder.shape[0] == 1
@@ -316,14 +300,6 @@ def _without_control_inputs(graph_def):
         del node.input[:]
         node.input.extend(kept)
     return copy
-
-
-def _imported(graph_def):
-    tf = tf_runtime.tensorflow()
-    graph = tf.Graph()
-    with graph.as_default(), tf_runtime.quiet_native():
-        tf.compat.v1.import_graph_def(graph_def, name="")
-    return graph
 
 
 def _node_of(name: str) -> str:

@@ -4,9 +4,7 @@ TF.js 4.22 reads only the Keras 2 layers-model JSON, and only the layer classes 
 implements. From the user's model (Keras 3 or Keras 2) ``build`` makes a tf_keras model
 that computes the same numbers and that TF.js can load:
 
-1. a Keras 3 config is translated to the Keras 2 one: ``batch_shape`` becomes
-   ``batch_input_shape``, dtype policies become dtype strings, the new ``inbound_nodes``
-   format the old one, and options Keras 2 does not know are dropped (said in a note);
+1. a Keras 3 config is translated to the Keras 2 one (keras3_config.py);
 2. nested models (a MobileNetV2 base called with ``training=False``) are flattened into
    one graph, so Grad-CAM can reach their layers;
 3. layers that are the identity at inference (``RandomFlip``, ``RandomRotation``,
@@ -30,23 +28,15 @@ written, and the manifest says why.
 """
 from __future__ import annotations
 
-import inspect
 import json
 from typing import Any
 
 import numpy as np
 
 from app import tf_runtime
+from app.convert.keras3_config import OPERATION_PREFIX, as_node_list, translate
 from app.convert.keras_model import IDENTITY_AT_INFERENCE, is_keras3, keras_of, outer_node, two_class_weights
 
-# Keys Keras 3 adds to every serialized object that Keras 2 does not know.
-_KERAS3_ONLY_KEYS = ("module", "registered_name", "build_config", "compile_config", "shared_object_id")
-_DTYPE_POLICIES = ("DTypePolicy", "FloatDTypePolicy", "Policy")
-# Keyword arguments every Keras 2 layer accepts besides those of its own __init__.
-_LAYER_BASE_KWARGS = {
-    "name", "trainable", "dtype", "dynamic", "input_dim", "input_shape", "batch_input_shape",
-    "batch_size", "weights", "activity_regularizer", "autocast", "implementation",
-}
 _MODEL_CLASSES = ("Functional", "Sequential", "Model")
 # Keras 2 layers that hold arbitrary Python: replaced when they are affine, else no layers model.
 _PYTHON_LAYERS = ("Lambda", "TFOpLambda", "SlicingOpLambda")
@@ -57,7 +47,6 @@ TWO_CLASSES_LAYER = "belka_two_classes"
 # merge layers, which TF.js has.
 MERGE_OPERATIONS = {"Add": "Add", "Subtract": "Subtract", "Multiply": "Multiply", "Maximum": "Maximum",
                     "Minimum": "Minimum"}
-OPERATION_PREFIX = "keras.ops."
 # Keras 3 activations TF.js lacks (MobileNetV3), spelled in layers it has: hard_sigmoid(x) =
 # relu6(x + 3) / 6 = min(max(x / 6 + 0.5, 0), 1) and hard_silu(x) = x * hard_sigmoid(x).
 # (TF.js's own hardSigmoid is Keras 2's 0.2 x + 0.5, another function.)
@@ -85,7 +74,7 @@ def build(original, identities: set[int], binary: str | None) -> tuple[Any, list
     if config["class_name"] == "Model":
         config["class_name"] = "Functional"
     if is_keras3(original):
-        config = _translate(json.loads(json.dumps(config, default=_json_default)), notes, tf_keras)
+        config = translate(json.loads(json.dumps(config, default=_json_default)), notes, tf_keras)
     else:
         config = json.loads(json.dumps(config, default=_json_default))
     graph = _Graph(identities, keras3=is_keras3(original))
@@ -113,105 +102,6 @@ def _json_default(obj):
 
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-
-
-def _translate(obj: Any, notes: list[str], tf_keras) -> Any:
-    if isinstance(obj, list):
-        return [_translate(item, notes, tf_keras) for item in obj]
-    if not isinstance(obj, dict):
-        return obj
-    class_name = obj.get("class_name")
-    if class_name in _DTYPE_POLICIES and isinstance(obj.get("config"), dict):
-        return obj["config"].get("name", "float32")
-    out = {}
-    for key, value in obj.items():
-        if key in _KERAS3_ONLY_KEYS:
-            continue
-        if key == "inbound_nodes":
-            out[key] = [_translate_node(node) for node in value]
-        elif key in ("input_layers", "output_layers"):
-            out[key] = _as_node_list(value)
-        else:
-            out[key] = _translate(value, notes, tf_keras)
-    if class_name and str(obj.get("module", "")).startswith("keras.src.ops"):
-        # A Keras 3 operation on Keras tensors (x / 127.5, x[..., ::-1]...): not a layer, even when
-        # tf_keras has a layer of the same name (Add, Subtract, Multiply...)
-        out["class_name"] = f"{OPERATION_PREFIX}{class_name}"
-        return out
-    if class_name and isinstance(out.get("config"), dict):
-        out["config"] = _fit_config(class_name, out["config"], obj.get("module") or "", notes, tf_keras)
-    return out
-
-
-def _as_node_list(value):
-    # Keras 3 writes a single ["name", 0, 0]; Keras 2 always a list of them.
-    if value and isinstance(value[0], str):
-        return [value]
-    return value
-
-
-def _translate_node(node) -> list:
-    if isinstance(node, list):  # already Keras 2 style
-        return node
-    tensors: list[list] = []
-
-    def collect(value):
-        if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
-            name, node_index, tensor_index = value["config"]["keras_history"]
-            tensors.append([name, node_index, tensor_index, {}])
-        elif isinstance(value, (list, tuple)):
-            for item in value:
-                collect(item)
-
-    collect(node.get("args", []))
-    kwargs = {k: v for k, v in (node.get("kwargs") or {}).items()
-              if not (isinstance(v, dict) and v.get("class_name") == "__keras_tensor__")}
-    if tensors and kwargs:
-        tensors[0][3] = kwargs
-    return tensors
-
-
-def _fit_config(class_name: str, config: dict, module: str, notes: list[str], tf_keras) -> dict:
-    """Drop the Keras 3 config keys that the tf_keras class of the same name does not accept."""
-    if class_name == "InputLayer":
-        config = dict(config)
-        if "batch_shape" in config:
-            config["batch_input_shape"] = config.pop("batch_shape")
-        config.pop("optional", None)
-        return config
-    if class_name in ("Functional", "Sequential"):
-        return config
-    namespace = {
-        "keras.initializers": tf_keras.initializers,
-        "keras.regularizers": tf_keras.regularizers,
-        "keras.constraints": tf_keras.constraints,
-    }.get(module, tf_keras.layers)
-    cls = getattr(namespace, class_name, None)
-    if cls is None:
-        return config  # unknown class: let tf_keras report it with its own message
-    accepted = _accepted_kwargs(cls)
-    if accepted is None:
-        return config
-    dropped = [k for k in config if k not in accepted]
-    for key in dropped:
-        if config[key] not in (None, False, {}, [], 0):
-            notes.append(f"{class_name}: dropped Keras 3 option {key}={config[key]!r}")
-    return {k: v for k, v in config.items() if k in accepted}
-
-
-def _accepted_kwargs(cls) -> set[str] | None:
-    names: set[str] = set()
-    for klass in inspect.getmro(cls):
-        init = klass.__dict__.get("__init__")
-        if init is None:
-            continue
-        params = inspect.signature(init).parameters.values()
-        names.update(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
-        if klass.__name__ == "Layer":
-            return names | _LAYER_BASE_KWARGS
-        if not any(p.kind == p.VAR_KEYWORD for p in params):
-            return names - {"self"}
-    return None
 
 
 # --- graph surgery on a Keras 2 functional config ----------------------------------------
@@ -417,9 +307,9 @@ def _rewire(body: dict, replace: dict) -> dict:
         return ref
     layers = [{**layer, "inbound_nodes": [[resolve(r) for r in _refs(node)] for node in layer["inbound_nodes"]]}
               for layer in body["layers"]]
-    outputs = [resolve(list(ref))[:3] for ref in _as_node_list(body["output_layers"])]
+    outputs = [resolve(list(ref))[:3] for ref in as_node_list(body["output_layers"])]
     return {**body, "layers": layers, "output_layers": outputs,
-            "input_layers": _as_node_list(body["input_layers"])}
+            "input_layers": as_node_list(body["input_layers"])}
 
 
 def _append_two_classes(body: dict, binary: str, synthetic: dict) -> dict:

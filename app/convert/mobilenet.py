@@ -57,8 +57,8 @@ def build(alpha: float, size: int, weights: str, seed: int = 0):
         try:
             model = tf_keras.applications.MobileNetV2(weights="imagenet", **kwargs)
         except Exception as exc:  # noqa: BLE001 - Keras raises a bare Exception on URL errors
-            if _is_download_error(exc):
-                raise DownloadFailed(OFFLINE_MESSAGE.format(reason=_short(exc))) from exc
+            if is_download_error(exc):
+                raise DownloadFailed(OFFLINE_MESSAGE.format(reason=short_message(exc))) from exc
             raise
         return model, {"provenance": "imagenet", "trained": True,
                        "source": "keras.applications MobileNetV2 ImageNet checkpoint"}
@@ -106,11 +106,11 @@ def load_weights_file(model, path: Path) -> dict:
         model.load_weights(str(path))
     except Exception as exc:  # noqa: BLE001 - h5py/Keras raise many types for a bad file
         raise BadInput(f"--weights {path}: not a weights file for this MobileNetV2 "
-                       f"(alpha/size must match): {_short(exc)}") from exc
+                       f"(alpha/size must match): {short_message(exc)}") from exc
     return {"provenance": "file", "trained": True, "file": path.name, "sha256": sha256_of(path)}
 
 
-def _is_download_error(exc: BaseException) -> bool:
+def is_download_error(exc: BaseException) -> bool:
     import urllib.error
 
     text = str(exc)
@@ -118,5 +118,5 @@ def _is_download_error(exc: BaseException) -> bool:
             or "URL fetch failure" in text or "HTTP Error" in text)
 
 
-def _short(exc: BaseException) -> str:
+def short_message(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:240] or type(exc).__name__

@@ -241,7 +241,7 @@ def saved_model(path: Path, labels_path: Path, value_range, crop: str, preset: s
 
 def _signature_head(signature, output_name: str) -> str:
     """"sigmoid" when a SavedModel's one-unit output comes out of a Sigmoid op, else "logit"."""
-    from app.convert.graph_cut import freeze_signature
+    from app.convert.frozen import freeze_signature
 
     graph_def, _, outputs = freeze_signature(signature)
     nodes = {node.name: node for node in graph_def.node}

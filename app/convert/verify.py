@@ -4,7 +4,7 @@ The graph and layers models are run in TF.js itself (Node, ``@tensorflow/tfjs`` 
 wasm backend the pages default to, files read from disk by tfjs_runner.mjs); the SavedModel in
 TensorFlow. All of them get the same fixed probe batch and are compared with a
 reference: the original model at conversion time, the SavedModel later
-(``belka verify``).
+(``belka verify``, recheck.py).
 
 Thresholds (documented in the README):
 - float32: every output value within ``FLOAT32_TOLERANCE`` (1e-4) of the reference, times the
@@ -41,8 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from app import tf_runtime
-from app.convert.errors import BadInput, BelkaError, VerificationFailed
-from app.convert.files import sha256_of
+from app.convert.errors import BelkaError, VerificationFailed
 
 FLOAT32_TOLERANCE = 1e-4
 QUANTIZED_MAX_RELATIVE = {"float16": 0.05, "uint8": 0.30}
@@ -333,53 +332,3 @@ def describe(report: dict) -> str:
         return report["reason"]
     return (f"max difference {report['max_abs_diff']:.3g} (relative {report['max_rel_diff']:.3g}), "
             f"top-1 agreement {report['top1_agreement']:.0%}, allowed {report['threshold']}")
-
-
-def verify_model_dir(model_dir: Path) -> dict:
-    """`belka verify`: check file hashes against the manifest, then TF.js against the SavedModel."""
-    manifest_path = model_dir / "manifest.json"
-    if not manifest_path.is_file():
-        raise BadInput(f"{model_dir} is not a Belka model folder (no manifest.json)")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise BadInput(f"{manifest_path} is not valid JSON ({exc})") from exc
-    for entry in manifest["files"]:
-        path = model_dir / entry["path"]
-        if not path.is_file():
-            raise VerificationFailed(f"{entry['path']} is missing")
-        if path.stat().st_size != entry["bytes"] or sha256_of(path) != entry["sha256"]:
-            raise VerificationFailed(f"{entry['path']} changed since conversion (sha256 differs)")
-    if "saved" not in manifest["formats"]:
-        raise BadInput(f"{model_dir} has no saved_model/ to compare against (converted with --formats "
-                       f"{','.join(manifest['formats'])})")
-    if manifest.get("task") == "detection":
-        return _verify_detector_dir(model_dir, manifest)
-    size = manifest["preprocessing"]["size"]
-    batch = probe_batch(size[0], size[1], manifest["preprocessing"])
-    reference = run_saved_model(model_dir / "saved_model", manifest["signature"], batch)
-    formats = [f for f in TFJS_FORMATS if f in manifest["formats"]]
-    outputs, runtime = run_tfjs(model_dir, formats, batch, output_key=manifest["signature"]["output"])
-    quantize = {f: manifest["quantization"] for f in formats}
-    return {"reference": "saved_model", "formats": check(reference, outputs, quantize),
-            "runtime": runtime, "files_checked": len(manifest["files"])}
-
-
-def _verify_detector_dir(model_dir: Path, manifest: dict) -> dict:
-    """A detector: its graph model in TF.js against its SavedModel, image by image, on the probe
-    pictures; raw tensors and detections (check_detector)."""
-    from app.convert.detector import run_saved
-
-    height, width = manifest["preprocessing"]["size"]
-    _, inputs = detector_probe(height, width, manifest["preprocessing"]["value_range"])
-    reference = run_saved(model_dir / "saved_model", inputs)
-    outputs, runtime = {}, {}
-    if "graph" in manifest["formats"]:
-        names = [manifest["output"]["boxes"]["node"], manifest["output"]["scores"]["node"]]
-        tfjs, runtime = run_tfjs(model_dir, ["graph"], inputs, output_names=names,
-                                 execute=manifest.get("graph_execution") or "executeAsync")
-        outputs["graph"] = {"boxes": tfjs["graph"][names[0]], "scores": tfjs["graph"][names[1]]}
-    reports = check_detector(reference, outputs, {"graph": manifest["quantization"]}, manifest["labels"],
-                             manifest["postprocessing"])
-    return {"reference": "saved_model", "task": "detection", "formats": reports, "runtime": runtime,
-            "files_checked": len(manifest["files"])}

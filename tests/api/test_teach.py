@@ -220,13 +220,13 @@ def test_a_base_without_features_and_a_head_too_big(models):
 
 
 def test_a_failed_save_leaves_nothing_behind(models, monkeypatch):
-    from app.convert import pipeline
     from app.convert.errors import VerificationFailed
+    from app.convert.tasks import classification
 
     def broken(*args, **kwargs):
         raise VerificationFailed("forced for the test")
 
-    monkeypatch.setattr(pipeline, "_verify", broken)
+    monkeypatch.setattr(classification, "check_numbers", broken)
     response = client_for(models).post("/api/models", **form())
     assert response.status_code == 500 and "forced for the test" in error(response)
     assert sorted(p.name for p in models.iterdir()) == [BASE]  # no model, no staging folder

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 from app import tf_runtime
-from app.convert import detector, graph_cut, verify
+from app.convert import detector, graph_cut, pipeline, verify
 from app.convert.errors import VerificationFailed
+from app.convert.tasks import detection
 from app.registry import Registry
 from tests.conftest import convert_ok, run_belka, snapshot
 from tests.convert.test_bad_input import assert_rejected
@@ -191,10 +192,10 @@ def test_a_failed_check_keeps_the_previous_detector(source, converted, tmp_path,
     def failing(*args, **kwargs):
         raise VerificationFailed("simulated mismatch")
 
-    monkeypatch.setattr(detector, "_verify", failing)
-    request = detector.pipeline.Request(name="squares", out=out, formats=("graph", "saved"))
+    monkeypatch.setattr(detection, "check_numbers", failing)
+    request = pipeline.Request(name="squares", out=out, formats=("graph", "saved"))
     with pytest.raises(VerificationFailed):
-        detector.convert(lambda: detector.load_source(str(source / "squares"), None, None), request)
+        pipeline.convert(lambda: detector.load_source(str(source / "squares"), None, None), request, "coco-ssd")
     assert snapshot(out / "squares") == before
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
@@ -289,7 +290,7 @@ def test_a_really_wrong_graph_model_fails_the_check(source, tmp_path, monkeypatc
         write_graph_model(staging, out, quantize)
 
     monkeypatch.setattr(export, "write_graph_model", wrong)
-    request = detector.pipeline.Request(name="squares", out=tmp_path / "out", formats=("graph", "saved"))
+    request = pipeline.Request(name="squares", out=tmp_path / "out", formats=("graph", "saved"))
     with pytest.raises(VerificationFailed, match="graph scores: max difference"):
-        detector.convert(lambda: detector.load_source(str(source / "squares"), None, None), request)
+        pipeline.convert(lambda: detector.load_source(str(source / "squares"), None, None), request, "coco-ssd")
     assert not (tmp_path / "out" / "squares").exists()
