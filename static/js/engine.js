@@ -21,6 +21,7 @@ import { modelUrl } from './manifest.js';
 import { Classifier } from './model.js';
 import { toModelInput } from './model-input.js';
 import { decodeImage } from './preprocess.js';
+import { operationQueue } from './serial.js';
 import { tf, TFJS_VERSION, withGradients } from './tf.js';
 
 /** The modules imported on first use (a module is fetched and run once; later calls get it). */
@@ -129,16 +130,12 @@ function lastInput() {
 }
 
 /**
- * The requests that change the backend or the model run one after the other, and a
- * classification waits for those sent before it: a page sends its first photo right behind
+ * The requests that change the backend or the model run one after the other (serial.js), and
+ * a classification waits for those sent before it: a page sends its first photo right behind
  * its start-up's requests (classify.js), not after their answers came back to it.
  */
-let changes = Promise.resolve();
-function changing(task) {
-  const run = changes.then(task);
-  changes = run.catch(() => {});
-  return run;
-}
+const changes = operationQueue();
+const changing = (task) => changes.serial(task);
 
 export const operations = {
   /** TF.js's version, once the worker runs (a first request that proves it started). */
@@ -216,7 +213,7 @@ export const operations = {
     let bitmap;
     let input;
     try {
-      await changes;
+      await changes.idle();
       bitmap = await decoding;
       const model = classifier();
       input = toModelInput(bitmap, model.preprocessing);

@@ -37,13 +37,13 @@
  *   worker(op, args)   one request to the model's worker
  *   idle()             Promise: the operations queued so far are done
  */
-import { initialChoice, rememberChoice } from './backend-choice.js';
 import { Camera, cameraProblem } from './camera.js';
 import { readPageConfig } from './config.js';
 import { count, formatPercent } from './format.js';
 import { wireModelPicker } from './model-picker.js';
 import { clearLesson, loadLesson, saveLesson } from './lesson-store.js';
 import { decodeImage, modelRegion } from './preprocess.js';
+import { PageKit } from './page-kit.js';
 import { operationQueue } from './serial.js';
 import { pageWeights, startPageEngine } from './start-worker.js';
 import { serverUrl, siteUrl } from './site.js';
@@ -60,7 +60,6 @@ const TRY_PX = 320; // the tried picture's longer side on the page
 const camera = new Camera($('camera-video'));
 
 const state = {
-  backend: null,
   features: 0, // numbers per picture
   preprocessing: null, // the base model's (manifest.preprocessing): what part of a picture it sees
   classes: [{ name: 'squirrel', samples: [] }, { name: 'not squirrel', samples: [] }],
@@ -71,34 +70,46 @@ const state = {
   trained: null, // {history, split, weightSpecs, data, labels}
   training: false,
 };
-const { serial, idle } = operationQueue();
 
 // ---------------------------------------------------------------- start
 
-async function start() {
-  try {
-    await engine.call('start');
-    const { choice, source } = initialChoice();
-    if (source === 'url') rememberChoice(choice);
-    // "auto" here: WebAssembly, which every browser has and which trains a small head fast
-    const result = await engine.call('backend', { choice: choice === 'auto' ? 'wasm' : choice });
-    state.backend = result.backend;
-    setField('backend', state.backend);
-    const { manifest } = await engine.call('loadClassifier', { name: config.model, weights: pageWeights(config) });
-    state.features = manifest.features?.size ?? 0;
-    state.preprocessing = manifest.preprocessing;
-    if (!state.features) throw new Error(`${config.model} names no features to learn from; pick another base.`);
-    const restored = await restore();
-    renderClasses();
-    setText('samples-status', restored ? `Restored ${count(restored, 'picture')} from your last visit.`
-      : 'Add pictures to each class.');
-    return { ok: true, backend: state.backend };
-  } catch (error) {
-    showMessage('model', 'error', 'The base model could not start.', error.message);
-    setText('samples-status', 'Not ready.');
-    return { ok: false, error: error.message };
-  }
-}
+/**
+ * The start-up (page-kit.js): the backend ("auto" here: WebAssembly, which every browser has
+ * and which trains a small head fast), the base model loaded (no warm-up: its first picture's
+ * features are), then what was kept from the last visit put back.
+ */
+const kit = new PageKit({
+  engine,
+  config,
+  page: {
+    noun: 'model',
+    autoBackend: 'wasm',
+    warmUpAfterStart: false,
+    warnUnknownBackend: false,
+    loadRequest: () => ({ op: 'loadClassifier', args: { name: config.model, weights: pageWeights(config) } }),
+    loaded: ({ manifest }) => {
+      state.features = manifest.features?.size ?? 0;
+      state.preprocessing = manifest.preprocessing;
+      if (!state.features) throw new Error(`${config.model} names no features to learn from; pick another base.`);
+      return manifest;
+    },
+    render: () => {
+      if (kit.backend) setField('backend', kit.backend);
+    },
+    started: async () => {
+      const restored = await restore();
+      renderClasses();
+      setText('samples-status', restored ? `Restored ${count(restored, 'picture')} from your last visit.`
+        : 'Add pictures to each class.');
+    },
+    report: (kind, error) => {
+      if (kind !== 'engine' && kind !== 'start') return; // said once the start-up gives up
+      showMessage('model', 'error', 'The base model could not start.', error.message);
+      setText('samples-status', 'Not ready.');
+    },
+  },
+});
+const serial = (task) => kit.serial(task);
 
 // ---------------------------------------------------------------- kept between visits
 
@@ -123,8 +134,8 @@ async function restore() {
   return state.classes.reduce((n, c) => n + c.samples.length, 0);
 }
 
-let keeping = Promise.resolve();
-/** Keeps the lesson as it is now (one write at a time, in order). */
+const keeping = operationQueue(); // the lesson's writes to IndexedDB
+/** Keeps the lesson as it is now (one write at a time, in order: serial.js). */
 function persist() {
   const lesson = {
     size: state.features,
@@ -133,14 +144,13 @@ function persist() {
     })),
     trained: state.trained,
   };
-  keeping = keeping.then(() => saveLesson(config.model, lesson));
-  return keeping;
+  return keeping.serial(() => saveLesson(config.model, lesson));
 }
 
 /** Forgets the pictures and the head, here and in the browser's storage. */
 function clearAll() {
   return serial(async () => {
-    await keeping;
+    await keeping.idle();
     await clearLesson(config.model);
     state.classes = [{ name: 'squirrel', samples: [] }, { name: 'not squirrel', samples: [] }];
     state.trained = null;
@@ -691,12 +701,8 @@ function wire() {
 }
 
 wire();
-const ready = serial(start);
-window.belka = {
-  ready,
-  config,
-  model: () => config.model,
-  backend: () => state.backend,
+kit.begin();
+window.belka = kit.api({
   classes: () => state.classes.map((c) => ({ name: c.name, count: c.samples.length })),
   addClass,
   renameClass,
@@ -715,7 +721,4 @@ window.belka = {
   explainTaught,
   tryLive: (frames) => tryLive(frames),
   save,
-  numTensors: () => engine.call('stats').then((stats) => stats.numTensors),
-  worker: (op, args) => engine.call(op, args),
-  idle,
-};
+});
