@@ -5,7 +5,8 @@
  * handles the user; every tensor lives and dies here, so no inference, gradient or occlusion
  * batch ever blocks the page's main thread.
  *
- * Each export of `operations` is one request the page can make, `op(args, {progress})`: it
+ * Each export of `operations` is one request the page can make (the protocol, with every
+ * message's fields and reply, is defined once in static/js/protocol.js), `op(args, {progress})`: it
  * resolves to plain data (typed arrays are transferred, not copied) or throws an error that
  * reaches the page with its name, message and fields (GradientUnsupportedError's backend and
  * kernel, CancelledError...). The page sends one operation at a time, except `cancel`, and a
@@ -137,6 +138,10 @@ function lastInput() {
 const changes = operationQueue();
 const changing = (task) => changes.serial(task);
 
+/**
+ * The requests, as protocol.js `Operations` defines them (their args and replies).
+ * @type {import('./protocol.js').Operations}
+ */
 export const operations = {
   /** TF.js's version, once the worker runs (a first request that proves it started). */
   start() {
