@@ -3,7 +3,18 @@
  * of TF.js's backends. It comes from ?backend= (wins), else localStorage, else "auto", and
  * is remembered for the next visit. The worker activates it (static/js/backend.js).
  */
-export const BACKENDS = ['webgpu', 'webgl', 'wasm', 'cpu'];
+/**
+ * The backends a page can run on, as data: the page kit (page-kit.js), the worker and the
+ * choice here read this list, no page names a backend in its code. `runtime` says which
+ * library runs it (TF.js now; a second runtime's backends go in this list beside them).
+ */
+export const BACKEND_LIST = [
+  { name: 'webgpu', runtime: 'tfjs', label: 'WebGPU' },
+  { name: 'webgl', runtime: 'tfjs', label: 'WebGL' },
+  { name: 'wasm', runtime: 'tfjs', label: 'WebAssembly' },
+  { name: 'cpu', runtime: 'tfjs', label: 'CPU (plain JavaScript)' },
+];
+export const BACKENDS = BACKEND_LIST.map((backend) => backend.name);
 export const CHOICES = ['auto', ...BACKENDS];
 export const STORAGE_KEY = 'belka.backend';
 

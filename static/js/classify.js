@@ -7,8 +7,11 @@
  * page sends it the image file, decodes its own copy to show, and draws what comes back, so
  * the page stays responsive while the model works.
  *
+ * The start-up (backend choice, auto, load, warm-up), backend switches and the common part
+ * of `window.belka` are the page kit's (static/js/page-kit.js); this file is what is the
+ * classify page's own: its model's answer shown, images given by file, drop or paste.
  * Every operation (start, backend switch, classification) runs one at a time in
- * order, through `serial()`, so a backend switch never races a classification.
+ * order, through the kit's queue (serial.js), so a backend switch never races a classification.
  *
  * Test and debug API, `window.belka`:
  *   offline          Promise, once ready: {ok, kept} when the service worker has stored this
@@ -51,15 +54,13 @@
  *   cancelExplain()  stops a running occlusion map
  *   explanations()   how many explanations have finished
  */
-import { medianMs, pickAuto } from './auto-backend.js';
-import { CHOICES, initialChoice, rememberChoice, unknownBackendMessage } from './backend-choice.js';
 import { readPageConfig } from './config.js';
 import { formatMs } from './format.js';
-import { downloadFacts, loadManifest, weightsFromUrl } from './manifest.js';
+import { downloadFacts, weightsFromUrl } from './manifest.js';
 import { squirrelVerdict, topK } from './predictions.js';
 import { ExplainController } from './explain.js';
 import { decodeImage, ImageDecodeError, modelRegion } from './preprocess.js';
-import { operationQueue } from './serial.js';
+import { PageKit } from './page-kit.js';
 import { RecentMedian, since } from './timings.js';
 import * as view from './view.js';
 import { wireModelPicker } from './model-picker.js';
@@ -67,40 +68,66 @@ import { keepAgain, keepWhenReady } from './offline.js';
 import { startPageEngine } from './start-worker.js';
 
 const MEDIAN_OF_LAST = 20;
+const READY = 'Ready: choose, drop or paste an image.';
 
 const config = readPageConfig();
 // the model's worker (started already by start-worker.js: TF.js loads there meanwhile)
 const weights = weightsFromUrl(); // "float32" (?weights=float32), else the model's choice for pages
 const engine = config.model ? startPageEngine(config) : null;
 
+// the page's own state; the backend, the loaded model and its warm-up are the kit's (page-kit.js)
 const state = {
-  choice: 'auto',
-  backend: null,
-  model: null, // the loaded classifier: {name, manifest, labels, preprocessing, loadMs}
-  warmupMs: null,
-  warm: false, // whether the classifier has run once (kernels compiled) on this backend
   lastMs: null,
   inference: new RecentMedian(MEDIAN_OF_LAST),
   image: null, // the Blob shown now; re-classified when the backend changes
   result: null,
   runs: 0,
-  autoWhy: null, // why "auto" chose its backend
 };
 
-// ---------------------------------------------------------------- one operation at a time
+let explainer = null;
 
-const queue = operationQueue();
-const { idle } = queue;
-let queued = 0; // operations queued so far
-let photoMayGoAhead = null; // while the start-up's requests went ahead: `queued` then (queueClassify)
+/**
+ * The start-up, backend choice, auto, load, warm-up and switching (page-kit.js); the loaded
+ * model (kit.model) is {name, manifest, labels, preprocessing, loadMs}.
+ */
+const kit = new PageKit({
+  engine,
+  config,
+  page: {
+    noun: 'model',
+    readyText: READY,
+    status: view.showStatus,
+    loadRequest: () => ({ op: 'loadClassifier', args: { name: config.model, weights } }),
+    loading: () => explainer.modelChanged(null, null),
+    loaded: ({ manifest, loadMs, weights: loadedWeights }) => {
+      view.showModel(manifest, downloadFacts(manifest, loadedWeights.folder), loadMs, loadedWeights.dtype);
+      return { name: config.model, manifest, labels: manifest.labels, preprocessing: manifest.preprocessing, loadMs };
+    },
+    modelReady: (model) => explainer.modelChanged(model, kit.backend),
+    backendChanged: () => {
+      explainer.modelChanged(null, null);
+      state.inference.clear();
+      state.lastMs = null;
+    },
+    backendShown: (choice, result) => {
+      const failed = result.failures.map((f) => `${f.backend} (${f.reason})`).join(', ');
+      if (choice !== 'auto' && result.backend !== choice) {
+        const reason = result.failures.find((f) => f.backend === choice)?.reason ?? 'unavailable';
+        view.showMessage('backend', 'warning', `The ${choice} backend is unavailable here:`,
+          `${reason}. Running on ${result.backend} instead.`);
+        view.showBackendNote(`${choice} is unavailable; using ${result.backend}.`);
+      } else {
+        view.clearMessage('backend');
+        view.showBackendNote(failed ? `Not available here: ${failed}.` : null);
+      }
+    },
+    render: renderBackend,
+    changeBackend,
+  },
+});
+const serial = (task) => kit.serial(task);
 
-/** Queues an operation (serial.js): it starts once every operation queued before it is done. */
-function serial(task) {
-  queued += 1;
-  return queue.serial(task);
-}
-
-const explainer = config.model ? new ExplainController({
+explainer = config.model ? new ExplainController({
   engine,
   serial,
   showMessage: view.showMessage,
@@ -110,197 +137,17 @@ const explainer = config.model ? new ExplainController({
 
 // ---------------------------------------------------------------- operations
 
-/**
- * Picks the backend, loads and warms up the model. With a backend named (not "auto"), the
- * worker gets the three requests of the start-up at once and answers them in order (it
- * has usually done that work already: engine.js headStart), instead of one round trip
- * after the other through this page's main thread; a photo given meanwhile, with nothing
- * else queued, goes right behind them (queueClassify).
- */
-async function start() {
-  const { choice, source, ignored } = initialChoice();
-  const started = engine.call('start');
-  const ahead = choice === 'auto' ? {} : {
-    backend: engine.call('backend', { choice }),
-    model: engine.call('loadClassifier', { name: config.model, weights }),
-  };
-  Object.values(ahead).forEach((answer) => answer.catch(() => {})); // reported where awaited
-  if (choice !== 'auto') photoMayGoAhead = queued;
-  try {
-    return await startedUp({ choice, source, ignored }, started, ahead);
-  } finally {
-    photoMayGoAhead = null;
-  }
-}
-
-/** The rest of start(), once its requests are sent: their answers shown in turn. */
-async function startedUp({ choice, source, ignored }, started, ahead) {
-  try {
-    await started;
-  } catch (error) {
-    view.showMessage('model', 'error', 'The page cannot run models.', error.message);
-    return { ok: false, error: error.message };
-  }
-  if (source === 'url') rememberChoice(choice);
-  if (ignored != null) {
-    const { title, text } = unknownBackendMessage(ignored, choice);
-    view.showMessage('address', 'warning', title, text);
-  }
-  try {
-    if (choice === 'auto') {
-      await startAuto();
-    } else {
-      await useBackend(choice, choice, ahead.backend);
-      await loadModel(false, ahead.model);
-    }
-    view.showStatus('Ready: choose, drop or paste an image.');
-    return { ok: true, backend: state.backend };
-  } catch (error) {
-    view.showStatus('Not ready.');
-    reportError(error);
-    return { ok: false, error: error.message };
-  }
-}
-
-/**
- * "auto": the backend measured fastest for this model here (static/js/auto-backend.js),
- * then the model loaded on it; the backend note says why.
- */
-async function startAuto() {
-  state.choice = 'auto';
-  view.showStatus('Choosing a backend…');
-  const manifest = await loadManifest(config.model);
-  const measure = async (backend) => {
-    view.showStatus(`Measuring the model on ${backend}…`);
-    await useBackend(backend, 'auto');
-    if (state.backend !== backend) throw new Error(`${backend} did not start`);
-    await loadModel();
-    return medianMs(() => engine.call('warmUp'));
-  };
-  const picked = await pickAuto({ model: config.model, manifest, measure });
-  if (await useBackend(picked.backend, 'auto') || !state.model) await loadModel(false);
-  state.autoWhy = `auto chose ${state.backend}: ${picked.why}`;
-  view.showBackendNote(state.autoWhy);
-}
-
-/**
- * Activates the backend for `choice` and shows what happened (fallbacks included).
- * Resolves to true when the active backend changed (timings then start afresh). `asked`: the
- * worker's answer to this request, when it was sent already (start).
- */
-async function useBackend(choice, shownChoice = choice, asked = null) {
-  state.choice = shownChoice;
-  state.autoWhy = null;
-  view.showStatus(choice === 'auto' ? 'Choosing a backend…' : `Starting the ${choice} backend…`);
-  let result;
-  try {
-    result = await (asked ?? engine.call('backend', { choice }));
-  } catch (error) {
-    state.backend = null;
-    renderBackend();
-    view.showMessage('backend', 'error', 'No backend available.', error.message);
-    error.reported = true;
-    throw error;
-  }
-  const { changed } = result;
-  state.backend = result.backend;
-  if (changed) {
-    state.model = null; // the worker dropped it: its weights lived on the other backend
-    explainer.modelChanged(null, null);
-    state.inference.clear();
-    state.warmupMs = null;
-    state.lastMs = null;
-  }
-  const failed = result.failures.map((f) => `${f.backend} (${f.reason})`).join(', ');
-  if (choice !== 'auto' && result.backend !== choice) {
-    const reason = result.failures.find((f) => f.backend === choice)?.reason ?? 'unavailable';
-    view.showMessage('backend', 'warning', `The ${choice} backend is unavailable here:`,
-      `${reason}. Running on ${result.backend} instead.`);
-    view.showBackendNote(`${choice} is unavailable; using ${result.backend}.`);
-  } else {
-    view.clearMessage('backend');
-    view.showBackendNote(failed ? `Not available here: ${failed}.` : null);
-  }
-  renderBackend();
-  return changed;
-}
-
-/**
- * Loads the page's model on the active backend (again, after a switch); with `warm`, also
- * runs it once on zeros so its kernels are compiled (else `warmUpIfCold` does it later,
- * unless a photo comes first and is the warm-up itself). `asked`: the worker's answer to this
- * request, when it was sent already (start).
- */
-async function loadModel(warm = true, asked = null) {
-  if (!config.model) throw new Error('No model to load.');
-  view.showStatus(`Loading the model ${config.model}…`);
-  state.model = null;
-  explainer.modelChanged(null, null);
-  let loaded;
-  try {
-    loaded = await (asked ?? engine.call('loadClassifier', { name: config.model, weights }));
-  } catch (error) {
-    view.showMessage('model', 'error', `The model "${config.model}" could not be loaded.`, error.message);
-    error.reported = true;
-    throw error;
-  }
-  const { manifest, loadMs } = loaded;
-  const model = { name: config.model, manifest, labels: manifest.labels, preprocessing: manifest.preprocessing, loadMs };
-  view.clearMessage('model');
-  view.showModel(manifest, downloadFacts(manifest, loaded.weights.folder), loadMs, loaded.weights.dtype);
-  state.warm = false;
-  if (warm) await warmUp();
-  state.model = model;
-  explainer.modelChanged(model, state.backend);
-  renderBackend();
-}
-
-/** One run on zeros (kernels compiled now); a clear message when the backend cannot run it. */
-async function warmUp() {
-  view.showStatus(`Warming up on ${state.backend}…`);
-  try {
-    state.warmupMs = await engine.call('warmUp');
-    state.warm = true;
-  } catch (error) {
-    view.showMessage('model', 'error', `The model does not run on the ${state.backend} backend.`,
-      `${error.message} Pick another backend.`);
-    error.reported = true;
-    throw error;
-  }
-}
-
-/**
- * The start-up warm-up, queued behind whatever the user gave meanwhile: when a photo came
- * first, it was the warm-up (no throwaway inference ahead of it) and this does nothing.
- */
-async function warmUpIfCold() {
-  if (!state.model || state.warm) return { ok: true, backend: state.backend };
-  try {
-    await warmUp();
-  } catch (error) {
-    view.showStatus('Not ready.');
-    return { ok: false, error: error.message };
-  }
-  view.showStatus('Ready: choose, drop or paste an image.');
-  renderBackend();
-  return { ok: true, backend: state.backend };
-}
-
 /** Switches backend (the <select>, or belka.setBackend), then re-runs the current image. */
 async function changeBackend(choice) {
-  if (!CHOICES.includes(choice)) throw new Error(`Unknown backend "${choice}".`);
-  rememberChoice(choice);
+  const switching = kit.switchTo(choice); // throws at once for an unknown backend
   try {
-    // The model's weights live on the backend that loaded them: load it again on the new one.
-    if (choice === 'auto') await startAuto();
-    else if (await useBackend(choice) || !state.model) await loadModel();
+    await switching;
   } catch (error) {
-    view.showStatus('Not ready.');
-    reportError(error);
+    kit.report('start', error);
     return null;
   }
   if (state.image) return classify(state.image);
-  view.showStatus('Ready: choose, drop or paste an image.');
+  view.showStatus(READY);
   return null;
 }
 
@@ -311,7 +158,7 @@ async function changeBackend(choice) {
  */
 async function classify(blob, decoding = decodeImage(blob), asked = null) {
   const started = performance.now();
-  const model = state.model;
+  const model = kit.model;
   if (!model) {
     view.showMessage('image', 'error', 'No model is loaded.', 'See the message above; reload the page to try again.');
     return null;
@@ -344,22 +191,22 @@ async function classify(blob, decoding = decodeImage(blob), asked = null) {
     const top5 = topK(probabilities, model.labels, 5);
     const verdict = squirrelVerdict(top5[0], config.squirrelClasses);
     state.result = {
-      top5, verdict, backend: state.backend, inferenceMs: ms, totalMs: since(started),
+      top5, verdict, backend: kit.backend, inferenceMs: ms, totalMs: since(started),
       logits: model.manifest.output.kind === 'logits' ? output : null,
       probabilities, input,
     };
     state.runs += 1;
     state.lastMs = ms;
-    if (state.warm) {
+    if (kit.warm) {
       state.inference.add(ms);
     } else { // the first run on this model and backend compiled the kernels: it was the warm-up
-      state.warm = true;
-      state.warmupMs = ms;
+      kit.warm = true;
+      kit.warmupMs = ms;
     }
     view.showResult(verdict, top5, config.squirrelClasses, model.manifest.weights?.trained !== false);
     showModelInputNext(state.result, spec);
     explainer.imageClassified(state.result, bitmap, region);
-    view.showStatus(`Classified on ${state.backend}: inference ${formatMs(ms)}, ` +
+    view.showStatus(`Classified on ${kit.backend}: inference ${formatMs(ms)}, ` +
       `${formatMs(state.result.totalMs)} from file to answer.`);
     renderBackend();
     return state.result;
@@ -393,16 +240,9 @@ function showModelInputNext(result, spec) {
 
 function renderBackend() {
   view.showBackend({
-    choice: state.choice, backend: state.backend, warmupMs: state.warmupMs,
+    choice: kit.choice, backend: kit.backend, warmupMs: kit.warmupMs,
     medianMs: state.inference.median(), runs: state.inference.count, lastMs: state.lastMs,
   });
-}
-
-function reportError(error) {
-  if (!error.reported && !document.querySelector('#messages .banner-error')) {
-    view.showMessage('model', 'error', 'Something went wrong.', error.message);
-  }
-  console.warn(error);
 }
 
 /**
@@ -424,7 +264,7 @@ function plainResult(result) {
 function queueClassify(blob) {
   const decoding = decodeImage(blob);
   decoding.catch(() => {}); // reported by classify(), in turn
-  const asked = photoMayGoAhead === queued ? engine.call('classify', { image: blob }) : null;
+  const asked = kit.mayGoAhead() ? engine.call('classify', { image: blob }) : null;
   asked?.catch(() => {}); // reported by classify(), in turn
   return serial(() => classify(blob, decoding, asked));
 }
@@ -477,39 +317,32 @@ function wireInputs() {
   });
 }
 
-function exposeApi(ready) {
-  let offline = keepWhenReady(ready, engine);
+/** window.belka: the kit's common part (ready, backend(), setBackend()...) and this page's own. */
+function exposeApi() {
+  let offline = keepWhenReady(kit.ready, engine);
   // a first Grad-CAM downloaded the layers model: kept for offline visits too
   if (explainer) explainer.onModelFilesLoaded = () => { offline = keepAgain(offline, engine); };
-  window.belka = {
-    ready,
+  window.belka = kit.api({
     get offline() { return offline; },
-    config,
-    model: () => config.model,
-    backend: () => state.backend,
-    choice: () => state.choice,
-    autoReason: () => state.autoWhy ?? null,
-    setBackend: (choice) => serial(() => changeBackend(choice)),
     classifyBlob: (blob) => queueClassify(blob).then(plainResult),
     lastResult: () => plainResult(state.result),
     runs: () => state.runs,
     timings: () => ({
-      loadMs: state.model?.loadMs ?? null, warmupMs: state.warmupMs,
+      loadMs: kit.model?.loadMs ?? null, warmupMs: kit.warmupMs,
       medianMs: state.inference.median(), samples: state.inference.count,
     }),
-    numTensors: () => (engine ? engine.call('stats').then((stats) => stats.numTensors) : Promise.resolve(0)),
-    worker: (op, args) => (engine ? engine.call(op, args) : Promise.reject(new Error('No model.'))),
-    idle: () => idle().then(() => modelInputDrawn),
+    idle: () => kit.idle().then(() => modelInputDrawn),
     explain: (request) => explainer?.explain(request) ?? Promise.resolve({ error: 'No model.' }),
     cancelExplain: () => explainer?.cancel(),
     explanations: () => explainer?.count ?? 0,
-  };
+  });
 }
 
 if (config.model) {
   wireInputs();
   wireModelPicker();
-  exposeApi(serial(start).then((started) => (started.ok ? serial(warmUpIfCold) : started)));
+  kit.begin();
 } else {
-  exposeApi(Promise.resolve({ ok: false, error: 'No model: run `.venv/bin/belka convert mobilenet-v2`.' }));
+  kit.ready = Promise.resolve({ ok: false, error: 'No model: run `.venv/bin/belka convert mobilenet-v2`.' });
 }
+exposeApi();

@@ -8,6 +8,10 @@
  * boxes are drawn, so there is never more than one frame in flight and nothing queues up.
  * The loop waits while the tab is hidden. Stopping releases the camera.
  *
+ * The start-up (backend choice, auto, load, warm-up), backend switches and the common part of
+ * `window.belka` are the page kit's (static/js/page-kit.js); this file holds the detect page's
+ * own: the frame loop, its sources (camera, photo, video) and the boxes drawn.
+ *
  * Test and debug API, `window.belka`:
  *   offline          Promise, once ready: {ok, kept} when the service worker has stored this
  *                    page, its code and its model for offline visits (static/sw.js)
@@ -39,14 +43,11 @@
  *   execution(m)     Promise: how the detector's graph runs: "execute" (the default for graphs
  *                    without control flow) or "executeAsync"; with no argument, the current one
  */
-import { medianMs, pickAuto } from './auto-backend.js';
-import { CHOICES, initialChoice, rememberChoice, unknownBackendMessage } from './backend-choice.js';
 import { Camera, cameraProblem } from './camera.js';
 import { readPageConfig } from './config.js';
-import { loadManifest } from './manifest.js';
 import { count, formatMs } from './format.js';
 import { decodeImage } from './preprocess.js';
-import { operationQueue } from './serial.js';
+import { PageKit } from './page-kit.js';
 import { RecentMedian } from './timings.js';
 import { showMessage, clearMessage, showBackendNote } from './view.js';
 import { wireModelPicker } from './model-picker.js';
@@ -60,12 +61,8 @@ const $ = (id) => document.getElementById(id);
 const video = $('video');
 const camera = new Camera(video);
 
+// the page's own state; the backend, the loaded detector and its warm-up are the kit's
 const state = {
-  choice: 'auto',
-  autoWhy: null, // why "auto" chose its backend
-  backend: null,
-  detector: null, // the loaded detector: {manifest, defaults, loadMs, execution}
-  warm: false, // whether the detector has run once (kernels compiled) on this backend
   options: { scoreThreshold: 0.5, maxBoxes: 20 },
   loop: 0, // the running loop's id; 0 when stopped
   frames: 0,
@@ -78,126 +75,52 @@ const state = {
   trace: null, // {count, frames, resolve} while traceFrames() collects
 };
 
-const { serial, idle } = operationQueue();
-
 // ---------------------------------------------------------------- start, backend
 
-async function start() {
-  try {
-    await engine.call('start');
-  } catch (error) {
-    showMessage('model', 'error', 'The page cannot run models.', error.message);
-    return { ok: false, error: error.message };
-  }
-  const { choice, source, ignored } = initialChoice();
-  if (source === 'url') rememberChoice(choice);
-  if (ignored != null) {
-    const { title, text } = unknownBackendMessage(ignored, choice);
-    showMessage('address', 'warning', title, text);
-  }
-  try {
-    if (choice === 'auto') {
-      await startAuto();
-    } else {
-      await useBackend(choice);
-      await loadDetector(false); // warmed up next, unless a picture comes first (warmUpIfCold)
-    }
-    setStatus('Ready: start the camera, or pick a photo or a video.');
-    return { ok: true, backend: state.backend };
-  } catch (error) {
-    setStatus('Not ready.');
-    if (!error.reported) showMessage('model', 'error', 'Something went wrong.', error.message);
-    return { ok: false, error: error.message };
-  }
-}
-
 /**
- * "auto": the backend measured fastest for this detector here (static/js/auto-backend.js),
- * then the detector loaded on it; the backend note says why.
+ * The start-up, backend choice, auto, load, warm-up and switching (page-kit.js); the loaded
+ * detector (kit.model) is the worker's answer {manifest, defaults, loadMs, execution}. The
+ * detector warms up as it loads (loadDetector's `warm`), or its first picture or frame does.
  */
-async function startAuto() {
-  setStatus('Choosing a backend…');
-  const manifest = await loadManifest(config.model, 'detection');
-  const measure = async (backend) => {
-    setStatus(`Measuring the detector on ${backend}…`);
-    await useBackend(backend, 'auto');
-    if (state.backend !== backend) throw new Error(`${backend} did not start`);
-    await loadDetector();
-    return medianMs(() => engine.call('warmUp'));
-  };
-  const picked = await pickAuto({ model: config.model, manifest, measure });
-  if (await useBackend(picked.backend, 'auto') || !state.detector) await loadDetector(false);
-  state.autoWhy = `auto chose ${state.backend}: ${picked.why}`;
-  showBackendNote(state.autoWhy);
-}
+const kit = new PageKit({
+  engine,
+  config,
+  page: {
+    noun: 'detector',
+    task: 'detection',
+    readyText: 'Ready: start the camera, or pick a photo or a video.',
+    status: setStatus,
+    loadRequest: (warm) => ({ op: 'loadDetector', args: { name: config.model, warm } }),
+    warmsInLoad: true,
+    loaded: (detector) => {
+      if (state.frames === 0) {
+        state.options = { scoreThreshold: detector.defaults.scoreThreshold, maxBoxes: detector.defaults.maxBoxes };
+        syncSliders();
+      }
+      const [height, width] = detector.manifest.preprocessing.size;
+      setField('input', `${width}×${height} px, ${count(detector.manifest.labels.filter((l) => l != null).length, 'class', 'classes')}`);
+      return detector;
+    },
+    backendShown: (choice, result) => {
+      showBackendNote(choice !== 'auto' && result.backend !== choice
+        ? `${choice} is unavailable; using ${result.backend}.` : null);
+    },
+    render: () => {
+      $('backend-select').value = kit.choice;
+      setField('backend', kit.backend ?? '—');
+    },
+    busy: () => state.loop !== 0, // the loop's first frame is the warm-up
+    changeBackend,
+  },
+});
+const serial = (task) => kit.serial(task);
 
-async function useBackend(choice, shownChoice = choice) {
-  state.choice = shownChoice;
-  state.autoWhy = null;
-  const result = await engine.call('backend', { choice });
-  const { changed } = result;
-  if (changed) state.detector = null; // the worker dropped it: its weights lived on the other backend
-  state.backend = result.backend;
-  $('backend-select').value = shownChoice;
-  setField('backend', state.backend);
-  if (choice !== 'auto' && result.backend !== choice) {
-    showBackendNote(`${choice} is unavailable; using ${result.backend}.`);
-  } else {
-    showBackendNote(null);
-  }
-  return changed;
-}
-
-/** Loads the detector on the active backend; with `warm`, also runs it once on a black picture. */
-async function loadDetector(warm = true) {
-  setStatus(`Loading the detector ${config.model}…`);
-  state.detector = null;
-  let detector;
-  try {
-    detector = await engine.call('loadDetector', { name: config.model, warm });
-  } catch (error) {
-    showMessage('model', 'error', `The detector "${config.model}" could not be loaded.`, error.message);
-    error.reported = true;
-    throw error;
-  }
-  clearMessage('model');
-  state.detector = detector;
-  state.warm = warm;
-  if (state.frames === 0) {
-    state.options = { scoreThreshold: detector.defaults.scoreThreshold, maxBoxes: detector.defaults.maxBoxes };
-    syncSliders();
-  }
-  const [height, width] = detector.manifest.preprocessing.size;
-  setField('input', `${width}×${height} px, ${count(detector.manifest.labels.filter((l) => l != null).length, 'class', 'classes')}`);
-}
-
-/**
- * The start-up warm-up, queued behind whatever the user did meanwhile: when a picture or the
- * camera came first, its first detection is the warm-up and this does nothing.
- */
-async function warmUpIfCold() {
-  if (!state.detector || state.warm || state.loop !== 0) return { ok: true, backend: state.backend };
-  setStatus(`Warming up on ${state.backend}…`);
-  try {
-    await engine.call('warmUp');
-  } catch (error) {
-    setStatus('Not ready.');
-    showMessage('model', 'error', `The detector does not run on the ${state.backend} backend.`,
-      `${error.message} Pick another backend.`);
-    return { ok: false, error: error.message };
-  }
-  state.warm = true;
-  setStatus('Ready: start the camera, or pick a photo or a video.');
-  return { ok: true, backend: state.backend };
-}
-
+/** Switches backend (the <select>, or belka.setBackend); a running loop goes on on the new one. */
 async function changeBackend(choice) {
-  if (!CHOICES.includes(choice)) throw new Error(`Unknown backend "${choice}".`);
-  rememberChoice(choice);
+  const switching = kit.switchTo(choice); // throws at once for an unknown backend
   const wasRunning = state.loop !== 0;
   pauseLoop();
-  if (choice === 'auto') await startAuto();
-  else if (await useBackend(choice) || !state.detector) await loadDetector();
+  await switching;
   if (wasRunning) runLoop();
 }
 
@@ -228,7 +151,7 @@ async function runLoop() {
       await visible();
       continue;
     }
-    if (video.readyState < 2 || !state.detector) {
+    if (video.readyState < 2 || !kit.model) {
       await nextFrame();
       continue;
     }
@@ -248,7 +171,7 @@ async function runLoop() {
 }
 
 function reportDetectionError(error) {
-  showMessage('detect', 'error', `Detection failed on the ${state.backend} backend.`,
+  showMessage('detect', 'error', `Detection failed on the ${kit.backend} backend.`,
     `${error.message} Pick another backend, or reload the page.`);
   setStatus('Stopped after an error.');
   console.warn(error);
@@ -267,7 +190,7 @@ async function detectFrame(source) {
     const result = await engine.call('detect', { image: frame, options: { ...state.options, keepInput: tracing } },
       { transfer: [frame] });
     state.frames += 1;
-    state.warm = true;
+    kit.warm = true;
     if (tracing && state.trace) {
       state.trace.frames.push({ frame: state.frames, ...result });
       if (state.trace.frames.length >= state.trace.count) {
@@ -330,7 +253,7 @@ function stopCamera() {
 }
 
 async function detectFile(file) {
-  if (!state.detector) return null;
+  if (!kit.model) return null;
   stopSources();
   if (file.type.startsWith('video/')) {
     state.objectUrl = URL.createObjectURL(file);
@@ -369,11 +292,11 @@ async function detectFile(file) {
       reportDetectionError(error);
       return null;
     }
-    state.warm = true;
+    kit.warm = true;
     state.last = { frame: state.frames, ...result };
     drawBoxes(result);
-    setStatus(`${foundText(result.detections)} in ${formatMs(result.inferenceMs)} on ${state.backend}.`);
-    return { ...result, backend: state.backend };
+    setStatus(`${foundText(result.detections)} in ${formatMs(result.inferenceMs)} on ${kit.backend}.`);
+    return { ...result, backend: kit.backend };
   } finally {
     bitmap.close();
   }
@@ -485,16 +408,10 @@ function wire() {
   window.addEventListener('pagehide', () => camera.stop());
 }
 
-function exposeApi(ready) {
-  window.belka = {
-    ready,
-    offline: keepWhenReady(ready, engine),
-    config,
-    backend: () => state.backend,
-    choice: () => state.choice,
-    autoReason: () => state.autoWhy ?? null,
-    model: () => config.model,
-    setBackend: (choice) => serial(() => changeBackend(choice)),
+/** window.belka: the kit's common part (ready, backend(), setBackend()...) and this page's own. */
+function exposeApi() {
+  window.belka = kit.api({
+    offline: keepWhenReady(kit.ready, engine),
     startCamera: () => serial(startCamera),
     stopCamera: () => stopCamera(),
     cameraActive: () => camera.active,
@@ -504,14 +421,12 @@ function exposeApi(ready) {
     lastResult: () => (state.last ? { ...state.last, input: undefined } : null),
     maxInFlight: () => state.maxInFlight,
     inFlight: () => state.inFlight,
-    execution: (mode) => (state.detector ? engine.call('execution', { mode }) : Promise.resolve(null)),
+    execution: (mode) => (kit.model ? engine.call('execution', { mode }) : Promise.resolve(null)),
     traceFrames: (count) => new Promise((resolve) => { state.trace = { count, frames: [], resolve }; }),
-    numTensors: () => engine.call('stats').then((stats) => stats.numTensors),
-    worker: (op, args) => engine.call(op, args),
-    idle,
-  };
+  });
 }
 
 wire();
 wireModelPicker();
-exposeApi(serial(start).then((started) => (started.ok ? serial(warmUpIfCold) : started)));
+kit.begin();
+exposeApi();

@@ -23,6 +23,16 @@
 import { BASE, STATIC_SITE } from './site.js';
 import { TF_PARTS, VENDOR, backendFiles, vendorUrl } from './vendor.js';
 
+/**
+ * The messages are defined once, in static/js/protocol.js (types only: never fetched).
+ * @typedef {import('./protocol.js').Request} Request
+ * @typedef {import('./protocol.js').Reply} Reply
+ * @typedef {import('./protocol.js').Operations} Operations
+ * @typedef {import('./protocol.js').PlainError} PlainError
+ * @typedef {import('./protocol.js').WorkerUrl} WorkerUrl
+ */
+
+/** A worker's error (`PlainError`) thrown again on the page, with the same name and fields. */
 export class EngineError extends Error {
   constructor({ name, message, ...fields }) {
     super(message);
@@ -48,6 +58,7 @@ export function startEngine({ model, weights = null, backend = null, version = n
 
 export class Engine {
   constructor({ model, weights, backend, version, graph, first = [] } = {}) {
+    // the worker's URL: its query is a `WorkerUrl` (protocol.js)
     const url = new URL('./engine-worker.js', import.meta.url);
     url.searchParams.set('vendor', VENDOR);
     for (const part of TF_PARTS) url.searchParams.append('tf', vendorUrl(part));
@@ -84,8 +95,12 @@ export class Engine {
   }
 
   /**
-   * Sends `op` with `args` to the worker; `onProgress(...values)` receives its progress
-   * reports; `transfer` lists objects to move rather than copy.
+   * Sends `op` with `args` to the worker (a `Request`; protocol.js `Operations` lists each op,
+   * its args and its reply); `onProgress(...values)` receives its progress reports; `transfer`
+   * lists objects to move rather than copy.
+   * @template {keyof Operations} K
+   * @param {K} op
+   * @returns {Promise<ReturnType<Operations[K]>>}
    */
   call(op, args = {}, { onProgress, transfer = [] } = {}) {
     if (this.failure) return Promise.reject(new EngineError({ message: this.failure }));
@@ -102,6 +117,7 @@ export class Engine {
     if (!this.failure) this.port.then((port) => port.postMessage({ id: 0, op: 'cancel' }));
   }
 
+  /** @param {Reply} reply */
   receive({ id, value, error, progress }) {
     const request = this.pending.get(id);
     if (!request) return;

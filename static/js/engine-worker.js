@@ -14,11 +14,21 @@
  * arrives it fetches the model's files, the backend's bundle and the engine's modules side by
  * side with TF.js, then activates the backend and loads the model (engine.js headStart).
  *
+ * The messages and the URL's query are defined in static/js/protocol.js (`Request`, `Reply`,
+ * `WorkerUrl`): JSDoc types only, named below with import() types, which cost nothing at run time.
+ *
  * This module imports nothing statically: a worker fetches each level of a module graph one
  * round trip after the other (there is no modulepreload in workers), and a static import
  * would hold back TF.js, the engine and the model's files until this module's own imports
  * were in. Everything starts at once instead.
  */
+/**
+ * @typedef {import('./protocol.js').Request} Request
+ * @typedef {import('./protocol.js').Reply} Reply
+ * @typedef {import('./protocol.js').PlainError} PlainError
+ */
+
+/** The query of this worker's URL: a `WorkerUrl` (protocol.js). */
 const params = new URLSearchParams(self.location.search);
 
 /** `value` as an absolute URL when it is on this worker's own origin, else null. */
@@ -71,7 +81,7 @@ const engine = Promise.all([engineModule, early]).then(async ([module, { hint, m
   return module;
 });
 
-/** An error as plain data: its name, message and own fields (kernel, backend...). */
+/** An error as plain data (a `PlainError`): its name, message and own fields (kernel, backend...). */
 function plainError(error) {
   if (!(error instanceof Error)) return { name: 'Error', message: String(error) };
   const fields = Object.fromEntries(Object.entries(error).filter(([, v]) => typeof v !== 'object' || v === null));
@@ -97,7 +107,8 @@ function transferables(value) {
  */
 let lastPort = null;
 function serve(port) {
-  port.onmessage = async ({ data: { id, op, args } }) => {
+  /** Each `Request` gets one `Reply`: {id, value} or {id, error}, after any {id, progress}. */
+  port.onmessage = async (/** @type {MessageEvent<Request>} */ { data: { id, op, args } }) => {
     try {
       const module = await engine;
       if (port !== lastPort) {

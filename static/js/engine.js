@@ -5,7 +5,8 @@
  * handles the user; every tensor lives and dies here, so no inference, gradient or occlusion
  * batch ever blocks the page's main thread.
  *
- * Each export of `operations` is one request the page can make, `op(args, {progress})`: it
+ * Each export of `operations` is one request the page can make (the protocol, with every
+ * message's fields and reply, is defined once in static/js/protocol.js), `op(args, {progress})`: it
  * resolves to plain data (typed arrays are transferred, not copied) or throws an error that
  * reaches the page with its name, message and fields (GradientUnsupportedError's backend and
  * kernel, CancelledError...). The page sends one operation at a time, except `cancel`, and a
@@ -21,6 +22,7 @@ import { modelUrl } from './manifest.js';
 import { Classifier } from './model.js';
 import { toModelInput } from './model-input.js';
 import { decodeImage } from './preprocess.js';
+import { operationQueue } from './serial.js';
 import { tf, TFJS_VERSION, withGradients } from './tf.js';
 
 /** The modules imported on first use (a module is fetched and run once; later calls get it). */
@@ -129,17 +131,17 @@ function lastInput() {
 }
 
 /**
- * The requests that change the backend or the model run one after the other, and a
- * classification waits for those sent before it: a page sends its first photo right behind
+ * The requests that change the backend or the model run one after the other (serial.js), and
+ * a classification waits for those sent before it: a page sends its first photo right behind
  * its start-up's requests (classify.js), not after their answers came back to it.
  */
-let changes = Promise.resolve();
-function changing(task) {
-  const run = changes.then(task);
-  changes = run.catch(() => {});
-  return run;
-}
+const changes = operationQueue();
+const changing = (task) => changes.serial(task);
 
+/**
+ * The requests, as protocol.js `Operations` defines them (their args and replies).
+ * @type {import('./protocol.js').Operations}
+ */
 export const operations = {
   /** TF.js's version, once the worker runs (a first request that proves it started). */
   start() {
@@ -216,7 +218,7 @@ export const operations = {
     let bitmap;
     let input;
     try {
-      await changes;
+      await changes.idle();
       bitmap = await decoding;
       const model = classifier();
       input = toModelInput(bitmap, model.preprocessing);

@@ -15,7 +15,7 @@ import { manifestUrl, modelUrl, pageGraph, useManifestVersion, weightsFromUrl } 
  * (pageWeights) and the backend the user chose, when the choice names one ("auto" measures
  * first, on the page). The config's modelFiles (the manifest's version and what it says of
  * the page's graph model) let the worker fetch the manifest and that model.json side by side,
- * as the first thing it does.
+ * as the first thing it does. (What the worker's URL says: static/js/protocol.js `WorkerUrl`.)
  */
 export function startPageEngine(config = readPageConfig()) {
   const { choice } = initialChoice();
