@@ -21,7 +21,7 @@ run: setup models
 	@$(BIN)/belka serve --host $(HOST) --port $(PORT)
 
 test: setup chromium
-	@$(BIN)/python -m pytest -q -n 3 --dist loadgroup
+	@$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 setup: $(PIP_STAMP) $(NPM_STAMP)
 	@:

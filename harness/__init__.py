@@ -13,6 +13,6 @@ ordinary exceptions (tests/ turns them into test failures) and needs no pytest.
   ``write_clip``; ``SIZE``, ``CLIP``, ``SIDE``).
 - models.py: the small models the tests build (``tiny_classifier``, ``build_tiny_keras``,
   ``build_small_detector``, ``SMALL_MOBILENET``) and ``convert``/``convert_built``: a conversion run
-  once for the whole test run, every worker included, through a cache keyed by what it depends on.
+  once for the whole test run, both workers included, through a cache keyed by what it depends on.
 - detectors.py: small SSD-style detectors exported like the TF Object Detection API.
 """

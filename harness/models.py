@@ -4,7 +4,7 @@ A conversion is the slowest thing a test waits for (MobileNetV2 0.35/96: about a
 SSD: several), and many tests need the same model only to have a model. ``convert`` runs `belka
 convert ARGS --json --quiet` once per distinct conversion and keeps the result in a cache folder;
 every later call with the same conversion copies the cached model folder into the ``--out`` it
-was given. The pytest-xdist workers share the cache: a lock per conversion makes a second one
+was given. Both pytest-xdist workers share the cache: a lock per conversion makes the second one
 wait for the first instead of converting too.
 
 A conversion whose source the caller builds first (a small Keras model, a detector exported

@@ -1,7 +1,7 @@
 """Writes tests/durations.json, the seconds each test file took in a measured run, from which
 tests/conftest.py shares the files out between the pytest workers.
 
-    .venv/bin/python -m pytest -n 3 --dist loadgroup --junitxml=/tmp/junit.xml
+    .venv/bin/python -m pytest -n 2 --dist loadgroup --junitxml=/tmp/junit.xml
     .venv/bin/python scripts/test_durations.py /tmp/junit.xml
 
 A file's time is the sum of its tests' (set-up, call and tear-down: what its worker spends on it).

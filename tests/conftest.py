@@ -17,14 +17,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
 
 
-# `make test` runs three pytest workers (pytest-xdist, `-n 3 --dist loadgroup`) on two cores: much
-# of the suite waits (for a page, a server, a child process), and with two workers the cores
-# were busy about 60% of the time. Each test file goes to one worker, whole, so its
-# module-scoped fixtures are built once; the files are shared out so that the workers take
-# about as long, by the time each file took in a
+# `make test` runs two pytest workers (pytest-xdist, `-n 2 --dist loadgroup`): most of the suite
+# uses one core at a time (a conversion, a page on wasm, a request), and this machine has two.
+# Each test file goes to one worker, whole, so its module-scoped fixtures are built once; the
+# files are shared out so that both workers take about as long, by the time each file took in a
 # measured run (tests/durations.json, refreshed with `python scripts/test_durations.py
 # JUNIT.xml`; a file not in it counts as DEFAULT_FILE_SECONDS). Within a worker the files run in
-# the usual order. Session-scoped models are built once for all (harness/models.py).
+# the usual order. Session-scoped models are built once for both (harness/models.py).
 DURATIONS = ROOT / "tests" / "durations.json"
 DEFAULT_FILE_SECONDS = 20.0
 
@@ -66,7 +65,7 @@ def convert_ok(*args, **kwargs) -> dict:
 
 def convert_shared(*args, timeout: float = 900) -> dict:
     """A model that tests need only to have (not to test its conversion): `belka convert ARGS`
-    once for the whole run, every worker included, copied into ``--out`` (harness/models.py).
+    once for the whole run, both workers included, copied into ``--out`` (harness/models.py).
     A function as the first argument builds the source first (models.convert_built)."""
     build = args[0] if args and callable(args[0]) else None
     try:
