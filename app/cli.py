@@ -32,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
         args.parser_.error(f"unrecognized arguments: {' '.join(extra)}{_did_you_mean(args.parser_, extra)}")
     signal.signal(signal.SIGTERM, _interrupted)
     signal.signal(signal.SIGINT, _interrupted)
+    if args.command == "convert":
+        from app import tf_runtime
+
+        tf_runtime.conversion_process()
     try:
         return args.handler(args)
     except BelkaError as exc:

@@ -77,8 +77,13 @@ def convert_shared(*args, timeout: float = 900) -> dict:
 def convert_in_process(*args) -> dict:
     """`belka convert ARGS --json --quiet` in this process, for tests of what a conversion
     writes rather than of the command (no TensorFlow start-up per model; convert_ok runs the
-    command): asserts exit 0, returns the JSON summary."""
+    command): asserts exit 0, returns the JSON summary. TensorFlow is imported first, as the
+    server's is, so this process keeps oneDNN (`belka convert` itself turns it off before its
+    import: tf_runtime.conversion_process) and the TF.js step runs in export's child process."""
+    from app import tf_runtime
     from app.cli import main
+
+    tf_runtime.tensorflow()
 
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):

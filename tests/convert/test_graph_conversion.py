@@ -1,12 +1,16 @@
 """The TF.js graph conversion gives the same graph on every machine: where TensorFlow runs
 with oneDNN (x86 CPUs with AVX-512 VNNI/BF16 or AMX), Grappler would fuse ops TF.js cannot
 run (MobileNetV3's hard-swish into one _FusedConv2D), so the conversion runs in a child
-process with oneDNN off (app/convert/export.py write_graph_model). The tests run the path this
+process with oneDNN off (app/convert/export.py write_graph_model), unless the process runs
+TensorFlow with oneDNN off already, as `belka convert` does. The tests run the path this
 machine takes and force the child's, whatever this machine's CPU."""
 from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -77,3 +81,30 @@ def test_ops_tfjs_lacks_are_named_on_either_path(tmp_path, monkeypatch, in_child
     monkeypatch.setattr(tf_runtime, "onednn_enabled", lambda: in_child)
     with pytest.raises(BadInput, match=r"TF.js has no kernel for these ops of the model: BesselI0e;"):
         export.write_graph_model(saved, tmp_path / "graph", "none")
+
+
+def _onednn_after_conversion_process(env: dict) -> str:
+    code = ("import os; from app import tf_runtime; tf_runtime.conversion_process(); "
+            "print(os.environ.get('TF_ENABLE_ONEDNN_OPTS'), tf_runtime.onednn_enabled())")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                          check=True)
+    return proc.stdout.split()
+
+
+def test_belka_convert_runs_its_tensorflow_without_onednn():
+    """`belka convert` turns oneDNN off before TensorFlow is imported, so the graph conversion
+    runs in its own process (no child importing TensorFlow again); a value the user set stays."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    assert _onednn_after_conversion_process(env) == ["0", "False"]
+    assert _onednn_after_conversion_process({**env, "TF_ENABLE_ONEDNN_OPTS": "1"})[0] == "1"
+
+
+@pytest.mark.parametrize("command, called", [(["convert", "keras", "missing.keras", "--labels", "l.txt"], True),
+                                             (["verify", "missing-folder"], False)])
+def test_only_conversions_turn_onednn_off(monkeypatch, command, called):
+    from app import cli
+
+    calls = []
+    monkeypatch.setattr(tf_runtime, "conversion_process", lambda: calls.append(1))
+    assert cli.main(command) == 2
+    assert bool(calls) == called
