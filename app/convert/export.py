@@ -18,18 +18,14 @@
 from __future__ import annotations
 
 import json
-import os
-import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 from app import tf_runtime
-from app.convert.errors import BadInput
+from app.convert import tfjs_graph
 from app.convert.sources import SourceModel
+from app.convert.tfjs_graph import SHARD_BYTES
 
-SHARD_BYTES = 4 * 1024 * 1024
 FEATURES_SIGNATURE = "belka_features"
 GRADCAM_SIGNATURE = "belka_gradcam"
 
@@ -173,49 +169,15 @@ def write_graph_model(saved_model_dir: Path, out: Path, quantize: str) -> None:
     TF.js has no kernel for: MobileNetV3's Conv2D + BiasAdd + hard-swish becomes one
     ``_FusedConv2D`` that no TF.js backend runs ("_fusedhardswish activation not yet
     supported"). So where this process has oneDNN on, the conversion runs in a child process
-    with it off (``TF_ENABLE_ONEDNN_OPTS=0``), a few seconds more; the server keeps oneDNN (on
+    with it off (``TF_ENABLE_ONEDNN_OPTS=0``, app/convert/tfjs_graph.py; `belka convert` turns it
+    off in its own process instead: tf_runtime.conversion_process); the server keeps oneDNN (on
     such a CPU it ran MobileNetV2 at batch 32 1.65x faster)."""
     signature = graph_signature(saved_model_dir)
     if tf_runtime.onednn_enabled():
-        _convert_graph_in_child(saved_model_dir, out, signature)
+        tfjs_graph.CHILD.convert(saved_model_dir, out, signature)
     else:
-        _convert_graph(saved_model_dir, out, signature)
+        tfjs_graph.convert_graph(saved_model_dir, out, signature)
     fix_fused_biases(out, quantize)
-
-
-def _convert_graph(saved_model_dir: Path, out: Path, signature: str) -> None:
-    """tensorflowjs's SavedModel -> graph model conversion, in this process."""
-    tf_runtime.tensorflowjs()
-    from tensorflowjs.converters import tf_saved_model_conversion_v2 as saved_model_conversion
-
-    try:
-        with tf_runtime.quiet_stdout(), tf_runtime.quiet_native():
-            saved_model_conversion.convert_tf_saved_model(
-                str(saved_model_dir), str(out), signature_def=signature, saved_model_tags="serve",
-                quantization_dtype_map=None, weight_shard_size_bytes=SHARD_BYTES)
-    except ValueError as exc:
-        match = re.search(r"Unsupported Ops in the model(?: before optimization)?\s*(.*)", str(exc))
-        if not match:
-            raise
-        ops = ", ".join(sorted({op.strip() for op in match.group(1).split(",") if op.strip()}))
-        raise BadInput(f"TF.js has no kernel for these ops of the model: {ops}; the browser cannot run it. "
-                       "Rebuild the model without them (or cut it before them), then convert again") from exc
-
-
-CHILD_BAD_INPUT = 3  # the child's exit status for a BadInput (its message is its last stderr line)
-
-
-def _convert_graph_in_child(saved_model_dir: Path, out: Path, signature: str) -> None:
-    """``_convert_graph`` in a child Python process with oneDNN off (see write_graph_model)."""
-    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0"}  # the child quiets TF itself (tf_runtime)
-    proc = subprocess.run([sys.executable, "-m", "app.convert.export", str(saved_model_dir), str(out), signature],
-                          env=env, capture_output=True, text=True, check=False,
-                          cwd=Path(__file__).resolve().parents[2])
-    if proc.returncode == CHILD_BAD_INPUT:
-        raise BadInput(proc.stderr.strip().splitlines()[-1])
-    if proc.returncode != 0:
-        raise RuntimeError(f"The TF.js graph conversion (a child process with oneDNN off) failed with exit "
-                           f"status {proc.returncode}:\n{proc.stderr[-3000:]}")
 
 
 def write_float16_graph(graph_dir: Path, out: Path) -> None:
@@ -301,18 +263,3 @@ def write_layers_model(source: SourceModel, out: Path, quantize: str) -> None:
             source.keras_model, str(out),
             quantization_dtype_map=quantization_map(quantize),
             weight_shard_size_bytes=SHARD_BYTES)
-
-
-def _child_main(argv: list[str]) -> int:
-    """``python -m app.convert.export SAVED_MODEL OUT SIGNATURE``: _convert_graph_in_child's child."""
-    saved_model_dir, out, signature = argv
-    try:
-        _convert_graph(Path(saved_model_dir), Path(out), signature)
-    except BadInput as exc:
-        print(exc, file=sys.stderr)
-        return CHILD_BAD_INPUT
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_child_main(sys.argv[1:]))

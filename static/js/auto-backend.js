@@ -15,9 +15,12 @@
  * Every step leaves a reason, for the page to say why: "wasm: 27 ms; webgl: not tried
  * (software GPU: SwiftShader)".
  */
+import { BACKEND_LIST } from './backend-choice.js';
+
 const STORAGE_PREFIX = 'belka.auto.';
 export const PROBE_RUNS = 3;
-export const AUTO_CANDIDATES = ['webgpu', 'webgl', 'wasm'];
+// the backends measured, in this order (BACKEND_LIST's `auto`)
+export const AUTO_CANDIDATES = BACKEND_LIST.filter((backend) => backend.auto).map((backend) => backend.name);
 const SOFTWARE_GPU = /swiftshader|llvmpipe|softpipe|lavapipe|software|basic render|\bwarp\b|fallback/i;
 
 /** Whether a GPU description (a renderer or adapter name) names a software rasteriser. */

@@ -4,18 +4,29 @@
  * is remembered for the next visit. The worker activates it (static/js/backend.js).
  */
 /**
- * The backends a page can run on, as data: the page kit (page-kit.js), the worker and the
- * choice here read this list, no page names a backend in its code. `runtime` says which
- * library runs it (TF.js now; a second runtime's backends go in this list beside them).
+ * The backends a page can run on, as data: the page kit (page-kit.js), the worker, "auto"
+ * (auto-backend.js) and the backend <select> (fillBackendSelect) read this list, no page
+ * names a backend in its code. `runtime` says which library runs it (TF.js now; a second
+ * runtime's backends go in this list beside them); `auto` whether "auto" measures it (never
+ * cpu, which wasm always beats).
  */
 export const BACKEND_LIST = [
-  { name: 'webgpu', runtime: 'tfjs', label: 'WebGPU' },
-  { name: 'webgl', runtime: 'tfjs', label: 'WebGL' },
-  { name: 'wasm', runtime: 'tfjs', label: 'WebAssembly' },
-  { name: 'cpu', runtime: 'tfjs', label: 'CPU (plain JavaScript)' },
+  { name: 'webgpu', runtime: 'tfjs', label: 'WebGPU', auto: true },
+  { name: 'webgl', runtime: 'tfjs', label: 'WebGL', auto: true },
+  { name: 'wasm', runtime: 'tfjs', label: 'WebAssembly', auto: true },
+  { name: 'cpu', runtime: 'tfjs', label: 'CPU (plain JavaScript)', auto: false },
 ];
 export const BACKENDS = BACKEND_LIST.map((backend) => backend.name);
 export const CHOICES = ['auto', ...BACKENDS];
+export const AUTO_LABEL = 'auto (fastest available)';
+
+/** Fills a backend <select> with "auto" and BACKEND_LIST, keeping its value when it has one. */
+export function fillBackendSelect(select) {
+  const value = select.value;
+  select.replaceChildren(new Option(AUTO_LABEL, 'auto'),
+    ...BACKEND_LIST.map((backend) => new Option(backend.label, backend.name)));
+  if (CHOICES.includes(value)) select.value = value;
+}
 export const STORAGE_KEY = 'belka.backend';
 
 /**

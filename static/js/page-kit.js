@@ -18,7 +18,9 @@
  * Every operation runs through the page's one queue (serial.js), one at a time, in order.
  */
 import { medianMs, pickAuto } from './auto-backend.js';
-import { CHOICES, initialChoice, rememberChoice, unknownBackendMessage } from './backend-choice.js';
+import {
+  CHOICES, fillBackendSelect, initialChoice, rememberChoice, unknownBackendMessage,
+} from './backend-choice.js';
 import { loadManifest } from './manifest.js';
 import { operationQueue } from './serial.js';
 import { clearMessage, showBackendNote, showMessage } from './view.js';
@@ -97,8 +99,13 @@ export class PageKit {
     this.page.render?.();
   }
 
-  /** Queues the start (then the warm-up, unless the page says not to): belka.ready. */
+  /**
+   * Fills the page's backend <select> (#backend-select, when it has one) from BACKEND_LIST, then
+   * queues the start (then the warm-up, unless the page says not to): belka.ready.
+   */
   begin() {
+    const select = document.getElementById('backend-select');
+    if (select) fillBackendSelect(select);
     const started = this.serial(() => this.start());
     this.ready = this.page.warmUpAfterStart === false ? started
       : started.then((result) => (result.ok ? this.serial(() => this.warmUpIfCold()) : result));

@@ -282,6 +282,10 @@ def test_backend_from_url_is_remembered_and_the_select_reruns_the_image(browser,
         page, ready = open_classify(browser, server + "/", page=page)
         assert ready == {"ok": True, "backend": "cpu"}
         assert page.locator("#backend-select").input_value() == "cpu"
+        # the options: "auto", then BACKEND_LIST (static/js/backend-choice.js), labelled
+        options = page.eval_on_selector_all("#backend-select option", "os => os.map((o) => [o.value, o.text])")
+        assert [value for value, _ in options] == ["auto", *BACKENDS], options
+        assert all(text for _, text in options), options
         first = classify_file(page, chelsea_png)
         assert first["backend"] == "cpu"
 

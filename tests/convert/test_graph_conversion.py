@@ -9,13 +9,15 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
 from app import tf_runtime
-from app.convert import export
+from app.convert import export, tfjs_graph
 from app.convert.errors import BadInput
 
 # the activations TF.js 4.22 runs fused into a convolution or a matmul (fused_util.ts)
@@ -108,3 +110,30 @@ def test_only_conversions_turn_onednn_off(monkeypatch, command, called):
     monkeypatch.setattr(tf_runtime, "conversion_process", lambda: calls.append(1))
     assert cli.main(command) == 2
     assert bool(calls) == called
+
+
+def test_the_child_is_kept_for_the_next_conversion_and_replaced_when_gone(hard_swish_model, tmp_path,
+                                                                          monkeypatch):
+    """A server converts (a taught model's save) in one child that it keeps: the second conversion
+    starts no TensorFlow; a child that died is replaced; a failure inside it is said, and the
+    child goes on."""
+    monkeypatch.setattr(tf_runtime, "onednn_enabled", lambda: True)
+    export.write_graph_model(hard_swish_model, tmp_path / "first", "none")
+    child = tfjs_graph.CHILD.pid
+    assert child is not None
+    export.write_graph_model(hard_swish_model, tmp_path / "second", "none")
+    assert tfjs_graph.CHILD.pid == child
+    assert _fused_activations(tmp_path / "second") == _fused_activations(tmp_path / "first")
+
+    with pytest.raises(RuntimeError, match=r"(?s)child process with oneDNN off\) failed:\n.*SavedModel file does not exist"):
+        tfjs_graph.CHILD.convert(tmp_path / "no-such-model", tmp_path / "third", "serving_default")
+    assert tfjs_graph.CHILD.pid == child
+
+    os.kill(child, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while tfjs_graph.CHILD.pid == child and time.monotonic() < deadline:
+        time.sleep(0.05)
+    export.write_graph_model(hard_swish_model, tmp_path / "fourth", "none")
+    assert tfjs_graph.CHILD.pid not in (None, child)
+    tfjs_graph.CHILD.stop()
+    assert tfjs_graph.CHILD.pid is None
