@@ -21,7 +21,7 @@ from harness.camera import CLIP, SIZE, clip_frame, write_y4m
 from harness.chromium import FAKE_CAMERA_ARGS as FAKE_CAMERA
 from harness.detectors import export_detector, iou, train_square_detector
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, READY_TIMEOUT_MS, new_page, serve
-from tests.conftest import convert_ok
+from tests.conftest import convert_in_process
 
 BACKENDS = ["webgpu", "webgl", "wasm", "cpu"]
 # The next n frames the loop processes; an error naming the page's status instead of waiting for
@@ -36,8 +36,8 @@ def detector_models(tmp_path_factory) -> Path:
     export_detector(train_square_detector(SIZE, 8, 16), folder / "squares", SIZE, 8, anchor_scale=16 / SIZE)
     (folder / "labels.txt").write_text("square\n")
     out = folder / "models"
-    convert_ok("coco-ssd", "--source", folder / "squares", "--size", f"{SIZE}x{SIZE}",
-               "--labels", folder / "labels.txt", "--out", out, "--name", "squares")
+    convert_in_process("coco-ssd", "--source", folder / "squares", "--size", f"{SIZE}x{SIZE}",
+                       "--labels", folder / "labels.txt", "--out", out, "--name", "squares")
     return out
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from app import tf_runtime
 from tests.browser.conftest import classify_file, open_classify, serve
-from tests.conftest import convert_ok
+from tests.conftest import convert_in_process
 
 BACKENDS = ["webgpu", "webgl", "wasm", "cpu"]
 LAYERS = ["block_12_expand", "block_16_project", "out_relu"]
@@ -315,8 +315,8 @@ def square_model(tmp_path_factory) -> dict:
     model.save(folder / "square.keras")
     (folder / "labels.txt").write_text("no bright square\nbright square\n")
     out = folder / "models"
-    convert_ok("keras", folder / "square.keras", "--labels", folder / "labels.txt", "--crop", "none",
-               "--value-range", "0,1", "--out", out, "--name", "square")
+    convert_in_process("keras", folder / "square.keras", "--labels", folder / "labels.txt", "--crop", "none",
+                       "--value-range", "0,1", "--out", out, "--name", "square")
     image = np.random.default_rng(1).uniform(0.25, 0.6, (SIZE, SIZE, 3)).astype(np.float32)
     image[3:3 + SQUARE, 4:4 + SQUARE] = 1.0     # the bright square, top left
     image[22:22 + SQUARE, 20:20 + SQUARE] = 0.0  # the decoy, bottom right

@@ -16,7 +16,7 @@ import pytest
 
 from app import tf_runtime
 from tests.browser.conftest import classify_file, new_page, serve
-from tests.conftest import convert_ok
+from tests.conftest import convert_in_process
 
 MOBILENET = "mobilenet-v2-0.35-96"
 FEATURES_ATOL = 1e-4
@@ -49,7 +49,8 @@ def folder(tmp_path_factory, small_mobilenet):
     (work / "labels.txt").write_text("a\nb\nc\n")
     models = work / "models"
     shutil.copytree(small_mobilenet["dir"], models / MOBILENET)
-    convert_ok("keras", work / "tiny.keras", "--labels", work / "labels.txt", "--out", models, "--name", "tiny")
+    convert_in_process("keras", work / "tiny.keras", "--labels", work / "labels.txt", "--out", models,
+                       "--name", "tiny")
     return {"models": models, "tiny": tiny}
 
 

@@ -29,7 +29,7 @@ import pytest
 
 from app import tf_runtime
 from tests.browser.conftest import classify_file, load_tfjs, new_page, open_classify, serve
-from tests.conftest import ROOT, convert_ok
+from tests.conftest import ROOT, convert_in_process
 
 SIZE = 32
 FEATURES = "features"
@@ -87,15 +87,15 @@ def tiny_models(tmp_path_factory) -> dict:
     labels = folder / "labels.txt"
     labels.write_text("alpha\nbeta\ngamma\n")
     out = folder / "models"
-    convert_ok("keras", folder / "tiny.keras", "--labels", labels, "--formats", "graph,saved", "--out", out,
-               "--name", "tiny-rgb")
+    convert_in_process("keras", folder / "tiny.keras", "--labels", labels, "--formats", "graph,saved", "--out", out,
+                       "--name", "tiny-rgb")
     flag = _has_preprocessing_flag()
     if flag:
-        convert_ok("keras", folder / "tiny-caffe.keras", "--labels", labels, "--formats", "graph,saved",
-                   "--out", out, "--name", "tiny-caffe", "--preprocessing", "caffe")
+        convert_in_process("keras", folder / "tiny-caffe.keras", "--labels", labels, "--formats", "graph,saved",
+                           "--out", out, "--name", "tiny-caffe", "--preprocessing", "caffe")
     else:  # the CLI cannot say it yet: the same conversion at 0..255, then the spec edited
-        convert_ok("keras", folder / "tiny-caffe.keras", "--labels", labels, "--formats", "graph,saved",
-                   "--out", out, "--name", "tiny-caffe", "--value-range", "0,255")
+        convert_in_process("keras", folder / "tiny-caffe.keras", "--labels", labels, "--formats", "graph,saved",
+                           "--out", out, "--name", "tiny-caffe", "--value-range", "0,255")
         path = out / "tiny-caffe" / "manifest.json"
         manifest = json.loads(path.read_text())
         manifest["preprocessing"].update(color="bgr", mean=CAFFE_MEAN, std=IMAGENET_STD_BGR)

@@ -30,7 +30,7 @@ import pytest
 
 from app import tf_runtime
 from tests.browser.conftest import classify_file, open_classify, serve
-from tests.conftest import convert_ok
+from tests.conftest import convert_in_process
 
 SIZE = 32
 STEM_LABELS = ["alpha", "beta", "gamma", "delta"]
@@ -160,12 +160,11 @@ def converted(tmp_path_factory, photo) -> dict:
              "binary-sigmoid": ["--labels", folder / "binary.txt", "--value-range", "0,255"]}
     for name, model in models.items():
         model.save(folder / f"{name}.keras")
-    # one models folder each (a server loads every model of its folder at start-up), and three
-    # CLI processes at once (much of each is TensorFlow's and Node's start-up)
+    # one models folder each (a server loads every model of its folder at start-up); converted in
+    # this process: the models are what the tests need, the command has its own tests
     dirs = {name: folder / f"models-{name}" for name in models}
-    with ThreadPoolExecutor(len(models)) as pool:
-        list(pool.map(lambda name: convert_ok("keras", folder / f"{name}.keras", *flags[name], "--out", dirs[name],
-                                              "--name", name), models))
+    for name in models:
+        convert_in_process("keras", folder / f"{name}.keras", *flags[name], "--out", dirs[name], "--name", name)
     manifests = {name: json.loads((dirs[name] / name / "manifest.json").read_text()) for name in models}
     return {"dirs": dirs, "keras": models, "manifests": manifests}
 
