@@ -18,16 +18,18 @@ export const BACKEND_LIST = [
 ];
 export const BACKENDS = BACKEND_LIST.map((backend) => backend.name);
 export const CHOICES = ['auto', ...BACKENDS];
-export const AUTO_LABEL = 'auto (fastest available)';
+export const STORAGE_KEY = 'belka.backend';
 
-/** Fills a backend <select> with "auto" and BACKEND_LIST, keeping its value when it has one. */
+/**
+ * Fills a backend <select> after its "auto" option (written in the page's HTML,
+ * app/templates/_backend_select.html) with BACKEND_LIST, keeping its value.
+ */
 export function fillBackendSelect(select) {
   const value = select.value;
-  select.replaceChildren(new Option(AUTO_LABEL, 'auto'),
+  select.replaceChildren(select.querySelector('option[value="auto"]'),
     ...BACKEND_LIST.map((backend) => new Option(backend.label, backend.name)));
   if (CHOICES.includes(value)) select.value = value;
 }
-export const STORAGE_KEY = 'belka.backend';
 
 /**
  * The user's backend choice: {choice, source, ignored}. `source` is "url", "storage"
