@@ -283,15 +283,19 @@ def test_the_page_runs_the_zoo_graph_with_execute(page_runs, zoo, backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_the_page_times_the_model_until_its_boxes(page_runs, backend):
-    """The inference time the page shows is the model's until its boxes are read back, most of
-    a detectBlob() call (the rest: decoding the photo, preparing the input, the messages). On
+    """The inference time the page shows is the model's until its boxes are read back: part of a
+    detectBlob() call (the rest: decoding the photo, preparing the input, the messages). On
     webgl and webgpu execute() only queues the GPU's work: a timer stopped at its return read
-    ~17 ms for a detection of 0.7-4.8 s on SwiftShader, under 3% of the call. The bound below
-    is a fifth: the rest of a call stretches on a busy machine (on wasm, with both cores taken
-    by other tests, the model took 224 ms of a 455 ms call)."""
+    ~17 ms for a detection of 0.7-4.8 s on SwiftShader, under 3% of the call. There the model
+    is most of a call, so a tenth is a bound with room on both sides. On wasm and cpu execute()
+    does the work before it returns, so that mistake cannot show there, and the rest of a call
+    stretches with the machine's load (116 of 671 ms with both cores taken by other tests): only
+    the upper bound holds."""
     run = page_runs(backend)
     for result in run["results"]:
-        assert 0.2 * result["wallMs"] <= result["inferenceMs"] <= result["wallMs"], (result["inferenceMs"], result["wallMs"])
+        assert 0 < result["inferenceMs"] <= result["wallMs"], (result["inferenceMs"], result["wallMs"])
+        if backend in ("webgl", "webgpu"):
+            assert 0.1 * result["wallMs"] <= result["inferenceMs"], (result["inferenceMs"], result["wallMs"])
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
