@@ -135,6 +135,22 @@ def build_parser() -> argparse.ArgumentParser:
     _user_model_args(saved, formats="graph,saved")
     saved.set_defaults(handler=_convert_saved_model)
 
+    onnx = sources.add_parser("onnx", help="your own ONNX image classifier (a PyTorch export: torch.onnx.export)",
+                              epilog=EXIT_CODES_HELP)
+    onnx.add_argument("file", type=Path, help="the .onnx file (a model.onnx.data file beside it, if any)")
+    onnx.add_argument("--labels", type=Path, required=True,
+                      help="class names: .txt (one per line) or .json (list, or {index: name})")
+    onnx.add_argument("--preprocessing", choices=("torch", "tf", "raw", "caffe"), default=None,
+                      help="what the model expects pixels to become: torch (0..1, then ImageNet mean/std: "
+                           "torchvision's and timm's; the default for an NCHW model), tf (-1..1; the default "
+                           "for NHWC), raw (0..255), caffe (BGR, 0..255 minus the ImageNet mean)")
+    onnx.add_argument("--size", type=_size, default=None, metavar="HxW",
+                      help="the input size, only for a model whose graph leaves it open (e.g. 224x224)")
+    onnx.add_argument("--crop", choices=("center", "none"), default="center",
+                      help="center: crop the largest centred square first; none: squash (default center)")
+    _common_convert_args(onnx, formats="onnx")
+    onnx.set_defaults(handler=_convert_onnx)
+
     ssd = sources.add_parser("coco-ssd", help="an SSD object detector: the TF model zoo's COCO SSD MobileNet V2, "
                              "or your own TF Object Detection API SavedModel", epilog=EXIT_CODES_HELP)
     ssd.add_argument("--source", default="zoo", metavar="zoo|DIR|FILE",
@@ -192,7 +208,7 @@ def _common_convert_args(p: argparse.ArgumentParser, formats: str = "graph,layer
     p.add_argument("--quantize", default="none", choices=("none", "float16", "uint8"),
                    help="weight quantization of the TF.js models (default none)")
     p.add_argument("--formats", default=formats, type=_csv,
-                   help=f"comma-separated subset of graph,layers,saved (default {formats})")
+                   help=f"comma-separated formats to write (default {formats})")
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default: BELKA_MODELS_DIR, else models/ here; what `belka serve` serves)")
     p.add_argument("--name", default=None, help="model folder name (default derived from the source)")
@@ -292,6 +308,13 @@ def _convert_saved_model(args) -> int:
                                                        args.preprocessing))
 
 
+def _convert_onnx(args) -> int:
+    from app.convert import onnx_source
+
+    return _run_conversion(args, "onnx", _default_name(args.file, args.quantize),
+                           lambda: onnx_source.load(args.file, args.labels, args.preprocessing, args.size, args.crop))
+
+
 def _convert_keras_app(args) -> int:
     from app.convert import applications, sources
 
@@ -316,7 +339,7 @@ def _convert_coco_ssd(args) -> int:
 
 def _default_name(path: Path, quantize: str) -> str:
     path = path.resolve()
-    if path.name == "saved_model" and path.parent.name:  # an exporter's DIR/saved_model: DIR names it
+    if path.name in ("saved_model", "model.onnx") and path.parent.name:  # DIR/saved_model, DIR/model.onnx: DIR names it
         path = path.parent
     name = path.name.split(".")[0] or "model"
     return name if quantize == "none" else f"{name}-{quantize}"

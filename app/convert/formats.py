@@ -13,19 +13,23 @@ from __future__ import annotations
 
 from app.convert.errors import BadInput
 
-FORMATS = ("graph", "layers", "saved")
-FORMAT_DIRS = {"graph": "graph", "layers": "layers", "saved": "saved_model"}
+FORMATS = ("graph", "layers", "saved", "onnx")
+FORMAT_DIRS = {"graph": "graph", "layers": "layers", "saved": "saved_model", "onnx": "onnx"}
 FLOAT16_GRAPH_DIR = "graph-float16"  # the graph model with float16 weights (targets/graph.py)
 QUANTIZATIONS = ("none", "float16", "uint8")  # of the TF.js models' weights (--quantize)
 
 # task -> (the formats it allows, the refusal of any other: None when it allows them all)
 TASK_FORMATS = {
-    "classification": (FORMATS, None),
+    "classification": (("graph", "layers", "saved"), None),
     "detection": (("graph", "saved"), "a detector converts to graph,saved only (no TF.js layers model: it is "
                                       "a TensorFlow graph, not Keras layers)"),
 }
 # task -> whether its float32 graph model gets a float16 copy (the classify page's default download)
 FLOAT16_COPY = {"classification": True, "detection": False}
+# source kind -> the formats it gives, when not its task's (an ONNX model stays ONNX: TF.js cannot run it)
+SOURCE_FORMATS = {
+    "onnx": ("onnx",),
+}
 # source kind -> (formats it cannot give, what to do instead)
 SOURCE_REFUSALS = {
     "saved-model": (("layers",), "a SavedModel holds a TensorFlow graph, not Keras layers, so no TF.js layers "
@@ -48,8 +52,19 @@ def check_known(formats: tuple[str, ...]) -> None:
         raise BadInput(f"--formats: unknown {','.join(unknown) or '(empty)'}; choose from {','.join(FORMATS)}")
 
 
-def check_source(formats: tuple[str, ...], source_kind: str) -> None:
+def allowed(task: str, source_kind: str) -> tuple[str, ...]:
+    """The formats a conversion of ``source_kind`` (a model of ``task``) can write."""
+    return SOURCE_FORMATS.get(source_kind) or TASK_FORMATS[task][0]
+
+
+def check_source(formats: tuple[str, ...], source_kind: str, task: str = "classification") -> None:
     """BadInput when the source cannot give one of ``formats``."""
     refused, message = SOURCE_REFUSALS.get(source_kind, ((), ""))
     if any(f in refused for f in formats):
         raise BadInput(message)
+    others = [f for f in formats if f not in allowed(task, source_kind)]
+    if others:
+        if source_kind == "onnx":
+            raise BadInput(f"--formats {','.join(others)}: an ONNX model converts to onnx only (the page runs it "
+                           "in ONNX Runtime Web, the server in onnxruntime; TF.js cannot run ONNX)")
+        raise BadInput(f"--formats {','.join(others)}: this model converts to {','.join(allowed(task, source_kind))}")

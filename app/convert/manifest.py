@@ -11,7 +11,7 @@ import platform
 from datetime import datetime, timezone
 from pathlib import Path
 
-from app import __version__, tf_runtime
+from app import __version__
 from app.convert.files import list_files
 from app.convert.formats import FORMAT_DIRS, FORMATS
 
@@ -61,10 +61,10 @@ def versions() -> dict:
         except md.PackageNotFoundError:
             return None
 
-    tf = tf_runtime.tensorflow()
-    return {"belka": __version__, "python": platform.python_version(), "tensorflow": tf.__version__,
+    return {"belka": __version__, "python": platform.python_version(), "tensorflow": version("tensorflow"),
             "tensorflowjs": version("tensorflowjs"), "tf_keras": version("tf_keras"),
-            "keras": version("keras"), "numpy": version("numpy")}
+            "keras": version("keras"), "numpy": version("numpy"), "onnx": version("onnx"),
+            "onnxruntime": version("onnxruntime")}
 
 
 def summary(manifest: dict, path: Path) -> dict:

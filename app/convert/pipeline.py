@@ -33,25 +33,26 @@ from app.convert.progress import Progress
 from app.convert.publish import publish, remove_stale_staging, staging_folder
 from app.convert.request import Request, check_request
 from app.convert.targets import TARGETS
-from app.convert.tasks import classification, detection
+from app.convert.tasks import classification, detection, onnx_classification
 
 SOURCE_TASKS = {"mobilenet-v2": classification, "keras-app": classification, "keras": classification,
-                "saved-model": classification, "taught": classification, "coco-ssd": detection}
+                "saved-model": classification, "taught": classification, "coco-ssd": detection,
+                "onnx": onnx_classification}
 UNTRAINED = ("UNTRAINED WEIGHTS: this model's predictions are meaningless (random but deterministic). "
              "Fine for trying the app; the manifest and the page say so.")
 VERIFY_STEP = "Checking the numbers in TF.js (Node) and TensorFlow"
 
 
-def targets(task) -> list:
-    """The target modules the task allows, in the order they are written."""
-    allowed, _ = formats.TASK_FORMATS[task.TASK]
+def targets(task, source_kind: str) -> list:
+    """The target modules a conversion of ``source_kind`` can write, in the order they are written."""
+    allowed = formats.allowed(task.TASK, source_kind)
     return [target for target in TARGETS if target.FORMAT in allowed]
 
 
 def step_count(source_kind: str) -> int:
-    """How many progress steps a conversion of ``source_kind`` prints: load, SavedModel, each
-    target, check, manifest."""
-    return 4 + len(targets(SOURCE_TASKS[source_kind]))
+    """How many progress steps a conversion of ``source_kind`` prints: load, the reference format
+    (SavedModel, ONNX), each target, check, manifest."""
+    return 4 + len(targets(SOURCE_TASKS[source_kind], source_kind))
 
 
 def convert(load_source: Callable, request: Request, source_kind: str, progress: Progress | None = None) -> dict:
@@ -72,18 +73,18 @@ def convert(load_source: Callable, request: Request, source_kind: str, progress:
     target_dir = request.out / request.name
     with staging_folder(request.out, request.name) as staging:
         with progress.step(task.SAVED_STEP):
-            task.write_saved_model(source, staging / FORMAT_DIRS["saved"], request)
+            task.write_saved_model(source, staging / FORMAT_DIRS[task.REFERENCE], request)
         unwritten = {}
-        for target in targets(task):
+        for target in targets(task, source_kind):
             wanted = target.FORMAT in request.formats
             with progress.step(target.STEP if wanted else target.SKIPPED):
                 reason = target.write(source, staging, request, task.TASK) if wanted else None
                 if reason is not None:
                     unwritten[target.FORMAT] = reason
-        with progress.step(VERIFY_STEP):
+        with progress.step(getattr(task, "VERIFY_STEP", VERIFY_STEP)):
             verification, facts = task.check_numbers(source, staging, request, unwritten, progress)
-        if "saved" not in request.formats:
-            shutil.rmtree(staging / FORMAT_DIRS["saved"])
+        if task.REFERENCE not in request.formats:
+            shutil.rmtree(staging / FORMAT_DIRS[task.REFERENCE])
         with progress.step(f"Writing the manifest and moving into {target_dir}"):
             written = manifest.written_formats(request.formats, staging)
             section = task.manifest_section(source, request, staging, written, verification, facts)

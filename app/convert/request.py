@@ -33,7 +33,7 @@ def check_request(request: Request, task: str, source_kind: str) -> None:
     formats.check_known(request.formats)
     if request.quantize not in formats.QUANTIZATIONS:
         raise BadInput(f"--quantize must be one of {', '.join(formats.QUANTIZATIONS)}")
-    formats.check_source(request.formats, source_kind)
+    formats.check_source(request.formats, source_kind, task)
     out = request.out
     existing = next(p for p in (out, *out.absolute().parents) if p.exists())
     if not existing.is_dir():

@@ -46,6 +46,7 @@ class SourceModel:
     saved_model_dir: Path | None = None  # the user's SavedModel, when that is the source
     signature: dict = field(default_factory=lambda: {"input": "input", "output": "output"})
     notes: list[str] = field(default_factory=list)
+    onnx: Any = None                # an ONNX source's graph facts (onnx_model.OnnxClassifier)
 
 
 def preprocessing_spec(height: int, width: int, value_range, crop: str = "center",

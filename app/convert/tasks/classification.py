@@ -22,6 +22,7 @@ from app.convert.sources import SourceModel
 from app.convert.targets import graph, layers
 
 TASK = "classification"
+REFERENCE = "saved"  # the format the task writes first, that the server runs
 LOAD_STEP = "Loading the source model"
 SAVED_STEP = "Exporting the TensorFlow SavedModel (used by the server)"
 LAYERS_LOSS = ("The graph model and the SavedModel are complete; without a layers model, Grad-CAM "

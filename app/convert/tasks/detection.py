@@ -19,6 +19,7 @@ from app.convert.request import Request
 from app.convert.targets import graph
 
 TASK = "detection"
+REFERENCE = "saved"  # the format the task writes first, that the server runs
 LOAD_STEP = "Loading the detector and cutting its graph before non-max suppression"
 SAVED_STEP = "Saving the cut network (SavedModel for the server)"
 

@@ -1,0 +1,88 @@
+"""The classification task for an ONNX source (app/convert/onnx_source.py): the same task as
+tasks/classification.py for the server, the pages and the manifest ("task": "classification"),
+with ONNX as its reference format instead of a SavedModel.
+
+Its model is ``onnx/model.onnx``, one file (weights a PyTorch export kept in ``model.onnx.data``
+are put back inside it when they fit ONNX's 2 GB limit, so the page downloads one file); the
+server runs it in onnxruntime, the page in ONNX Runtime Web. Its check runs that file in ONNX
+Runtime Web (Node) and in onnxruntime against the original file in onnxruntime, on the probe
+batch in the model's layout. Grad-CAM needs gradients, which neither runtime gives: its
+manifest says so; occlusion works on any model.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from app.convert import onnx_runtime, verify
+from app.convert.formats import FORMAT_DIRS
+from app.convert.onnx_source import to_layout
+from app.convert.progress import Progress
+from app.convert.request import Request
+from app.convert.sources import SourceModel
+from app.convert.tasks.classification import output_kind
+
+TASK = "classification"
+REFERENCE = "onnx"
+LOAD_STEP = "Reading the ONNX model"
+SAVED_STEP = "Writing the ONNX model (run by the server and the page)"
+VERIFY_STEP = "Checking the numbers in ONNX Runtime Web (Node) and onnxruntime"
+MODEL_FILE = "model.onnx"
+ONE_FILE_LIMIT = 2_000_000_000  # protobuf's limit on one file, with room to spare
+NO_GRADCAM = "Grad-CAM needs the gradient of the output, which ONNX Runtime does not compute; occlusion works"
+
+
+def write_saved_model(source: SourceModel, out: Path, request: Request) -> None:
+    """onnx/model.onnx from the source file, with its external data inside when it fits."""
+    out.mkdir(parents=True)
+    found = source.onnx
+    data_bytes = sum((found.path.parent / name).stat().st_size for name in found.external_data)
+    if not found.external_data:
+        shutil.copy2(found.path, out / MODEL_FILE)
+    elif data_bytes < ONE_FILE_LIMIT:
+        import onnx
+
+        onnx.save_model(onnx.load(str(found.path), load_external_data=True), str(out / MODEL_FILE))
+    else:
+        shutil.copy2(found.path, out / MODEL_FILE)
+        for name in found.external_data:
+            shutil.copy2(found.path.parent / name, out / name)
+
+
+def check_numbers(source: SourceModel, staging: Path, request: Request, unwritten: dict[str, str],
+                  progress: Progress) -> tuple[dict, dict]:
+    """(verification, {"reference": the original's outputs}): the written model in ONNX Runtime
+    Web and onnxruntime against the original in onnxruntime; VerificationFailed when either differs."""
+    height, width, _ = source.input_shape
+    batch = verify.probe_batch(height, width, source.preprocessing)
+    reference = source.reference(batch)
+    folder = staging / FORMAT_DIRS[REFERENCE]
+    model = folder / MODEL_FILE
+    external = [p.name for p in folder.iterdir() if p.name != MODEL_FILE]
+    inputs = to_layout(batch, source.onnx.layout)
+    web, runtime = onnx_runtime.run_web({"onnx": model}, inputs, external, one_at_a_time=source.onnx.batch == 1)
+    outputs = {"onnx": web["onnx"], "onnx-server": onnx_runtime.run_python(model, inputs)}
+    reports = verify.check(reference, outputs, {"onnx": "none", "onnx-server": "none"})
+    for fmt, report in reports.items():
+        progress.note(f"{fmt}: max |diff| {report['max_abs_diff']:.2e}, top-1 agreement "
+                      f"{report['top1_agreement']:.0%}")
+    verification = {"reference": "original model in onnxruntime",
+                    "probe": {"count": int(batch.shape[0]), "seed": verify.PROBE_SEED},
+                    "formats": reports, "runtime": runtime}
+    return verification, {"reference": reference}
+
+
+def manifest_section(source: SourceModel, request: Request, staging: Path, written: list[str],
+                     verification: dict, facts: dict) -> dict:
+    found = source.onnx
+    return {
+        "input": {"shape": found.input_shape, "dtype": "float32", "layout": found.layout,
+                  "name": found.input_name},
+        "output": {"shape": [None, source.num_classes], "dtype": "float32",
+                   "kind": output_kind(facts["reference"]), "name": found.output_name},
+        "runtime": {"server": "onnxruntime", "page": "onnxruntime-web"},
+        "page_weights": None,
+        "explain": {"gradcam": None, "server": None, "reason": NO_GRADCAM},
+        "features": None,
+        "conversion": {"layers_model": {"written": False, "reason": source.layers_unavailable}},
+    }
