@@ -30,7 +30,7 @@ import numpy as np
 from fastapi import HTTPException, Request
 from starlette.datastructures import UploadFile
 
-from app.inference.preprocess import ImageError, decode, to_model_input
+from app.inference.preprocess import ImageError, decode, from_model_layout, to_model_input
 
 
 class BadRequest(HTTPException):
@@ -39,7 +39,7 @@ class BadRequest(HTTPException):
 
 @dataclass
 class ModelInput:
-    images: np.ndarray                 # float32 [N, H, W, 3], ready for the model
+    images: np.ndarray                 # float32 [N, H, W, 3] (tensors sent NCHW are turned so)
     preprocess_ms: float               # 0 for tensors sent as instances
     options: dict = field(default_factory=dict)  # option values found in the body
     picture_size: tuple[int, int] | None = None  # an upload's (height, width), upright
@@ -51,16 +51,19 @@ async def read_model_input(request: Request, manifest: dict, settings, option_na
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
         return await _from_upload(request, manifest, settings, option_names)
-    input_shape = tuple(manifest["input"]["shape"][1:])
+    input_shape = tuple(manifest["input"]["shape"][1:])  # the model's own layout (NCHW for PyTorch)
+    layout = manifest["input"].get("layout")
     if content_type == "application/json":
-        return await _from_json(request, input_shape, settings.max_upload_bytes, option_names)
+        found = await _from_json(request, input_shape, settings.max_upload_bytes, option_names)
+        found.images = from_model_layout(found.images, layout)
+        return found
     if content_type in BINARY_TYPES:
         body = await _body(request, settings.max_upload_bytes)
         if content_type == "application/octet-stream":
             array = _from_float32_bytes(body, request.headers.get("x-shape"), input_shape)
         else:
             array = _from_npy(body, input_shape)
-        return ModelInput(checked_tensor(array, input_shape, "the tensor"), 0.0)
+        return ModelInput(from_model_layout(checked_tensor(array, input_shape, "the tensor"), layout), 0.0)
     raise BadRequest(415, "send multipart/form-data with a 'file' field, application/json with 'instances', "
                           "or a float32 tensor as application/octet-stream (X-Shape header) or application/x-npy")
 

@@ -1,4 +1,7 @@
-"""A converted classifier on the server: its SavedModel, loaded once, and its manifest."""
+"""A converted classifier on the server, loaded once with its manifest: its SavedModel in
+TensorFlow (``Classifier``), or its ONNX model in onnxruntime (``OnnxClassifier``, a model
+converted from ONNX); ``load`` picks. Both take float32 images [N, H, W, 3] and give
+[N, classes]."""
 from __future__ import annotations
 
 import time
@@ -7,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from app import tf_runtime
+from app.inference.preprocess import to_model_layout
 from app.registry import ModelInfo
 
 
@@ -47,6 +51,56 @@ class Classifier:
         outputs = self._fn(**{self._input: self._tf.constant(batch, dtype=self._tf.float32)})[self._output].numpy()
         inference_ms = (time.perf_counter() - start) * 1000
         return Prediction(outputs, softmax(outputs) if self.is_logits else outputs, inference_ms)
+
+
+class OnnxClassifier:
+    """Runs ``onnx/model.onnx`` in onnxruntime (CPU): images [N, H, W, 3] are put in the model's
+    layout (NCHW for a PyTorch export); a model with a fixed batch of one runs image by image."""
+
+    def __init__(self, info: ModelInfo):
+        import onnxruntime
+
+        self.info = info
+        self.manifest = info.manifest
+        path = info.path / self.manifest["formats"]["onnx"] / "model.onnx"
+        self._session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        graph_input = self._session.get_inputs()[0]
+        self._input = graph_input.name
+        self._one_at_a_time = graph_input.shape[0] == 1
+        self._layout = self.manifest["input"].get("layout")
+        height, width = self.manifest["preprocessing"]["size"]
+        self.input_shape = (height, width, 3)
+        self.is_logits = self.manifest["output"]["kind"] == "logits"
+
+    def signature(self, name: str):
+        """None: an ONNX model has no TensorFlow signatures (no Grad-CAM on the server)."""
+        return None
+
+    @property
+    def labels(self) -> list[str]:
+        return self.manifest["labels"]
+
+    def predict(self, batch: np.ndarray) -> Prediction:
+        """One call for the whole batch (onnxruntime sessions may run concurrently)."""
+        start = time.perf_counter()
+        inputs = to_model_layout(batch, self._layout)
+        if self._one_at_a_time:
+            outputs = np.concatenate([self._session.run(None, {self._input: inputs[i:i + 1]})[0]
+                                      for i in range(len(inputs))])
+        else:
+            outputs = self._session.run(None, {self._input: inputs})[0]
+        inference_ms = (time.perf_counter() - start) * 1000
+        return Prediction(outputs, softmax(outputs) if self.is_logits else outputs, inference_ms)
+
+
+def runnable(info: ModelInfo) -> bool:
+    """Whether the server can run the model: it has a SavedModel or an ONNX model."""
+    return "saved" in info.manifest["formats"] or "onnx" in info.manifest["formats"]
+
+
+def load(info: ModelInfo) -> Classifier | OnnxClassifier:
+    """The classifier for ``info``: its SavedModel when it has one, else its ONNX model."""
+    return Classifier(info) if "saved" in info.manifest["formats"] else OnnxClassifier(info)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -141,3 +141,15 @@ def denormalise(x: np.ndarray, spec: dict) -> np.ndarray:
 
 def preprocess_bytes(data: bytes, spec: dict, max_pixels: int) -> np.ndarray:
     return to_model_input(decode(data, max_pixels), spec)
+
+
+def from_model_layout(batch: np.ndarray, layout: str | None) -> np.ndarray:
+    """A batch in the model's layout (the manifest's ``input.layout``: "NCHW" for PyTorch exports)
+    as the server holds every batch: [N, H, W, C]. The API turns tensors sent in the model's
+    layout into this; an NCHW model's runtime turns it back (to_model_layout)."""
+    return batch.transpose(0, 2, 3, 1) if layout == "NCHW" else batch
+
+
+def to_model_layout(batch: np.ndarray, layout: str | None) -> np.ndarray:
+    """[N, H, W, C] images in the model's layout, contiguous float32."""
+    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2) if layout == "NCHW" else batch, dtype=np.float32)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from app.inference.batching import Batcher, BatchResult
-from app.inference.classifier import Classifier
+from app.inference import classifier as classifiers
 from app.inference import engine
 from app.inference.detection import Detector, RawDetections
 from app.inference.explainer import Explainer, Explanation
@@ -27,7 +27,7 @@ class ModelService(engine.Classifier):
     """One classifier in this process: requests are batched by our Batcher, explanations run
     on a thread (one at a time per model, see Explainer)."""
     info: ModelInfo
-    classifier: Classifier
+    classifier: classifiers.Classifier | classifiers.OnnxClassifier
     batcher: Batcher
     explainer: Explainer
 
@@ -90,7 +90,7 @@ class Services(engine.Engine):
         self._lock = asyncio.Lock()
 
     def _make(self, info: ModelInfo) -> ModelService:
-        classifier = Classifier(info)
+        classifier = classifiers.load(info)
         s = self.settings
         batcher = Batcher(classifier.predict, max_batch=s.batch_max if s.batching else 1,
                           max_wait_ms=s.batch_wait_ms, max_queue=s.queue_max)
@@ -102,19 +102,20 @@ class Services(engine.Engine):
             self.load(name)
 
     def load(self, name: str) -> None:
-        """Load one model now, if it is a classifier or a detector with a SavedModel."""
+        """Load one model now, if it is a classifier (a SavedModel or an ONNX model) or a detector
+        with a SavedModel."""
         info = self.registry.get(name)
-        if info is None or "saved" not in info.manifest["formats"]:
+        if info is None or not classifiers.runnable(info):
             return
         if info.task == "classification":
             self._loaded[info.name] = self._make(info)
-        elif info.task == "detection":
+        elif info.task == "detection" and "saved" in info.manifest["formats"]:
             self._detectors[info.name] = Detector(info)
 
     async def get(self, name: str) -> ModelService | None:
-        """The service for ``name``; None when there is no such classifier with a SavedModel."""
+        """The service for ``name``; None when there is no such classifier the server can run."""
         info = self.registry.get(name)
-        if info is None or info.task != "classification" or "saved" not in info.manifest["formats"]:
+        if info is None or info.task != "classification" or not classifiers.runnable(info):
             return None
         service = self._loaded.get(name)
         if service is not None and service.info.manifest is info.manifest:
