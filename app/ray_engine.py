@@ -39,7 +39,7 @@ import numpy as np
 
 from app.inference import engine
 from app.inference.batching import BatchResult, QueueFull
-from app.inference.classifier import Prediction
+from app.inference.classifier import Prediction, runnable
 from app.inference.explainer import ExplainError, Explanation, score_kind_of
 from app.inference.service import Services
 from app.registry import ModelInfo, Registry
@@ -64,8 +64,11 @@ def model_app(name: str) -> str:
 
 
 def servable(info: ModelInfo) -> bool:
-    """A model the server runs: a classifier or a detector with a SavedModel."""
-    return info.task in ("classification", "detection") and "saved" in info.manifest.get("formats", ())
+    """A model the server runs: a classifier with a SavedModel or an ONNX model (onnxruntime), or a
+    detector with a SavedModel."""
+    if info.task == "classification":
+        return runnable(info)
+    return info.task == "detection" and "saved" in info.manifest.get("formats", ())
 
 
 # -- in each model's replicas ---------------------------------------------------------------------
@@ -82,7 +85,7 @@ class ModelReplica:
     async def _classifier(self):
         service = await self.services.get(self.name)
         if service is None:
-            raise ExplainError(f"{self.name} is no longer a classifier with a SavedModel")
+            raise ExplainError(f"{self.name} is no longer a classifier the server can run")
         return service
 
     async def predict(self, images: list[np.ndarray]) -> list[tuple]:

@@ -74,3 +74,13 @@ def test_occlusion_runs_and_gradcam_says_why_not(client):
     gradcam = client.post("/api/models/nchw/explain", files=upload, data={"method": "gradcam"})
     assert gradcam.status_code in (400, 422), gradcam.text
     assert "Grad-CAM" in gradcam.text
+
+
+def test_the_ray_engine_serves_it_too(models):
+    """Which models `belka serve --engine ray` deploys: an ONNX classifier is one (its replica runs the
+    same Services as uvicorn). Not yet run end to end on Ray with an ONNX model."""
+    from app.ray_engine import servable
+    from app.registry import Registry
+
+    found = Registry(models).all()
+    assert {name for name, info in found.items() if servable(info)} == {"nchw", "nhwc"}
