@@ -43,7 +43,7 @@ _MODULE_REFERENCES = [
     re.compile(r"""^\s*(?:import|export)\s+(?:[\w*${}\s,]+?\s*from\s*)?['"](\.{1,2}/[^'"]+)['"]""", re.M),
 ]
 # the npm packages served under /vendor (app/files.py)
-VENDOR_PACKAGE_FILES = ("@tensorflow/*/package.json", "swagger-ui-dist/package.json")
+VENDOR_PACKAGE_FILES = ("@tensorflow/*/package.json", "swagger-ui-dist/package.json", "onnxruntime-web/package.json")
 
 
 class Assets:

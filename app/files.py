@@ -150,13 +150,15 @@ def static_file(relative: str, request: Request) -> Response:
 
 
 # /vendor/<first>/... -> node_modules/<package folder>/...: only these npm packages are served.
-VENDOR_PACKAGES = {"swagger-ui": "swagger-ui-dist"}  # anything else: node_modules/@tensorflow/<first>
+VENDOR_PACKAGES = {"swagger-ui": "swagger-ui-dist",  # anything else: node_modules/@tensorflow/<first>
+                   "onnxruntime-web": "onnxruntime-web"}
 
 
 @router.api_route("/vendor/{relative:path}", methods=["GET", "HEAD"])
 def vendor_file(relative: str, request: Request) -> Response:
     """Browser libraries from npm: TF.js (/vendor/tfjs-core/dist/tf-core.es2017.min.js is
-    node_modules/@tensorflow/tfjs-core/dist/...) and Swagger UI for /docs (/vendor/swagger-ui/...)."""
+    node_modules/@tensorflow/tfjs-core/dist/...), ONNX Runtime Web (/vendor/onnxruntime-web/dist/...)
+    and Swagger UI for /docs (/vendor/swagger-ui/...)."""
     node_modules = request.app.state.settings.node_modules
     version, relative = split_version(relative)
     cache = IMMUTABLE if version and version == request.app.state.assets.vendor_version() else REVALIDATE

@@ -84,3 +84,11 @@ def test_the_ray_engine_serves_it_too(models):
 
     found = Registry(models).all()
     assert {name for name, info in found.items() if servable(info)} == {"nchw", "nhwc"}
+
+
+@pytest.mark.parametrize("path, content_type", [("dist/ort.wasm.min.mjs", "text/javascript"),
+                                                ("dist/ort-wasm-simd-threaded.wasm", "application/wasm")])
+def test_onnx_runtime_web_is_served_from_npm(client, path, content_type):
+    """The page's ONNX runtime comes from node_modules like TF.js (no CDN), under /vendor."""
+    response = client.get(f"/vendor/onnxruntime-web/{path}")
+    assert response.status_code == 200 and response.headers["content-type"].startswith(content_type)
