@@ -123,7 +123,7 @@ def model_page(request: Request, template: str, task: str, candidates: list[Mode
     model, note, remember = pick_model(request, task, candidates, default)
     config = {"model": model.name if model else None, "models": [m.name for m in candidates], **(extra or {})}
     if model:  # what the model's worker fetches first, named here so it starts at once (start-worker.js)
-        config["modelFiles"] = {"version": model.manifest_version,
+        config["modelFiles"] = {"version": model.manifest_version, "formats": list(model.manifest["formats"]),
                                 "page_weights": model.manifest.get("page_weights"),
                                 "quantization": model.manifest.get("quantization")}
     settings = settings_of(request)

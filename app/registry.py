@@ -37,10 +37,13 @@ class ModelInfo:
     def page_download(self) -> dict:
         """What a page downloads to run this model: {folder, bytes, dtype}. The graph model the
         manifest names for pages (``page_weights``: float16 for a float32 classifier), else its
-        graph model; the rule of static/js/manifest.js pageGraph (without ?weights=float32)."""
+        graph model; the rule of static/js/manifest.js pageGraph (without ?weights=float32). A
+        model with only an ONNX model (from PyTorch): that one."""
         page = self.manifest.get("page_weights") or {}
         if page.get("graph"):
             folder, dtype = page["graph"], page.get("dtype")
+        elif "graph" not in self.manifest["formats"] and "onnx" in self.manifest["formats"]:
+            folder, dtype = "onnx/", "float32"  # ONNX Runtime Web's (static/js/manifest.js pageOnnx)
         else:
             quantization = self.manifest.get("quantization") or "none"
             folder, dtype = "graph/", "float32" if quantization == "none" else quantization

@@ -5,6 +5,7 @@ from fastapi import APIRouter
 
 from app.api.deps import RegistryDep
 from app.api.schemas import ModelSummary
+from app.inference.classifier import runtime_of
 from app.registry import ModelInfo
 
 router = APIRouter(prefix="/api", tags=["models"])
@@ -16,7 +17,8 @@ def summary(info: ModelInfo) -> ModelSummary:
         name=info.name, task=m["task"], input=m["input"], output=m["output"],
         preprocessing=m["preprocessing"], weights=m["weights"], formats=m["formats"],
         quantization=m["quantization"], num_labels=len(m.get("labels", [])), files=m["files"],
-        manifest_url=f"/models/{info.name}/manifest.json")
+        manifest_url=f"/models/{info.name}/manifest.json",
+        server_runtime=runtime_of(info) if m["task"] == "classification" else "tensorflow")
 
 
 @router.get("/models", response_model=list[ModelSummary])

@@ -43,6 +43,8 @@ class ModelSummary(BaseModel):
     num_labels: int
     files: list[dict[str, Any]]
     manifest_url: str = Field(description="the full manifest, labels included")
+    server_runtime: str = Field(description="what predict runs it in: onnxruntime (a model with an ONNX model) "
+                                            "or tensorflow")
 
 
 class ErrorBody(BaseModel):

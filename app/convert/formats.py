@@ -4,7 +4,7 @@ decides formats.
 A format is a folder of the model (FORMAT_DIRS) that one target writes and checks
 (app/convert/targets/). A task allows the formats its models can have (a detector is a
 TensorFlow graph, with no Keras layers to write a TF.js layers model from); a source may allow
-fewer (a SavedModel holds no Keras layers either). A new format (ONNX: ``"onnx": "onnx"``)
+fewer (a SavedModel holds no Keras layers either). A new format (as ONNX: ``"onnx": "onnx"``)
 is one entry in FORMATS and FORMAT_DIRS, one in TASK_FORMATS for each task that can have it,
 and its target module. graph-float16/ is the graph target's (a copy of graph/ for the tasks of
 FLOAT16_COPY), not a format of its own.
@@ -20,9 +20,9 @@ QUANTIZATIONS = ("none", "float16", "uint8")  # of the TF.js models' weights (--
 
 # task -> (the formats it allows, the refusal of any other: None when it allows them all)
 TASK_FORMATS = {
-    "classification": (("graph", "layers", "saved"), None),
+    "classification": (("graph", "layers", "saved", "onnx"), None),
     "detection": (("graph", "saved"), "a detector converts to graph,saved only (no TF.js layers model: it is "
-                                      "a TensorFlow graph, not Keras layers)"),
+                                      "a TensorFlow graph, not Keras layers; no ONNX model yet)"),
 }
 # task -> whether its float32 graph model gets a float16 copy (the classify page's default download)
 FLOAT16_COPY = {"classification": True, "detection": False}

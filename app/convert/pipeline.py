@@ -44,9 +44,10 @@ VERIFY_STEP = "Checking the numbers in TF.js (Node) and TensorFlow"
 
 
 def targets(task, source_kind: str) -> list:
-    """The target modules a conversion of ``source_kind`` can write, in the order they are written."""
+    """The target modules a conversion of ``source_kind`` can write, in the order they are written
+    (not the task's reference format: an ONNX source's onnx/ is its own file, not tf2onnx's)."""
     allowed = formats.allowed(task.TASK, source_kind)
-    return [target for target in TARGETS if target.FORMAT in allowed]
+    return [target for target in TARGETS if target.FORMAT in allowed and target.FORMAT != task.REFERENCE]
 
 
 def step_count(source_kind: str) -> int:

@@ -60,21 +60,24 @@ export async function webgpuAdapter() {
 }
 
 /**
- * The backends worth probing, and why the others are not: {candidates, skipped: [{backend,
- * reason}], gpu} where gpu names the device's GPU (part of the memory key).
+ * The backends worth probing among `allowed` (those that run the model), and why the others
+ * are not: {candidates, skipped: [{backend, reason}], gpu} where gpu names the device's GPU
+ * (part of the memory key). A GPU backend's device is checked once for both runtimes.
  */
-export async function autoCandidates() {
+export async function autoCandidates(allowed = AUTO_CANDIDATES) {
   const skipped = [];
   const candidates = [];
   const renderer = webglRenderer();
   const adapter = await webgpuAdapter();
-  if (!adapter) skipped.push({ backend: 'webgpu', reason: 'no WebGPU adapter' });
-  else if (adapter.software) skipped.push({ backend: 'webgpu', reason: `software GPU (${adapter.name})` });
-  else candidates.push('webgpu');
-  if (!renderer) skipped.push({ backend: 'webgl', reason: 'no WebGL' });
-  else if (isSoftwareGpu(renderer)) skipped.push({ backend: 'webgl', reason: `software GPU (${shortGpu(renderer)})` });
-  else candidates.push('webgl');
-  candidates.push('wasm');
+  const problems = {
+    webgpu: !adapter ? 'no WebGPU adapter' : adapter.software ? `software GPU (${adapter.name})` : null,
+    webgl: !renderer ? 'no WebGL' : isSoftwareGpu(renderer) ? `software GPU (${shortGpu(renderer)})` : null,
+    wasm: null,
+  };
+  for (const { name, device } of BACKEND_LIST.filter((b) => b.auto && allowed.includes(b.name))) {
+    if (problems[device]) skipped.push({ backend: name, reason: problems[device] });
+    else candidates.push(name);
+  }
   return { candidates, skipped, gpu: renderer ?? adapter?.name ?? 'no GPU' };
 }
 
@@ -145,20 +148,22 @@ export function remember(key, choice, storage = globalThis.localStorage) {
   }
 }
 
-/** The model's content hash for the memory key: its graph model.json's sha256 in the manifest. */
+/** The model's content hash for the memory key: its graph model.json's (or ONNX model's) sha256. */
 export function modelHash(manifest) {
-  return manifest.files?.find((f) => f.path === 'graph/model.json')?.sha256 ?? manifest.created_at ?? '';
+  const file = manifest.files?.find((f) => f.path === 'graph/model.json')
+    ?? manifest.files?.find((f) => f.path === 'onnx/model.onnx');
+  return file?.sha256 ?? manifest.created_at ?? '';
 }
 
 /**
- * Picks the backend for "auto": remembered, or the only candidate, or probed with
+ * Picks the backend for "auto" among `allowed`: remembered, or the only candidate, or probed with
  * `measure(backend)` (see `probe`). Resolves to {backend, why, source: "remembered" |
  * "only" | "probe"}; `why` is the sentence the page shows. (`detect` and `storage` are
  * there for tests.)
  */
-export async function pickAuto({ model, manifest, measure, storage = globalThis.localStorage,
-  detect = autoCandidates }) {
-  const { candidates, skipped, gpu } = await detect();
+export async function pickAuto({ model, manifest, measure, allowed = AUTO_CANDIDATES,
+  storage = globalThis.localStorage, detect = autoCandidates }) {
+  const { candidates, skipped, gpu } = await detect(allowed);
   const notTried = skipped.map((s) => ({ ...s, skipped: true }));
   const key = memoryKey(model, modelHash(manifest), gpu);
   const known = recall(key, storage);

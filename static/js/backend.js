@@ -1,18 +1,22 @@
 /**
- * Activating a TF.js backend, with fallback, in the model's worker (static/js/engine.js).
- * The user's choice itself (?backend=, remembered in localStorage) is the page's business:
- * static/js/backend-choice.js.
+ * Activating a backend, with fallback, in the model's worker (static/js/engine.js): one of
+ * TF.js's, or one of ONNX Runtime Web's (static/js/ort.js; TF.js then runs the pictures'
+ * preprocessing on its CPU backend). The user's choice itself (?backend=, remembered in
+ * localStorage) is the page's business: static/js/backend-choice.js.
  *
- * "auto" here tries webgpu, webgl, wasm, cpu in that order and keeps the first that
+ * Only the backends `allowed` are tried (those that run the page's model: backendsFor; TF.js's
+ * by default). "auto" here tries them in BACKEND_LIST's order and keeps the first that
  * initialises (the page's measured "auto", static/js/auto-backend.js, then names one
- * backend); a fixed choice tries that backend first and falls back in the same order when
- * it cannot start (tf.setBackend returned false, threw, or hung).
+ * backend); a fixed choice tries that backend (or its counterpart under the allowed runtime)
+ * first and falls back in the same order when it cannot start (tf.setBackend returned false,
+ * threw, or hung; ONNX Runtime Web did not load or found no adapter).
  *
  * Each backend is a bundle of its own (static/js/vendor.js BACKEND_BUNDLES), loaded from
  * /vendor the first time it is tried: a page on wasm never downloads WebGL's 0.37 MB or
  * WebGPU's 0.32 MB, and the other way round.
  */
-import { BACKENDS } from './backend-choice.js';
+import { BACKEND_LIST, backendInfo, counterpartOf } from './backend-choice.js';
+import { ortProblem } from './ort.js';
 import { tf } from './tf.js';
 import { BACKEND_BUNDLES, loadScript, vendorUrl } from './vendor.js';
 
@@ -60,29 +64,45 @@ export function configureWasm() {
   wasmConfigured = true;
 }
 
-/** The backends to try, in order, for a choice. */
-export function candidatesFor(choice) {
-  if (choice === 'auto') return BACKENDS;
-  return [choice, ...BACKENDS.filter((b) => b !== choice)];
+/** TF.js's backends: what code that computes with TF.js itself may activate. */
+export const TFJS_BACKENDS = BACKEND_LIST.filter((b) => b.runtime === 'tfjs').map((b) => b.name);
+
+/** The backends to try, in order, for a choice among `allowed`. */
+export function candidatesFor(choice, allowed = TFJS_BACKENDS) {
+  const first = counterpartOf(choice, allowed);
+  if (first === 'auto') return allowed;
+  return [first, ...allowed.filter((b) => b !== first)];
 }
 
 /**
- * Activates the backend for `choice`, falling back as needed. Resolves to
+ * Activates the backend for `choice` among `allowed`, falling back as needed. Resolves to
  * {backend, choice, failures: [{backend, reason}]}; throws when none starts.
  */
-export async function activateBackend(choice) {
+export async function activateBackend(choice, allowed = TFJS_BACKENDS) {
   const failures = [];
-  for (const name of candidatesFor(choice)) {
+  for (const name of candidatesFor(choice, allowed)) {
     const reason = await trySetBackend(name);
     if (reason == null) return { backend: name, choice, failures };
     failures.push({ backend: name, reason });
   }
   const details = failures.map((f) => `${f.backend}: ${f.reason}`).join('; ');
-  throw new Error(`No TF.js backend could start (${details}).`);
+  throw new Error(`No backend could start (${details}).`);
+}
+
+/**
+ * An ONNX Runtime Web backend: its build loaded (and a WebGPU adapter found), with TF.js on
+ * its CPU backend for the pictures' preprocessing. null when it is ready, else why not.
+ */
+async function trySetOrt(name) {
+  const problem = await ortProblem(backendInfo(name).device);
+  if (problem) return problem;
+  const cpuProblem = await trySetBackend('cpu');
+  return cpuProblem ? `TF.js's CPU backend, which prepares the pictures, did not start (${cpuProblem})` : null;
 }
 
 /** null when `name` is now the active backend, else why it is not. */
 async function trySetBackend(name) {
+  if (backendInfo(name)?.runtime === 'ort') return trySetOrt(name);
   if (tf.getBackend() === name) return null;
   const loadProblem = await loadBundle(name);
   if (loadProblem) return loadProblem;

@@ -47,24 +47,28 @@ export class EngineError extends Error {
  * manifest's version and `graph` the folder of the graph model the page will load, both from
  * the page's config), so it fetches that model's files at once, while TF.js starts
  * (static/js/prefetch.js; `first`: the URLs of those the page knows, fetched before the worker
- * imports anything); with `backend`, the backend the page will ask for first, it also
+ * imports anything; `warm`: the backend whose files to fetch ahead when `backend` is null,
+ * "wasm" by default); with `backend`, the backend the page will ask for first, it also
  * starts that backend and loads the model before the page asks (engine.js headStart).
  */
 let pageEngine = null;
-export function startEngine({ model, weights = null, backend = null, version = null, graph = null, first = [] }) {
-  pageEngine ??= new Engine({ model, weights, backend, version, graph, first });
+export function startEngine({ model, weights = null, backend = null, warm = null, version = null, graph = null, first = [] }) {
+  pageEngine ??= new Engine({ model, weights, backend, warm, version, graph, first });
   return pageEngine;
 }
 
 export class Engine {
-  constructor({ model, weights, backend, version, graph, first = [] } = {}) {
+  constructor({ model, weights, backend, warm = null, version, graph, first = [] } = {}) {
     // the worker's URL: its query is a `WorkerUrl` (protocol.js)
     const url = new URL('./engine-worker.js', import.meta.url);
     url.searchParams.set('vendor', VENDOR);
     for (const part of TF_PARTS) url.searchParams.append('tf', vendorUrl(part));
-    // "auto" (no backend named) measures wasm at least: its bundle is worth running early too
-    const [bundle] = backendFiles(backend ?? 'wasm');
+    // "auto" (no backend named) measures wasm at least (`warm`: "ort-wasm" for a model only
+    // ONNX Runtime Web runs): its bundle is worth running early too
+    const early = backend ?? warm ?? 'wasm';
+    const [bundle] = backendFiles(early);
     if (bundle) url.searchParams.set('bundle', bundle);
+    if (early !== 'wasm') url.searchParams.set('warm', early);
     for (const file of first) url.searchParams.append('first', new URL(file, globalThis.location.href).href);
     url.searchParams.set('base', BASE);
     if (STATIC_SITE) url.searchParams.set('site', 'static');

@@ -69,10 +69,12 @@ const early = Promise.all([
     graph: /^[\w.-]+\/$/.test(params.get('graph') ?? '') ? params.get('graph') : null, // a folder of the model's
   };
   useManifestVersion(hint.model, params.get('manifest'));
-  const manifest = hint.model ? prefetchModel(hint.model, hint.weights, hint.graph) : null;
+  const warm = hint.backend ?? (BACKENDS.includes(params.get('warm')) ? params.get('warm') : 'wasm');
+  const runtime = warm.startsWith('ort-') ? 'ort' : null;
+  const manifest = hint.model ? prefetchModel(hint.model, hint.weights, hint.graph, runtime) : null;
   // the binaries the backend's bundle fetches itself ("auto" measures wasm at least), into the
   // HTTP cache ahead of it (the bundle, imported above, is fetched already)
-  warmCache(backendFiles(hint.backend ?? 'wasm').filter((url) => url !== params.get('bundle')));
+  warmCache(backendFiles(warm).filter((url) => url !== params.get('bundle')));
   return { hint, manifest };
 });
 

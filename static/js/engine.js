@@ -1,6 +1,6 @@
 /**
- * The model's side of a page, in a Web Worker (static/js/engine-worker.js): the TF.js
- * backend, the loaded classifier or detector, preprocessing, Grad-CAM, occlusion and the
+ * The model's side of a page, in a Web Worker (static/js/engine-worker.js): the backend (TF.js's,
+ * or ONNX Runtime Web's for a model converted from ONNX), the loaded classifier or detector, preprocessing, Grad-CAM, occlusion and the
  * heatmap's colours. The page (static/js/engine-client.js) only decodes pictures, draws and
  * handles the user; every tensor lives and dies here, so no inference, gradient or occlusion
  * batch ever blocks the page's main thread.
@@ -18,8 +18,10 @@
  * `resources` imports them all before it lists what an offline visit needs.
  */
 import { activateBackend } from './backend.js';
+import { backendInfo, backendsFor } from './backend-choice.js';
 import { modelUrl } from './manifest.js';
-import { Classifier } from './model.js';
+import { Classifier, loadGraph } from './model.js';
+import { OrtClassifier } from './ort-model.js';
 import { toModelInput } from './model-input.js';
 import { decodeImage } from './preprocess.js';
 import { operationQueue } from './serial.js';
@@ -38,8 +40,9 @@ const later = {
 
 const state = {
   backend: null,
-  model: null, // the Classifier or Detector loaded on the active backend
+  model: null, // the Classifier, OrtClassifier or Detector loaded on the active backend
   gradcam: null, // GradCam or GraphGradCam for `model`, made on the first Grad-CAM request
+  gradcamGraph: null, // the TF.js graph model Grad-CAM loaded for a model that runs in ONNX Runtime Web
   input: null, // {data: Float32Array, shape} of the last classified image: what explanations explain
   abort: null, // AbortController of a running occlusion map
   removedKernels: new Map(), // test hook `kernel`: kernels taken away, to put back
@@ -51,9 +54,10 @@ const state = {
 function forgetModel() {
   state.abort?.abort();
   state.gradcam?.dispose();
+  state.gradcamGraph?.dispose();
   state.model?.dispose();
   state.head?.dispose();
-  Object.assign(state, { model: null, gradcam: null, input: null, loaded: null, head: null });
+  Object.assign(state, { model: null, gradcam: null, gradcamGraph: null, input: null, loaded: null, head: null });
 }
 
 /** The model loaded for `key` (by headStart, or for a page before a reload), or null. */
@@ -86,9 +90,10 @@ export async function headStart({ backend, model, weights = null, manifest }) {
   try {
     // a detector's module is fetched while the backend starts
     Promise.resolve(manifest).then((m) => m?.task === 'detection' && later.detector()).catch(() => {});
-    await operations.backend({ choice: backend });
-    const task = (await manifest)?.task;
-    if (task === 'classification') state.model = await Classifier.load(model, { weights });
+    const known = await manifest;
+    await operations.backend({ choice: backend, allowed: backendsFor(known?.formats) });
+    const task = known?.task;
+    if (task === 'classification') state.model = await loadClassifierHere(model, weights);
     else if (task === 'detection') state.model = await (await later.detector()).Detector.load(model);
     else return;
     state.loaded = modelKey(task, model, task === 'classification' ? weights : null);
@@ -99,9 +104,32 @@ export async function headStart({ backend, model, weights = null, manifest }) {
 
 const modelKey = (task, name, weights) => `${task} ${name} ${weights}`;
 
+/**
+ * The classifier `name` on the active backend: its TF.js graph model (`weights`: manifest.js
+ * pageGraph) on TF.js's, its ONNX model in ONNX Runtime Web on one of that runtime's.
+ */
+function loadClassifierHere(name, weights) {
+  const backend = backendInfo(state.backend);
+  return backend?.runtime === 'ort'
+    ? OrtClassifier.load(name, { provider: backend.device })
+    : Classifier.load(name, { weights });
+}
+
 function classifier() {
-  if (!(state.model instanceof Classifier)) throw new Error('No classifier is loaded.');
+  if (!(state.model instanceof Classifier || state.model instanceof OrtClassifier)) {
+    throw new Error('No classifier is loaded.');
+  }
   return state.model;
+}
+
+/** The classifier, when it runs in TF.js (what needs its graph: features, Grad-CAM). */
+function tfjsClassifier(what) {
+  const model = classifier();
+  if (model instanceof OrtClassifier) {
+    throw new Error(`${what} needs the model's graph in TF.js, and "${model.name}" runs in ONNX Runtime Web ` +
+      `on ${state.backend}.`);
+  }
+  return model;
 }
 
 async function detector() {
@@ -149,12 +177,14 @@ export const operations = {
   },
 
   /**
-   * Activates the backend for `choice` (with fallback, static/js/backend.js). A model loaded
-   * on another backend is dropped: its weights live there. {backend, failures, changed}.
+   * Activates the backend for `choice` among `allowed` (the backends that run the page's
+   * model: backend-choice.js backendsFor; TF.js's when not given), with fallback
+   * (static/js/backend.js). A model loaded on another backend is dropped: its weights live
+   * there. {backend, failures, changed}.
    */
-  backend({ choice }) {
+  backend({ choice, allowed }) {
     return changing(async () => {
-      const result = await activateBackend(choice);
+      const result = await activateBackend(choice, allowed);
       const changed = result.backend !== state.backend;
       if (changed) forgetModel();
       state.backend = result.backend;
@@ -173,7 +203,7 @@ export const operations = {
       let loaded = alreadyLoaded(key);
       if (!loaded) {
         forgetModel();
-        loaded = await Classifier.load(name, { weights });
+        loaded = await loadClassifierHere(name, weights);
         Object.assign(state, { model: loaded, loaded: key });
       }
       const warmupMs = warm ? await loaded.warmUp() : null;
@@ -244,7 +274,7 @@ export const operations = {
     let extra;
     let probabilities;
     try {
-      const model = classifier();
+      const model = tfjsClassifier('A new head');
       const [{ augmentedViews }, { seededRandom }] = views ? await Promise.all([later.head(), later.random()]) : [{}, {}];
       [values, extra, probabilities] = tf.tidy(() => {
         const x = toModelInput(image, model.preprocessing);
@@ -271,14 +301,21 @@ export const operations = {
    */
   async gradcamLayers() {
     const model = classifier();
+    const { manifest } = model;
+    if (!manifest.formats?.graph) {
+      throw new Error(`Grad-CAM needs the model's gradients, which ONNX Runtime Web does not give, and "${model.name}" ` +
+        'has no TF.js model. Occlusion works on any model.');
+    }
     const [{ GradCam, GraphGradCam }] = await Promise.all([later.gradcam(), withGradients()]);
     if (!state.gradcam) {
-      const { manifest } = model;
       const scoreKind = manifest.output.kind === 'logits' ? 'logit' : 'probability';
       if (manifest.formats?.layers) {
         state.gradcam = await GradCam.load(modelUrl(model.name, 'layers/model.json'), { scoreKind });
       } else {
-        state.gradcam = new GraphGradCam(model.graph, manifest, { scoreKind });
+        // a model running in ONNX Runtime Web: its TF.js graph model beside it, on TF.js's CPU backend
+        const graph = model.graph ?? await loadGraph(model.name);
+        if (!model.graph) state.gradcamGraph = graph;
+        state.gradcam = new GraphGradCam(graph, manifest, { scoreKind });
       }
     }
     const gradcam = state.gradcam;
@@ -316,7 +353,7 @@ export const operations = {
     const input = lastInput();
     state.abort = new AbortController();
     try {
-      return await occlusionMap((batch) => model.probabilitiesOf(batch), input, classIndex,
+      return await occlusionMap((batch) => model.probabilities(batch), input, classIndex,
         { patch, stride, fill, signal: state.abort.signal, onProgress: progress });
     } finally {
       state.abort = null;
@@ -330,7 +367,7 @@ export const operations = {
    * stops it. Keeps it for `predictTaught`. {history, split, weightSpecs, data}.
    */
   async train(args, { progress }) {
-    const model = classifier();
+    const model = tfjsClassifier('A new head');
     const size = model.manifest.features?.size;
     if (!size) {
       throw new Error(`The model "${model.name}" names no features a new head could learn from: convert it ` +
@@ -351,7 +388,7 @@ export const operations = {
 
   /** Puts back a head trained earlier ({weightSpecs, data}: a reloaded /teach page's). */
   async useHead({ weightSpecs, data }) {
-    classifier();
+    tfjsClassifier('A new head');
     const { Head } = await later.head();
     const head = Head.fromWeights({ weightSpecs, data });
     state.head?.dispose();
@@ -364,7 +401,7 @@ export const operations = {
    * input (the model input), ms}.
    */
   async predictTaught({ image }) {
-    const model = classifier();
+    const model = tfjsClassifier('A new head');
     if (!state.head) throw new Error('Train first: there is no taught head yet.');
     const start = performance.now();
     let input;

@@ -248,6 +248,10 @@ export class ExplainController {
   async loadGradCam() {
     if (this.gradcam) return this.gradcam;
     const { manifest } = this.classifier;
+    if (!manifest.formats?.graph) {
+      return this.fail(`Grad-CAM cannot explain this model: ${manifest.explain?.reason ?? 'it has no TF.js model'}. ` +
+        'Occlusion works on any model.');
+    }
     if (!manifest.formats?.layers && manifest.explain?.gradcam !== 'graph') {
       const why = [manifest.conversion?.layers_model?.reason, manifest.explain?.reason]
         .filter(Boolean).map((r) => r.replace(/\.$/, ''));

@@ -46,16 +46,38 @@ export function manifestUrl(name) {
  * shards follow. Resolves to the manifest, or null when it could not be read: failures are
  * left for the loaders to report.
  */
-export function prefetchModel(name, weights = null, graph = null) {
-  const graphUrl = (folder) => modelUrl(name, `${folder}model.json`);
-  if (graph) prefetch(graphUrl(graph)).catch(() => {});
+export function prefetchModel(name, weights = null, graph = null, runtime = null) {
+  if (graph) prefetch(modelUrl(name, `${graph}model.json`)).catch(() => {});
   return prefetch(manifestUrl(name))
     .then((response) => (response.ok ? response.clone().json() : null)) // the loader reads the original
     .then((manifest) => {
-      if (manifest) prefetch(graphUrl(pageGraph(manifest, weights).folder)).catch(() => {});
+      if (manifest) prefetch(modelUrl(name, pageModelFile(manifest, runtime, weights))).catch(() => {});
       return manifest;
     })
     .catch(() => null);
+}
+
+/**
+ * The runtime a page runs the model on: `runtime` when a backend is named ("tfjs" | "ort":
+ * backend-choice.js), else TF.js when the model has a TF.js graph model, else ONNX Runtime
+ * Web. `manifest`: a manifest, or the page config's modelFiles ({formats, page_weights...}).
+ */
+export function pageRuntime(manifest, runtime = null) {
+  if (runtime) return runtime;
+  const formats = manifest.formats ?? {};
+  const names = Array.isArray(formats) ? formats : Object.keys(formats);
+  return names.includes('graph') || !names.includes('onnx') ? 'tfjs' : 'ort';
+}
+
+/** The file a page loads first for the model on `runtime` (pageRuntime): a model.json or a .onnx. */
+export function pageModelFile(manifest, runtime = null, weights = null) {
+  return pageRuntime(manifest, runtime) === 'ort' ? pageOnnx(manifest).file
+    : `${pageGraph(manifest, weights).folder}model.json`;
+}
+
+/** The ONNX model a page downloads for ONNX Runtime Web: {file, folder, dtype}. */
+export function pageOnnx(manifest) {
+  return { file: 'onnx/model.onnx', folder: 'onnx/', dtype: 'float32' };
 }
 
 /** Fetches and checks /models/<name>/manifest.json (a model for `task`). */
@@ -83,11 +105,12 @@ export async function loadManifest(name, task = 'classification') {
 
 function manifestProblem(m, task) {
   if (m.task !== task) return `task is "${m.task}", not "${task}"`;
-  if (!m.formats?.graph) return 'the model has no TF.js graph format';
+  if (!m.formats?.graph && !m.formats?.onnx) return 'the model has neither a TF.js graph model nor an ONNX model';
   const p = m.preprocessing;
   if (!p || !Array.isArray(p.size) || !Array.isArray(p.value_range)) return 'no preprocessing spec';
   if (!Array.isArray(m.labels) || m.labels.length === 0) return 'no labels';
   if (task === 'detection') {
+    if (!m.formats?.graph) return 'the detector has no TF.js graph model';
     if (!m.output?.boxes?.node || !m.output?.scores?.node) return 'no boxes and scores outputs';
     if (!m.postprocessing) return 'no postprocessing defaults';
     return null;

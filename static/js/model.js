@@ -103,6 +103,14 @@ export class Classifier {
     return this.manifest.output.kind === 'logits' ? tf.softmax(y) : y;
   }
 
+  /**
+   * Class probabilities [N, classes] for a batch [N, H, W, 3] (not disposed here): resolves to
+   * a new tensor (as OrtClassifier's, whose runtime only answers asynchronously).
+   */
+  async probabilities(batch) {
+    return tf.tidy(() => this.probabilitiesOf(batch));
+  }
+
   /** One inference on zeros, so the backend compiles its kernels now; resolves to its ms. */
   async warmUp() {
     const input = tf.zeros([1, ...this.preprocessing.size, 3], 'float32');

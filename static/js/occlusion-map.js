@@ -13,8 +13,9 @@ const nextTask = () => new Promise((resolve) => { setTimeout(resolve, 0); });
 
 /**
  * The occlusion map of `input` (float32 [1, H, W, 3], not disposed here) for class
- * `classIndex`. `probabilities(batch)` maps a [N, H, W, 3] tensor to [N, classes]
- * probabilities (called inside tf.tidy). Options: patch, stride, fill (the patch's
+ * `classIndex`. `probabilities(batch)` maps a [N, H, W, 3] tensor (not disposed there) to
+ * [N, classes] probabilities: a new tensor, or a promise of one (ONNX Runtime Web's calls are
+ * asynchronous). Options: patch, stride, fill (the patch's
  * value: one number for every channel, or one per channel in the model's order), signal
  * (AbortSignal), onProgress(done, total), targetBatchMs.
  * Resolves to {heatmap: Float32Array (H * W), shape: [H, W], drops: Float32Array
@@ -33,9 +34,16 @@ export async function occlusionMap(probabilities, input, classIndex,
   const rows = positions(height, patch, stride);
   const cols = positions(width, patch, stride);
   const spots = rows.flatMap((top) => cols.map((left) => [top, left]));
-  const scoreOf = (batch) => tf.tidy(() => tf.squeeze(tf.slice(probabilities(batch), [0, classIndex], [-1, 1]), [1]));
+  const scoreOf = async (batch) => {
+    const all = await probabilities(batch);
+    try {
+      return tf.tidy(() => tf.squeeze(tf.slice(all, [0, classIndex], [-1, 1]), [1]));
+    } finally {
+      all.dispose();
+    }
+  };
 
-  const baselineTensor = scoreOf(input);
+  const baselineTensor = await scoreOf(input);
   const baseline = (await baselineTensor.data())[0];
   baselineTensor.dispose();
   const drops = new Float32Array(spots.length);
@@ -46,7 +54,7 @@ export async function occlusionMap(probabilities, input, classIndex,
     if (signal?.aborted) throw new CancelledError();
     const chunk = spots.slice(done, done + batchSize);
     const began = performance.now();
-    const scores = tf.tidy(() => {
+    const batch = tf.tidy(() => {
       const mask = new Float32Array(chunk.length * height * width);
       chunk.forEach(([top, left], k) => {
         for (let y = top; y < top + patch; y += 1) {
@@ -55,11 +63,16 @@ export async function occlusionMap(probabilities, input, classIndex,
       });
       const m = tf.tensor4d(mask, [chunk.length, height, width, 1]);
       const grey = tf.tensor1d(fillValues, 'float32'); // [1] or [3]: broadcast over the channels
-      const batch = tf.add(tf.mul(input, tf.sub(1, m)), tf.mul(m, grey)); // [N, H, W, 3]
-      return scoreOf(batch);
+      return tf.add(tf.mul(input, tf.sub(1, m)), tf.mul(m, grey)); // [N, H, W, 3]
     });
-    const values = await scores.data();
-    scores.dispose();
+    let values;
+    try {
+      const scores = await scoreOf(batch);
+      values = await scores.data();
+      scores.dispose();
+    } finally {
+      batch.dispose();
+    }
     values.forEach((p, k) => { drops[done + k] = baseline - p; });
     done += chunk.length;
     onProgress(done, spots.length);

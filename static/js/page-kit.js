@@ -19,7 +19,7 @@
  */
 import { medianMs, pickAuto } from './auto-backend.js';
 import {
-  CHOICES, fillBackendSelect, initialChoice, rememberChoice, unknownBackendMessage,
+  backendsFor, CHOICES, counterpartOf, fillBackendSelect, initialChoice, rememberChoice, unknownBackendMessage,
 } from './backend-choice.js';
 import { loadManifest } from './manifest.js';
 import { operationQueue } from './serial.js';
@@ -63,6 +63,8 @@ export class PageKit {
     this.engine = engine;
     this.config = config;
     this.page = page;
+    // the backends that run the page's model (its formats, from the page's config)
+    this.allowed = backendsFor(config.modelFiles?.formats);
     this.choice = 'auto'; // the user's choice, as shown
     this.backend = null; // the active backend
     this.autoWhy = null; // why "auto" chose its backend
@@ -105,7 +107,7 @@ export class PageKit {
    */
   begin() {
     const select = document.getElementById('backend-select');
-    if (select) fillBackendSelect(select);
+    if (select) fillBackendSelect(select, this.allowed);
     const started = this.serial(() => this.start());
     this.ready = this.page.warmUpAfterStart === false ? started
       : started.then((result) => (result.ok ? this.serial(() => this.warmUpIfCold()) : result));
@@ -120,15 +122,18 @@ export class PageKit {
    */
   async start() {
     const { engine } = this;
-    const { choice, source, ignored } = initialChoice();
+    const initial = initialChoice();
+    const { source, ignored } = initial;
+    // a remembered backend that cannot run this model: the same device under its runtime
+    const choice = counterpartOf(initial.choice, this.allowed);
     const started = engine.call('start');
-    const backend = choice === 'auto' ? this.page.autoBackend ?? null : choice;
-    const ahead = backend == null ? {} : {
-      backend: engine.call('backend', { choice: backend }),
+    const backend = choice === 'auto' ? counterpartOf(this.page.autoBackend ?? 'auto', this.allowed) : choice;
+    const ahead = backend === 'auto' ? {} : {
+      backend: this.requestBackend(backend),
       model: this.requestLoad(false),
     };
     Object.values(ahead).forEach((answer) => answer.catch(() => {})); // reported where awaited
-    if (backend != null) this.aheadAt = this.queued;
+    if (backend !== 'auto') this.aheadAt = this.queued;
     try {
       return await this.startedUp({ choice, source, ignored, backend }, started, ahead);
     } finally {
@@ -150,7 +155,7 @@ export class PageKit {
       showMessage('address', 'warning', title, text);
     }
     try {
-      if (backend == null) {
+      if (backend === 'auto') {
         await this.startAuto();
       } else {
         await this.useBackend(backend, choice, ahead.backend);
@@ -181,7 +186,7 @@ export class PageKit {
       await this.load();
       return medianMs(() => engine.call('warmUp'));
     };
-    const picked = await pickAuto({ model: config.model, manifest, measure });
+    const picked = await pickAuto({ model: config.model, manifest, measure, allowed: this.allowed });
     if (await this.useBackend(picked.backend, 'auto') || !this.model) await this.load(false);
     this.autoWhy = `auto chose ${this.backend}: ${picked.why}`;
     showBackendNote(this.autoWhy);
@@ -199,7 +204,7 @@ export class PageKit {
     this.status(choice === 'auto' ? 'Choosing a backend…' : `Starting the ${choice} backend…`);
     let result;
     try {
-      result = await (asked ?? this.engine.call('backend', { choice }));
+      result = await (asked ?? this.requestBackend(choice));
     } catch (error) {
       this.backend = null;
       this.render();
@@ -217,6 +222,11 @@ export class PageKit {
     this.page.backendShown?.(choice, result);
     this.render();
     return changed;
+  }
+
+  /** The worker's `backend` request for `choice`, among the backends that run the page's model. */
+  requestBackend(choice) {
+    return this.engine.call('backend', { choice, allowed: this.allowed });
   }
 
   /** The page's load request, sent to the worker. */
@@ -292,6 +302,10 @@ export class PageKit {
    */
   switchTo(choice) {
     if (!CHOICES.includes(choice)) throw new Error(`Unknown backend "${choice}".`);
+    if (choice !== 'auto' && !this.allowed.includes(choice)) {
+      throw new Error(`The ${this.page.noun} "${this.config.model}" cannot run on ${choice}: pick auto or one of ` +
+        `${this.allowed.join(', ')}.`);
+    }
     rememberChoice(choice);
     return (async () => {
       // The model's weights live on the backend that loaded them: load it again on the new one.

@@ -30,6 +30,8 @@
  * @property {string} vendor the /vendor/<version>/ prefix of TF.js and the other libraries
  * @property {string[]} tf TF.js's parts (core, then the converter), imported in this order (repeated)
  * @property {string} [bundle] the backend's bundle, run right after TF.js
+ * @property {string} [warm] the backend whose files are fetched ahead (backend, else the one "auto"
+ *   measures first: "wasm", or "ort-wasm" for a model only ONNX Runtime Web runs)
  * @property {string[]} [first] model files the page knows it will need, fetched first (repeated)
  * @property {string} base where the site lives ("/", or a static copy's sub-path)
  * @property {'static'} [site] set on a static copy of the site (no server API)

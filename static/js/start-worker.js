@@ -5,10 +5,12 @@
  * startPageEngine() (it imports this module, so whichever runs first starts the worker, with
  * the same URL).
  */
-import { initialChoice } from './backend-choice.js';
+import { backendInfo, backendsFor, counterpartOf, initialChoice } from './backend-choice.js';
 import { readPageConfig } from './config.js';
 import { startEngine } from './engine-client.js';
-import { manifestUrl, modelUrl, pageGraph, useManifestVersion, weightsFromUrl } from './manifest.js';
+import {
+  manifestUrl, modelUrl, pageGraph, pageModelFile, pageRuntime, useManifestVersion, weightsFromUrl,
+} from './manifest.js';
 
 /**
  * The page's worker for its model (the config block), the weights the page loads
@@ -22,15 +24,22 @@ export function startPageEngine(config = readPageConfig()) {
   const files = config.modelFiles ?? null;
   const weights = pageWeights(config);
   useManifestVersion(config.model, files?.version);
-  const graph = files ? pageGraph(files, weights).folder : null;
+  const allowed = backendsFor(files?.formats);
+  const resolved = counterpartOf(choice, allowed);
+  const backend = resolved === 'auto' ? null : resolved;
+  // the runtime of the named backend, else the one "auto" measures first (pageRuntime)
+  const runtime = files ? pageRuntime(files, backendInfo(backend)?.runtime) : 'tfjs';
+  const graph = files && runtime === 'tfjs' ? pageGraph(files, weights).folder : null;
   return startEngine({
     model: config.model,
     weights,
-    backend: choice === 'auto' ? null : choice,
+    backend,
+    warm: runtime === 'ort' ? 'ort-wasm' : 'wasm',
     version: files?.version ?? null,
     graph,
     // fetched by the worker before it imports anything: the same URLs its loaders ask for
-    first: config.model && graph ? [modelUrl(config.model, `${graph}model.json`), manifestUrl(config.model)] : [],
+    first: config.model && files ? [modelUrl(config.model, pageModelFile(files, runtime, weights)),
+      manifestUrl(config.model)] : [],
   });
 }
 

@@ -39,8 +39,24 @@ export const BACKEND_BUNDLES = {
   webgpu: { dir: 'tfjs-backend-webgpu/dist/', bundle: 'tf-backend-webgpu.es2017.min.js', warm: [] },
 };
 
-/** The URLs of `backend`'s bundle and binaries. */
+/**
+ * ONNX Runtime Web (static/js/ort.js): each back end loads only its own build, on first use:
+ * the module, and the binary it fetches (the WebGPU kernels live in the asyncify binary).
+ */
+export const ORT_DIR = 'onnxruntime-web/dist/';
+export const ORT_BUILDS = {
+  wasm: { module: 'ort.wasm.min.mjs', binary: 'ort-wasm-simd-threaded.wasm' },
+  webgpu: { module: 'ort.webgpu.min.mjs', binary: 'ort-wasm-simd-threaded.asyncify.wasm' },
+};
+
+/**
+ * The URLs of `backend`'s bundle and binaries: for an ONNX Runtime Web backend ("ort-wasm",
+ * "ort-webgpu"), TF.js's CPU bundle (which prepares the pictures there) first, then ONNX
+ * Runtime's module and binary.
+ */
 export function backendFiles(backend) {
+  const ort = ORT_BUILDS[backend?.startsWith('ort-') ? backend.slice(4) : null];
+  if (ort) return [...backendFiles('cpu'), ...[ort.module, ort.binary].map((file) => vendorUrl(ORT_DIR + file))];
   const entry = BACKEND_BUNDLES[backend];
   return entry ? [entry.bundle, ...entry.warm].map((file) => vendorUrl(entry.dir + file)) : [];
 }

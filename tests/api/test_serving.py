@@ -121,7 +121,8 @@ def test_pages_name_the_manifest_by_its_hash_and_that_url_is_cached_forever(site
     html = client.get("/?model=tiny").text
     config = json.loads(re.search(r'<script type="application/json" id="belka-config">(.*?)</script>', html, re.S)[1])
     manifest = json.loads(path.read_text())
-    assert config["modelFiles"] == {"version": version, "page_weights": manifest.get("page_weights"),
+    assert config["modelFiles"] == {"version": version, "formats": list(manifest["formats"]),
+                                    "page_weights": manifest.get("page_weights"),
                                     "quantization": manifest.get("quantization")}
     named = client.get(f"/models/tiny/manifest.json?v={version}")
     assert named.status_code == 200 and named.headers["cache-control"] == IMMUTABLE

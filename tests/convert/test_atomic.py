@@ -52,9 +52,9 @@ def test_interrupt_midway_keeps_previous_model(out_with_previous, sig, code):
     seen = []
     for line in proc.stderr:  # wait until the graph conversion is under way
         seen.append(line)
-        if line.startswith("[3/6]"):
+        if line.startswith("[3/"):
             break
-    assert any(line.startswith("[3/6]") for line in seen), "".join(seen)
+    assert any(line.startswith("[3/") for line in seen), "".join(seen)
     assert hidden_leftovers(out), "the staging folder should exist while converting"
     proc.send_signal(sig)
     rest = proc.stderr.read()
@@ -69,7 +69,7 @@ def test_killed_conversion_is_cleaned_up_by_the_next_one(out_with_previous):
     proc = subprocess.Popen([sys.executable, "-m", "app.cli", "convert", *ARGS, "--out", str(out)],
                             cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     for line in proc.stderr:
-        if line.startswith("[3/6]"):
+        if line.startswith("[3/"):
             break
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)

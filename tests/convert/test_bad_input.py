@@ -83,7 +83,6 @@ def test_unwritable_out(files, tmp_path):
     (["--size", "big"], "invalid int value"),
     (["--quantize", "int4"], "invalid choice: 'int4'"),
     (["--formats", "graph,tflite"], "--formats: unknown tflite"),
-    (["--formats", "graph,onnx"], "--formats onnx: this model converts to graph,layers,saved"),
     (["--formats", ","], "--formats: unknown (empty)"),
     (["--name", "../escape"], "--name '../escape'"),
     (["--weights", "missing.h5"], "--weights missing.h5: no such file"),

@@ -160,8 +160,9 @@ def test_progress_lines_and_json_summary(tmp_path):
     assert summary["path"] == str(tmp_path / "models" / "tiny")
     tmp_path = tmp_path / "models"
     assert not (tmp_path / "tiny" / "layers").exists()
-    assert "[1/6] Loading the source model" in proc.stderr
-    assert "[5/6] Checking the numbers" in proc.stderr
+    assert "[1/7] Loading the source model" in proc.stderr
+    assert "[6/7] Checking the numbers" in proc.stderr
+    assert "[5/7] Skipping the ONNX model (not in --formats)" in proc.stderr
     assert "done in" in proc.stderr
     assert "UNTRAINED" in proc.stderr
     assert "ydf" not in proc.stderr  # no third-party banner (TF-DF's, printed when tensorflowjs is imported)

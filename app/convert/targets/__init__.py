@@ -21,10 +21,12 @@ order. A target module has:
   layers model (``check``: dropped, with the reason, when TF.js cannot load it or it computes
   other numbers).
 
-An ONNX target (next issue) is one more module here: ``write`` converts the SavedModel
-(tf2onnx), its check runs the file in ONNX Runtime (Node, as ONNX Runtime Web will); plus its
-entry in formats.py and in TARGETS.
-"""
-from app.convert.targets import graph, layers
+- the optional ONNX model (``onnx``: tf2onnx from the SavedModel; ``check`` runs it in ONNX
+  Runtime Web in Node and in onnxruntime, and drops it with the reason as for layers).
 
-TARGETS = (graph, layers)
+A task's reference format (its ``REFERENCE``: the SavedModel, or an ONNX source's own file) is
+not a target of that task.
+"""
+from app.convert.targets import graph, layers, onnx
+
+TARGETS = (graph, layers, onnx)

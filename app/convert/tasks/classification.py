@@ -19,7 +19,7 @@ from app.convert.formats import FLOAT16_GRAPH_DIR, FORMAT_DIRS
 from app.convert.progress import Progress
 from app.convert.request import Request
 from app.convert.sources import SourceModel
-from app.convert.targets import graph, layers
+from app.convert.targets import graph, layers, onnx
 
 TASK = "classification"
 REFERENCE = "saved"  # the format the task writes first, that the server runs
@@ -27,6 +27,8 @@ LOAD_STEP = "Loading the source model"
 SAVED_STEP = "Exporting the TensorFlow SavedModel (used by the server)"
 LAYERS_LOSS = ("The graph model and the SavedModel are complete; without a layers model, Grad-CAM "
                "in the page runs on the graph model at one layer only (no layer choice)")
+ONNX_LOSS = ("The rest of the model is complete; without an ONNX model the page runs it on TF.js only and the "
+             "server in TensorFlow")
 
 
 def gradcam_in_graph(source: SourceModel, request: Request) -> bool:
@@ -55,6 +57,14 @@ def check_numbers(source: SourceModel, staging: Path, request: Request, unwritte
         if graph.FORMAT in request.formats:
             graph.write(source, staging, request, TASK)
         verification, reference, layers_reason = _check(source, staging, request, layers_reason)
+    onnx_reason = unwritten.get(onnx.FORMAT)
+    if onnx.FORMAT in request.formats and onnx_reason is None:
+        height, width, _ = source.input_shape
+        onnx_reason, reports, onnx_runtime = onnx.check(
+            staging, verify.probe_batch(height, width, source.preprocessing), reference)
+        verification["formats"].update(reports)
+        if onnx_runtime:
+            verification["onnx_runtime"] = onnx_runtime
     for fmt, report in verification["formats"].items():
         progress.note(f"{fmt}: max |diff| {report['max_abs_diff']:.2e}, top-1 agreement "
                       f"{report['top1_agreement']:.0%}")
@@ -64,7 +74,9 @@ def check_numbers(source: SourceModel, staging: Path, request: Request, unwritte
                       f"too much ({verify.describe(float16)})")
     if layers_reason and layers.FORMAT in request.formats:
         progress.warn(f"NO LAYERS MODEL: {layers_reason}. {LAYERS_LOSS}")
-    return verification, {"reference": reference, "layers_reason": layers_reason}
+    if onnx_reason and onnx.FORMAT in request.formats:
+        progress.warn(f"NO ONNX MODEL: {onnx_reason}. {ONNX_LOSS}")
+    return verification, {"reference": reference, "layers_reason": layers_reason, "onnx_reason": onnx_reason}
 
 
 def _check(source: SourceModel, staging: Path, request: Request, layers_reason: str | None):
@@ -114,7 +126,10 @@ def manifest_section(source: SourceModel, request: Request, staging: Path, writt
         "features": features_info(source, staging, written),
         "conversion": {"layers_model": {"written": layers.FORMAT in written,
                                         "reason": None if layers.FORMAT in written else
-                                        (facts["layers_reason"] or "not in --formats")}},
+                                        (facts["layers_reason"] or "not in --formats")},
+                       "onnx_model": {"written": onnx.FORMAT in written,
+                                      "reason": None if onnx.FORMAT in written else
+                                      (facts["onnx_reason"] or "not in --formats")}},
     }
 
 

@@ -1,0 +1,157 @@
+/**
+ * A Belka classifier converted from ONNX, run by ONNX Runtime Web (static/js/ort.js) in the
+ * model's worker: its manifest.json and onnx/model.onnx. It answers the engine
+ * (static/js/engine.js) as model.js's Classifier does, except for what needs the model's
+ * graph in TF.js (features for /teach, Grad-CAM): ONNX Runtime's calls are asynchronous, so
+ * it has probabilities() (a promise of a tensor) and no probabilitiesOf().
+ *
+ * The picture's preprocessing stays in TF.js (model-input.js on TF.js's CPU backend, the same
+ * code and numbers as for a TF.js model); the input [N, H, W, 3] is put in the model's layout
+ * (manifest.input.layout: "NCHW" for PyTorch's models) and handed over as a float32 array.
+ */
+import { loadManifest, ModelLoadError, modelUrl, pageOnnx } from './manifest.js';
+import { ortFor } from './ort.js';
+import { fetchEarly } from './prefetch.js';
+import { tf } from './tf.js';
+import { since } from './timings.js';
+
+/** A loaded ONNX classifier. Create it with OrtClassifier.load(name, {provider}). */
+export class OrtClassifier {
+  constructor(name, manifest, session, provider, loadMs, weights) {
+    this.name = name;
+    this.manifest = manifest;
+    this.session = session;
+    this.provider = provider; // "wasm" | "webgpu"
+    this.loadMs = loadMs;
+    this.weights = weights; // {folder, dtype}: what the page shows about the download
+    this.calls = 0; // how many times the model ran (warm-ups and occlusion batches included)
+    const batch = manifest.source?.batch; // "dynamic", or the graph's fixed batch size
+    this.batch = Number.isInteger(batch) && batch > 0 ? batch : null; // null: any batch size
+    this.inputName = manifest.input.name ?? session.inputNames[0];
+    this.outputName = manifest.output.name ?? session.outputNames[0];
+  }
+
+  /** Fetches the manifest and the ONNX model, and starts a session on `provider`. */
+  static async load(name, { provider = 'wasm' } = {}) {
+    const start = performance.now();
+    const manifest = await loadManifest(name);
+    if (!manifest.formats?.onnx) throw new ModelLoadError(`The model "${name}" has no ONNX model for ONNX Runtime Web.`);
+    const ort = await ortFor(provider);
+    const { file, folder, dtype } = pageOnnx(manifest);
+    const url = modelUrl(name, file);
+    let bytes;
+    try {
+      const response = await fetchEarly(url);
+      if (!response.ok) throw new Error(`${response.status} ${response.statusText}`);
+      bytes = new Uint8Array(await response.arrayBuffer());
+    } catch (cause) {
+      throw new ModelLoadError(`Could not load the ONNX model ${url}: ${cause.message}`, { cause });
+    }
+    let session;
+    try {
+      session = await ort.InferenceSession.create(bytes, {
+        executionProviders: [provider], graphOptimizationLevel: 'all',
+      });
+    } catch (cause) {
+      throw new ModelLoadError(`ONNX Runtime Web (${provider}) cannot run ${url}: ${cause.message}`, { cause });
+    }
+    return new OrtClassifier(name, manifest, session, provider, since(start), { folder, dtype });
+  }
+
+  get preprocessing() {
+    return this.manifest.preprocessing;
+  }
+
+  get labels() {
+    return this.manifest.labels;
+  }
+
+  /**
+   * The model's raw output [N, classes] (a new tensor: the caller disposes it) for a batch
+   * [N, H, W, 3] (not disposed here), one image at a time when the model's batch is fixed at 1.
+   */
+  async outputsOf(batch) {
+    const ort = await ortFor(this.provider);
+    const nchw = this.manifest.input.layout === 'NCHW';
+    const modelInput = nchw ? tf.transpose(batch, [0, 3, 1, 2]) : batch;
+    let data;
+    try {
+      data = await modelInput.data();
+    } finally {
+      if (modelInput !== batch) modelInput.dispose();
+    }
+    const shape = nchw ? [batch.shape[0], batch.shape[3], batch.shape[1], batch.shape[2]] : batch.shape;
+    const step = this.batch == null ? shape[0] : this.batch;
+    const per = data.length / shape[0];
+    const rows = [];
+    let classes = 0;
+    for (let i = 0; i < shape[0]; i += step) {
+      const images = Math.min(step, shape[0] - i);
+      const input = new ort.Tensor('float32', data.subarray(i * per, (i + images) * per), [images, ...shape.slice(1)]);
+      this.calls += 1;
+      const outputs = await this.session.run({ [this.inputName]: input });
+      try {
+        const output = outputs[this.outputName];
+        classes = output.dims[output.dims.length - 1];
+        rows.push(output.data instanceof Float32Array ? output.data.slice() : Float32Array.from(output.data));
+      } finally {
+        input.dispose?.();
+        Object.values(outputs).forEach((t) => t.dispose?.());
+      }
+    }
+    const values = new Float32Array(rows.reduce((n, r) => n + r.length, 0));
+    rows.reduce((offset, r) => { values.set(r, offset); return offset + r.length; }, 0);
+    return tf.tensor2d(values, [shape[0], classes]);
+  }
+
+  /** Class probabilities [N, classes] for a batch [N, H, W, 3]: resolves to a new tensor. */
+  async probabilities(batch) {
+    const y = await this.outputsOf(batch);
+    if (this.manifest.output.kind !== 'logits') return y;
+    try {
+      return tf.softmax(y);
+    } finally {
+      y.dispose();
+    }
+  }
+
+  /**
+   * Runs the model on a float32 [1, H, W, 3] tensor (not disposed here): {output,
+   * probabilities, ms}, as Classifier.run.
+   */
+  async run(input) {
+    const start = performance.now();
+    const y = await this.outputsOf(input);
+    const [output, probabilities] = tf.tidy(() => {
+      const row = tf.reshape(y, [-1]);
+      return [row, this.manifest.output.kind === 'logits' ? tf.softmax(row) : row];
+    });
+    y.dispose();
+    try {
+      const [outputData, probabilityData] = await Promise.all([output.data(), probabilities.data()]);
+      return { output: outputData, probabilities: probabilityData, ms: since(start) };
+    } finally {
+      tf.dispose([output, probabilities]);
+    }
+  }
+
+  /** The features of a taught head's base: ONNX models have none the page can train on. */
+  featuresOf() {
+    throw new Error(`The model "${this.name}" runs in ONNX Runtime Web, and /teach trains a head on TF.js ` +
+      'features only: pick a TF.js base.');
+  }
+
+  /** One inference on zeros, so the back end compiles its kernels now; resolves to its ms. */
+  async warmUp() {
+    const input = tf.zeros([1, ...this.preprocessing.size, 3], 'float32');
+    try {
+      return (await this.run(input)).ms;
+    } finally {
+      input.dispose();
+    }
+  }
+
+  dispose() {
+    this.session.release().catch(() => {});
+  }
+}
