@@ -177,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "(nothing is written unless the exit code is 0)")
     site.add_argument("out", type=Path, metavar="DIR", help="the folder to write (new, empty, or an earlier export)")
     site.add_argument("--models", type=_csv, default=None, metavar="A,B",
-                      help="the models to include (default: every model with a TF.js graph model)")
+                      help="the models to include (default: every model a page can run: a TF.js graph model or an ONNX one)")
     site.add_argument("--base-path", default="/", help="where the site will be served, e.g. /demo/ (default /)")
     site.add_argument("--models-dir", type=Path, default=None,
                       help="models folder (default: BELKA_MODELS_DIR, else models/ here)")

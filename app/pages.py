@@ -162,13 +162,28 @@ def teach_page(request: Request):
     """Teach your own classes (issue 14): a head trained in the page on a classifier's features."""
     settings = settings_of(request)
     models = registry_of(request).all()
-    bases = [m for m in models.values() if m.task == "classification" and (m.manifest.get("features") or {}).get("node")]
+    classifiers = [m for m in models.values() if m.task == "classification"]
+    bases = [m for m in classifiers if (m.manifest.get("features") or {}).get("node")]
     preferred = default_classifier(models, settings)
     default = preferred if preferred in bases else (bases[0] if bases else None)
     return model_page(request, "teach.html", "classification", bases, default,
                       # float32 features: the numbers the saved model computes on the server
                       {"weights": "float32", "saves": settings.allow_saves,
-                       "tokenNeeded": bool(settings.admin_token)})
+                       "tokenNeeded": bool(settings.admin_token)},
+                      {"picker_note": not_a_base_note([m for m in classifiers if m not in bases])})
+
+
+def not_a_base_note(others: list[ModelInfo]) -> str | None:
+    """Why the teach page's picker leaves these classifiers out, or None when it leaves none out."""
+    onnx_only = [m.name for m in others if "graph" not in m.manifest["formats"]]
+    no_features = [m.name for m in others if "graph" in m.manifest["formats"]]
+    parts = []
+    if onnx_only:
+        parts.append(f"{', '.join(onnx_only)} (a new head learns from a TF.js model's features, and "
+                     f"{'these run' if len(onnx_only) > 1 else 'it runs'} in ONNX Runtime Web only)")
+    if no_features:
+        parts.append(f"{', '.join(no_features)} (no dense head whose features a new head could learn from)")
+    return f"Not offered as a base: {'; '.join(parts)}." if parts else None
 
 
 # ------------------------------------------------------------------ /learn (issue 15)

@@ -10,9 +10,10 @@ load:
     DIR/m/<model>/index.html        the classify page for each other classifier
     DIR/detect/, DIR/teach/, DIR/learn/..., each with m/<model>/ where the page has a picker
     DIR/static/<version>/...        our ES modules, styles and sample photos (content-hashed)
-    DIR/vendor/<version>/...        TF.js and its WASM and WebGPU backends, from npm
-    DIR/models/<model>/...          manifest.json and the TF.js graph (and layers) models: no
-                                    SavedModel, which only the server runs
+    DIR/vendor/<version>/...        TF.js and its WASM and WebGPU backends, from npm (and ONNX
+                                    Runtime Web's builds when a model has an ONNX model)
+    DIR/models/<model>/...          manifest.json, the TF.js graph (and layers) models and the
+                                    ONNX model: no SavedModel, which only the server runs
     DIR/sw.js                       the service worker: offline after one visit
     DIR/_headers                    the headers the host should send (Netlify / Cloudflare Pages
                                     syntax), DIR/README.md: what they do and how to send them
@@ -55,9 +56,15 @@ VENDOR_FILES = (
     "tfjs-backend-wasm/dist/tfjs-backend-wasm-threaded-simd.wasm",
     "tfjs-backend-webgpu/dist/tf-backend-webgpu.es2017.min.js",
 )
+# ONNX Runtime Web, for models with an ONNX model (static/js/vendor.js ORT_BUILDS: each back end's
+# module, the Emscripten glue it imports and the binary that glue fetches), under node_modules/
+ORT_FILES = tuple(f"onnxruntime-web/dist/{name}" for name in (
+    "ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm",
+    "ort.webgpu.min.mjs", "ort-wasm-simd-threaded.asyncify.mjs", "ort-wasm-simd-threaded.asyncify.wasm",
+))
 BASE_PATH = re.compile(r"/(?:[A-Za-z0-9._~-]+/)*")
 # the model folders a page loads (app/files.py MODEL_FORMAT_DIRS)
-PAGE_FORMATS = ("graph", "graph-float16", "layers")
+PAGE_FORMATS = ("graph", "graph-float16", "layers", "onnx")
 
 
 def export_site(out: Path, models_dir: Path, names: list[str] | None = None, base_path: str = "/",
@@ -72,17 +79,20 @@ def export_site(out: Path, models_dir: Path, names: list[str] | None = None, bas
     out = Path(out)
     check_target(out)
     registry = Registry(Path(models_dir))
-    available = {name: info for name, info in registry.all().items() if "graph" in info.manifest["formats"]}
+    available = {name: info for name, info in registry.all().items() if page_runnable(info.manifest)}
     chosen = choose(available, names, Path(models_dir))
     settings = Settings(models_dir=Path(models_dir), base_path=base_path, static_site=True, allow_saves=False)
     if static_dir is not None:
         settings = _replace(settings, static_dir=Path(static_dir))
     if node_modules is not None:
         settings = _replace(settings, node_modules=Path(node_modules))
-    missing = [f for f in VENDOR_FILES if not (settings.node_modules / "@tensorflow" / f).is_file()]
+    vendor = {settings.node_modules / "@tensorflow" / f: f for f in VENDOR_FILES}
+    if any("onnx" in available[name].manifest["formats"] for name in chosen):
+        vendor.update({settings.node_modules / f: f for f in ORT_FILES})
+    missing = [path for path in vendor if not path.is_file()]
     if missing:
-        raise BadInput(f"TF.js is not installed ({settings.node_modules / '@tensorflow' / missing[0]} is missing): "
-                       "run `make setup` (npm ci) first")
+        raise BadInput(f"the pages' libraries are not installed ({missing[0]} is missing): run `make setup` "
+                       "(npm ci) first")
     with staging(out) as site:
         models = site / "models"
         for name in chosen:
@@ -93,10 +103,10 @@ def export_site(out: Path, models_dir: Path, names: list[str] | None = None, bas
         shutil.copytree(settings.static_dir, site / "static" / assets.static_version(),
                         ignore=shutil.ignore_patterns(".*", "sw.js"))
         shutil.copy2(settings.static_dir / "sw.js", site / "sw.js")
-        for relative in VENDOR_FILES:
+        for path, relative in vendor.items():
             target = site / "vendor" / assets.vendor_version() / relative
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(settings.node_modules / "@tensorflow" / relative, target)
+            shutil.copy2(path, target)
         writecontent_addressed_model_json(app_settings, models, chosen)
         (site / "_headers").write_text(headers_file(base_path))
         (site / "README.md").write_text(readme(base_path, chosen))
@@ -143,8 +153,14 @@ def check_target(out: Path) -> None:
         raise BadInput(f"{parent} is not writable")
 
 
+def page_runnable(manifest: dict) -> bool:
+    """Whether a page can run the model: a TF.js graph model, or (a classifier) an ONNX model."""
+    formats = manifest["formats"]
+    return "graph" in formats or (manifest["task"] == "classification" and "onnx" in formats)
+
+
 def choose(available: dict, names: list[str] | None, models_dir: Path) -> list[str]:
-    """The models to export: ``names`` in order (each must be a model with a graph model), else all."""
+    """The models to export: ``names`` in order (each must be a model a page can run), else all."""
     if not names:
         if not available:
             raise BadInput(f"no models in {models_dir} to export: convert one first (belka convert ...)")
@@ -152,7 +168,7 @@ def choose(available: dict, names: list[str] | None, models_dir: Path) -> list[s
     unknown = [name for name in names if name not in available]
     if unknown:
         have = ", ".join(sorted(available)) or "none"
-        raise BadInput(f"--models: no model {unknown[0]!r} with a TF.js graph model in {models_dir} "
+        raise BadInput(f"--models: no model {unknown[0]!r} with a TF.js graph model or an ONNX model in {models_dir} "
                        f"(there are: {have})")
     return list(dict.fromkeys(names))
 

@@ -92,3 +92,11 @@ def test_onnx_runtime_web_is_served_from_npm(client, path, content_type):
     """The page's ONNX runtime comes from node_modules like TF.js (no CDN), under /vendor."""
     response = client.get(f"/vendor/onnxruntime-web/{path}")
     assert response.status_code == 200 and response.headers["content-type"].startswith(content_type)
+
+
+def test_teach_says_why_an_onnx_model_is_no_base(client):
+    """A head is trained on TF.js features: the teach page leaves ONNX-only models out, and says why."""
+    html = client.get("/teach").text
+    assert "No base model yet" in html
+    note = html.split('id="picker-note">', 1)[1].split("</p>", 1)[0]
+    assert "Not offered as a base: nchw, nhwc" in note and "ONNX Runtime Web only" in note, note

@@ -23,7 +23,9 @@ import pytest
 from PIL import Image
 
 from harness import models
-from tests.browser.conftest import classify_file, new_page, open_classify, serve
+from harness.models import run_belka
+from harness.server import free_port
+from tests.browser.conftest import another_page, classify_file, new_page, open_classify, serve
 from tests.conftest import convert_in_process
 from tests.convert.test_onnx_model import CLASSES, build
 
@@ -187,3 +189,51 @@ def test_a_tensorflow_model_runs_on_either_runtime(browser, server, photo):
         assert page.errors == [], page.errors
     finally:
         page.context.close()
+
+
+def test_an_onnx_model_works_offline_after_one_visit(browser, models_dir, photo):
+    """ONNX Runtime Web's module, its glue and binary, and the .onnx model are kept by the service
+    worker like TF.js's files: a second visit classifies with the server gone."""
+    port = free_port()
+    page = new_page(browser)
+    page.set_default_timeout(120_000)
+    try:
+        with serve(models_dir, port=port) as url:
+            page.goto(f"{url}/?model=tiny&backend=ort-wasm")
+            assert page.evaluate("window.belka.ready") == {"ok": True, "backend": "ort-wasm"}
+            kept = page.evaluate("window.belka.offline")
+            assert kept["ok"], kept
+            code = page.evaluate("async () => (await (await caches.open('belka-code-v1')).keys()).map((r) => r.url)")
+            names = {u.split("/")[-1] for u in code}
+            assert {"ort.wasm.min.mjs", "ort-wasm-simd-threaded.wasm", "ort-model.js"} <= names, names
+            online = classify_file(page, photo)
+        first_page, page = page, another_page(page.context)
+        first_page.close()
+        page.goto(f"{url}/?model=tiny&backend=ort-wasm")
+        assert page.evaluate("window.belka.ready") == {"ok": True, "backend": "ort-wasm"}
+        assert classify_file(page, photo)["probabilities"] == online["probabilities"]
+    finally:
+        page.context.close()
+
+
+def test_an_exported_static_site_runs_it(browser, models_dir, server, photo, tmp_path):
+    """`belka export-site` takes the ONNX model and ONNX Runtime Web's files along: the page
+    classifies there as on the server."""
+    from tests.browser.test_static_site import static_server
+
+    root = tmp_path / "www"
+    proc = run_belka("export-site", root / "demo", "--models-dir", models_dir, "--base-path", "/demo",
+                     "--models", "tiny")
+    assert proc.returncode == 0, proc.stderr
+    assert (root / "demo" / "models" / "tiny" / "onnx" / "model.onnx").is_file()
+    assert not (root / "demo" / "models" / "tiny" / "saved_model").exists()
+    with static_server(root) as url:
+        page, ready = open_classify(browser, f"{url}?backend=ort-wasm")
+        try:
+            assert ready == {"ok": True, "backend": "ort-wasm"}, ready
+            result = classify_file(page, photo)
+            theirs = server_predict(server, "tiny", page_input(result, SIZE))
+            assert np.abs(np.array(result["probabilities"]) - theirs).max() <= 1e-4
+            assert page.errors == [], page.errors
+        finally:
+            page.context.close()
