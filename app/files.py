@@ -49,7 +49,7 @@ COMPRESSIBLE = {".json", ".js", ".mjs", ".css", ".svg", ".wasm", ".map", ".html"
 GZIP_LEVEL = 6
 GZIP_CACHE_BYTES = 64 << 20  # compressed files kept in memory, least recently used dropped first
 # what the browser loads; saved_model/ stays server-side
-MODEL_FORMAT_DIRS = ("graph", "graph-float16", "layers", "onnx")
+MODEL_FORMAT_DIRS = ("graph", "graph-float16", "layers", "onnx", "onnx-float16")
 IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
 

@@ -43,7 +43,9 @@ class ModelInfo:
         if page.get("graph"):
             folder, dtype = page["graph"], page.get("dtype")
         elif "graph" not in self.manifest["formats"] and "onnx" in self.manifest["formats"]:
-            folder, dtype = "onnx/", "float32"  # ONNX Runtime Web's (static/js/manifest.js pageOnnx)
+            # ONNX Runtime Web's (static/js/manifest.js pageOnnx): the float16 copy when it passed
+            onnx = page.get("onnx") or {"folder": "onnx/", "dtype": "float32"}
+            folder, dtype = onnx["folder"], onnx["dtype"]
         else:
             quantization = self.manifest.get("quantization") or "none"
             folder, dtype = "graph/", "float32" if quantization == "none" else quantization

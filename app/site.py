@@ -64,7 +64,7 @@ ORT_FILES = tuple(f"onnxruntime-web/dist/{name}" for name in (
 ))
 BASE_PATH = re.compile(r"/(?:[A-Za-z0-9._~-]+/)*")
 # the model folders a page loads (app/files.py MODEL_FORMAT_DIRS)
-PAGE_FORMATS = ("graph", "graph-float16", "layers", "onnx")
+PAGE_FORMATS = ("graph", "graph-float16", "layers", "onnx", "onnx-float16")
 
 
 def export_site(out: Path, models_dir: Path, names: list[str] | None = None, base_path: str = "/",

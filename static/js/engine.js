@@ -105,13 +105,13 @@ export async function headStart({ backend, model, weights = null, manifest }) {
 const modelKey = (task, name, weights) => `${task} ${name} ${weights}`;
 
 /**
- * The classifier `name` on the active backend: its TF.js graph model (`weights`: manifest.js
- * pageGraph) on TF.js's, its ONNX model in ONNX Runtime Web on one of that runtime's.
+ * The classifier `name` on the active backend: its TF.js graph model on TF.js's, its ONNX model
+ * in ONNX Runtime Web on one of that runtime's (`weights`: manifest.js pageGraph, pageOnnx).
  */
 function loadClassifierHere(name, weights) {
   const backend = backendInfo(state.backend);
   return backend?.runtime === 'ort'
-    ? OrtClassifier.load(name, { provider: backend.device })
+    ? OrtClassifier.load(name, { provider: backend.device, weights })
     : Classifier.load(name, { weights });
 }
 

@@ -71,13 +71,19 @@ export function pageRuntime(manifest, runtime = null) {
 
 /** The file a page loads first for the model on `runtime` (pageRuntime): a model.json or a .onnx. */
 export function pageModelFile(manifest, runtime = null, weights = null) {
-  return pageRuntime(manifest, runtime) === 'ort' ? pageOnnx(manifest).file
+  return pageRuntime(manifest, runtime) === 'ort' ? pageOnnx(manifest, weights).file
     : `${pageGraph(manifest, weights).folder}model.json`;
 }
 
-/** The ONNX model a page downloads for ONNX Runtime Web: {file, folder, dtype}. */
-export function pageOnnx(manifest) {
-  return { file: 'onnx/model.onnx', folder: 'onnx/', dtype: 'float32' };
+/**
+ * The ONNX model a page downloads for ONNX Runtime Web: {file, folder, dtype}. The converter's
+ * choice (manifest.page_weights.onnx: its float16 copy, half the download, when it passed its
+ * check), unless `weights` is "float32": the model as converted, the server's.
+ */
+export function pageOnnx(manifest, weights = null) {
+  const chosen = manifest.page_weights?.onnx;
+  const folder = weights !== 'float32' && chosen?.folder ? chosen.folder : 'onnx/';
+  return { file: `${folder}model.onnx`, folder, dtype: folder === 'onnx/' ? 'float32' : chosen.dtype };
 }
 
 /** Fetches and checks /models/<name>/manifest.json (a model for `task`). */

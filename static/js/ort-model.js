@@ -31,13 +31,16 @@ export class OrtClassifier {
     this.outputName = manifest.output.name ?? session.outputNames[0];
   }
 
-  /** Fetches the manifest and the ONNX model, and starts a session on `provider`. */
-  static async load(name, { provider = 'wasm' } = {}) {
+  /**
+   * Fetches the manifest and the ONNX model (its float16 copy by default, `weights` "float32" for
+   * the model as converted: manifest.js pageOnnx), and starts a session on `provider`.
+   */
+  static async load(name, { provider = 'wasm', weights = null } = {}) {
     const start = performance.now();
     const manifest = await loadManifest(name);
     if (!manifest.formats?.onnx) throw new ModelLoadError(`The model "${name}" has no ONNX model for ONNX Runtime Web.`);
     const ort = await ortFor(provider);
-    const { file, folder, dtype } = pageOnnx(manifest);
+    const { file, folder, dtype } = pageOnnx(manifest, weights);
     const url = modelUrl(name, file);
     let bytes;
     try {

@@ -93,7 +93,7 @@ def explain(page, **request) -> dict:
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("model", ["tiny", "single"])
 def test_the_page_runs_it_on_onnx_runtime_web_like_the_server(browser, server, photo, backend, model):
-    page, ready = open_classify(browser, f"{server}/?model={model}&backend={backend}")
+    page, ready = open_classify(browser, f"{server}/?model={model}&backend={backend}&weights=float32")
     try:
         assert ready == {"ok": True, "backend": backend}, ready
         assert page.evaluate("belka.backend()") == backend
@@ -148,12 +148,41 @@ def test_the_backend_panel_offers_onnx_runtime_only(browser, server, photo):
         page.context.close()
 
 
+def fetched(page) -> list[str]:
+    return page.evaluate("belka.worker('resources')")
+
+
+@pytest.mark.parametrize("model", ["tiny", *REAL])
+def test_the_page_downloads_the_float16_copy_by_default(browser, server, photo, model):
+    """Without ?weights=float32 the page loads onnx-float16/ (half the download, float32 arithmetic)
+    and gives the server's top class."""
+    if model in REAL and not (FIXTURES / model).is_dir():
+        pytest.skip(f"{FIXTURES / model} is absent (the real-architecture fixtures live beside the repo only)")
+    manifest = httpx.get(f"{server}/models/{model}/manifest.json").json()
+    assert manifest["page_weights"]["onnx"] == {"folder": "onnx-float16/", "dtype": "float16", "reason": None}
+    sizes = {f["path"]: f["bytes"] for f in manifest["files"]}
+    # half the weights' bytes (a tiny model's file is mostly its graph)
+    assert sizes["onnx-float16/model.onnx"] < (0.6 if model in REAL else 0.9) * sizes["onnx/model.onnx"], sizes
+    page, ready = open_classify(browser, f"{server}/?model={model}&backend=ort-wasm")
+    try:
+        assert ready["ok"], ready
+        result = classify_file(page, photo)
+        assert any(u.endswith("/onnx-float16/model.onnx") for u in fetched(page))
+        assert not any(u.endswith("/onnx/model.onnx") for u in fetched(page))
+        size = manifest["preprocessing"]["size"][0]
+        theirs = server_predict(server, model, page_input(result, size))
+        assert result["top5"][0]["index"] == int(np.argmax(theirs))
+        assert np.abs(np.array(result["probabilities"]) - theirs).max() <= 0.02
+    finally:
+        page.context.close()
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name", REAL)
 def test_real_pytorch_exports_classify_in_the_page(browser, server, photo, name, backend):
     if not (FIXTURES / name).is_dir():
         pytest.skip(f"{FIXTURES / name} is absent (the real-architecture fixtures live beside the repo only)")
-    page, ready = open_classify(browser, f"{server}/?model={name}&backend={backend}")
+    page, ready = open_classify(browser, f"{server}/?model={name}&backend={backend}&weights=float32")
     try:
         assert ready == {"ok": True, "backend": backend}, ready
         result = classify_file(page, photo)
@@ -228,7 +257,7 @@ def test_an_exported_static_site_runs_it(browser, models_dir, server, photo, tmp
     assert (root / "demo" / "models" / "tiny" / "onnx" / "model.onnx").is_file()
     assert not (root / "demo" / "models" / "tiny" / "saved_model").exists()
     with static_server(root) as url:
-        page, ready = open_classify(browser, f"{url}?backend=ort-wasm")
+        page, ready = open_classify(browser, f"{url}?backend=ort-wasm&weights=float32")
         try:
             assert ready == {"ok": True, "backend": "ort-wasm"}, ready
             result = classify_file(page, photo)

@@ -7,7 +7,8 @@ both), and the server runs it in onnxruntime (app/inference/classifier.py: sever
 TensorFlow's speed on CPU). TensorFlow stays the reference: the SavedModel is what it is
 converted from and checked against, and what Grad-CAM differentiates.
 
-It is optional, like the layers model: a model tf2onnx cannot convert, that either runtime
+Its float16 copy (onnx-float16/, onnx_float16.py) is what the page downloads when it passes the
+float16 gate. It is optional, like the layers model: a model tf2onnx cannot convert, that either runtime
 cannot run, or that computes other numbers than the original, has none, and the reason goes
 into the manifest; the rest of the model is published.
 """
@@ -17,7 +18,7 @@ import shutil
 from pathlib import Path
 
 from app import tf_runtime
-from app.convert import onnx_runtime, verify
+from app.convert import onnx_float16, onnx_runtime, verify
 from app.convert.errors import BelkaError
 from app.convert.formats import FORMAT_DIRS
 
@@ -56,23 +57,36 @@ def write(source, staging: Path, request, task: str) -> str | None:
     return None
 
 
-def check(staging: Path, batch, reference) -> tuple[str | None, dict, dict]:
-    """(why there is no ONNX model or None, {"onnx": report, "onnx-server": report}, runtime):
-    the ONNX model in ONNX Runtime Web (Node) and onnxruntime against ``reference``; the folder is
-    removed when either cannot run it or computes other numbers."""
+def check(staging: Path, batch, reference) -> tuple[str | None, dict, dict, dict | None]:
+    """(why there is no ONNX model or None, {"onnx": report, "onnx-server": report}, runtime, the
+    float16 copy's report or None): the ONNX model in ONNX Runtime Web (Node) and onnxruntime
+    against ``reference``, and its float16 copy for the page (onnx_float16.py) in ONNX Runtime
+    Web. The folder is removed when either runtime cannot run it or computes other numbers; the
+    copy, when it fails the float16 gate."""
     model = staging / FORMAT_DIRS[FORMAT] / MODEL_FILE
+    half = staging / onnx_float16.PAGE_FOLDER / MODEL_FILE
+    models = {FORMAT: model}
+    if onnx_float16.write(model, half):
+        models[onnx_float16.PAGE_FOLDER] = half
     try:
-        web, runtime = onnx_runtime.run_web({FORMAT: model}, batch)
+        web, runtime = onnx_runtime.run_web(models, batch)
         outputs = {FORMAT: web[FORMAT], f"{FORMAT}-server": onnx_runtime.run_python(model, batch)}
     except BelkaError as exc:
-        shutil.rmtree(model.parent, ignore_errors=True)
-        return f"it does not run ({_first_line(exc)})", {}, {}
+        for folder in (model.parent, half.parent):
+            shutil.rmtree(folder, ignore_errors=True)
+        return f"it does not run ({_first_line(exc)})", {}, {}, None
     reports = {fmt: verify.compare(reference, out, "none") for fmt, out in outputs.items()}
     failed = [f"{fmt}: {verify.describe(r)}" for fmt, r in reports.items() if not r["ok"]]
     if failed:
-        shutil.rmtree(model.parent, ignore_errors=True)
-        return f"it computes other numbers than the original ({'; '.join(failed)})", {}, runtime
-    return None, reports, runtime
+        for folder in (model.parent, half.parent):
+            shutil.rmtree(folder, ignore_errors=True)
+        return f"it computes other numbers than the original ({'; '.join(failed)})", {}, runtime, None
+    float16 = None
+    if onnx_float16.PAGE_FOLDER in web:
+        float16 = verify.compare(reference, web[onnx_float16.PAGE_FOLDER], "float16")
+        if not float16["ok"]:
+            shutil.rmtree(half.parent, ignore_errors=True)
+    return None, reports, runtime, float16
 
 
 def _first_line(exc: Exception) -> str:

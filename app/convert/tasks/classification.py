@@ -14,7 +14,7 @@ import re
 import shutil
 from pathlib import Path
 
-from app.convert import export, verify
+from app.convert import export, onnx_float16, verify
 from app.convert.formats import FLOAT16_GRAPH_DIR, FORMAT_DIRS
 from app.convert.progress import Progress
 from app.convert.request import Request
@@ -60,11 +60,13 @@ def check_numbers(source: SourceModel, staging: Path, request: Request, unwritte
     onnx_reason = unwritten.get(onnx.FORMAT)
     if onnx.FORMAT in request.formats and onnx_reason is None:
         height, width, _ = source.input_shape
-        onnx_reason, reports, onnx_runtime = onnx.check(
+        onnx_reason, reports, onnx_runtime, onnx_half = onnx.check(
             staging, verify.probe_batch(height, width, source.preprocessing), reference)
         verification["formats"].update(reports)
         if onnx_runtime:
             verification["onnx_runtime"] = onnx_runtime
+        if onnx_half is not None:
+            verification["onnx_float16"] = onnx_half
     for fmt, report in verification["formats"].items():
         progress.note(f"{fmt}: max |diff| {report['max_abs_diff']:.2e}, top-1 agreement "
                       f"{report['top1_agreement']:.0%}")
@@ -121,7 +123,7 @@ def manifest_section(source: SourceModel, request: Request, staging: Path, writt
         "input": {"shape": [None, height, width, channels], "dtype": "float32"},
         "output": output,
         "signature": source.signature,
-        "page_weights": graph.page_weights(request.quantize, verification) if graph.FORMAT in written else None,
+        "page_weights": page_weights(request, verification, written),
         "explain": explain_info(source, staging, written),
         "features": features_info(source, staging, written),
         "conversion": {"layers_model": {"written": layers.FORMAT in written,
@@ -131,6 +133,15 @@ def manifest_section(source: SourceModel, request: Request, staging: Path, writt
                                       "reason": None if onnx.FORMAT in written else
                                       (facts["onnx_reason"] or "not in --formats")}},
     }
+
+
+def page_weights(request: Request, verification: dict, written: list[str]) -> dict | None:
+    """What a page downloads: the graph model's folder (targets/graph.py) and, with an ONNX model,
+    its folder under "onnx" (onnx_float16.py: the float16 copy when it passed its check)."""
+    chosen = graph.page_weights(request.quantize, verification) if graph.FORMAT in written else {}
+    if onnx.FORMAT in written:
+        chosen["onnx"] = onnx_float16.page_weights(verification.get("onnx_float16"))
+    return chosen or None
 
 
 def explain_info(source: SourceModel, staging: Path, written: list[str]) -> dict:

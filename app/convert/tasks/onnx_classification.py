@@ -4,7 +4,8 @@ with ONNX as its reference format instead of a SavedModel.
 
 Its model is ``onnx/model.onnx``, one file (weights a PyTorch export kept in ``model.onnx.data``
 are put back inside it when they fit ONNX's 2 GB limit, so the page downloads one file); the
-server runs it in onnxruntime, the page in ONNX Runtime Web. Its check runs that file in ONNX
+server runs it in onnxruntime, the page in ONNX Runtime Web, by default from its float16 copy
+``onnx-float16/model.onnx`` (onnx_float16.py) when that passes its check. Its check runs that file in ONNX
 Runtime Web (Node) and in onnxruntime against the original file in onnxruntime, on the probe
 batch in the model's layout. Grad-CAM needs gradients, which neither runtime gives: its
 manifest says so; occlusion works on any model.
@@ -14,7 +15,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from app.convert import onnx_runtime, verify
+from app.convert import onnx_float16, onnx_runtime, verify
 from app.convert.formats import FORMAT_DIRS
 from app.convert.onnx_source import to_layout
 from app.convert.progress import Progress
@@ -60,7 +61,18 @@ def check_numbers(source: SourceModel, staging: Path, request: Request, unwritte
     model = folder / MODEL_FILE
     external = [p.name for p in folder.iterdir() if p.name != MODEL_FILE]
     inputs = to_layout(batch, source.onnx.layout)
-    web, runtime = onnx_runtime.run_web({"onnx": model}, inputs, external, one_at_a_time=source.onnx.batch == 1)
+    half = staging / onnx_float16.PAGE_FOLDER / MODEL_FILE
+    models = {"onnx": model}
+    if not external and onnx_float16.write(model, half):
+        models[onnx_float16.PAGE_FOLDER] = half
+    web, runtime = onnx_runtime.run_web(models, inputs, external, one_at_a_time=source.onnx.batch == 1)
+    float16 = None
+    if onnx_float16.PAGE_FOLDER in web:
+        float16 = verify.compare(reference, web[onnx_float16.PAGE_FOLDER], "float16")
+        if not float16["ok"]:
+            shutil.rmtree(half.parent)
+            progress.note(f"the page downloads float32 weights: float16 ones change the numbers "
+                          f"too much ({verify.describe(float16)})")
     outputs = {"onnx": web["onnx"], "onnx-server": onnx_runtime.run_python(model, inputs)}
     reports = verify.check(reference, outputs, {"onnx": "none", "onnx-server": "none"})
     for fmt, report in reports.items():
@@ -69,6 +81,8 @@ def check_numbers(source: SourceModel, staging: Path, request: Request, unwritte
     verification = {"reference": "original model in onnxruntime",
                     "probe": {"count": int(batch.shape[0]), "seed": verify.PROBE_SEED},
                     "formats": reports, "runtime": runtime}
+    if float16 is not None:
+        verification["float16"] = float16
     return verification, {"reference": reference}
 
 
@@ -81,7 +95,7 @@ def manifest_section(source: SourceModel, request: Request, staging: Path, writt
         "output": {"shape": [None, source.num_classes], "dtype": "float32",
                    "kind": output_kind(facts["reference"]), "name": found.output_name},
         "runtime": {"server": "onnxruntime", "page": "onnxruntime-web"},
-        "page_weights": None,
+        "page_weights": {"onnx": onnx_float16.page_weights(verification.get("float16"))},
         "explain": {"gradcam": None, "server": None, "reason": NO_GRADCAM},
         "features": None,
         "conversion": {"layers_model": {"written": False, "reason": source.layers_unavailable}},
