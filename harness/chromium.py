@@ -29,7 +29,7 @@ ARGS = BASE_ARGS + SWIFTSHADER_ARGS
 FAKE_CAMERA_ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 
 BACKENDS = ("webgpu", "webgl", "wasm", "cpu")
-SWIFTSHADER_BACKENDS = ("webgl", "webgpu")  # no GPU here: Chromium renders these on the CPU
+SWIFTSHADER_BACKENDS = ("webgl", "webgpu", "ort-webgpu")  # no GPU here: Chromium renders these on the CPU
 
 
 def fake_camera_args(clip: Path | str) -> list[str]:

@@ -27,10 +27,11 @@ def run_python(model_path: Path, batch: np.ndarray) -> np.ndarray:
 
     session = onnxruntime.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
     graph_input = session.get_inputs()[0]
+    fetch = [session.get_outputs()[0].name]  # not the class activation map Belka may add (onnx_cam.py)
     if graph_input.shape[0] == 1:
-        rows = [session.run(None, {graph_input.name: batch[i:i + 1]})[0] for i in range(len(batch))]
+        rows = [session.run(fetch, {graph_input.name: batch[i:i + 1]})[0] for i in range(len(batch))]
         return np.concatenate(rows)
-    return session.run(None, {graph_input.name: batch})[0]
+    return session.run(fetch, {graph_input.name: batch})[0]
 
 
 def run_web(models: dict[str, Path], batch: np.ndarray, external_data: list[str] | None = None,

@@ -57,7 +57,7 @@ async function run(request) {
     for (let i = 0; i < images; i += 1) {
       const batchShape = request.batch === 'each' ? [1, ...shape.slice(1)] : shape;
       const tensor = new ort.Tensor('float32', data.subarray(i * per, (i + 1) * per), batchShape);
-      const outputs = await session.run({ [inputName]: tensor });
+      const outputs = await session.run({ [inputName]: tensor }, [outputName]);
       const output = outputs[outputName];
       rows.push(Float32Array.from(output.data));
       outShape = output.dims;

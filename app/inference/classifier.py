@@ -69,6 +69,7 @@ class OnnxClassifier:
         self._session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         graph_input = self._session.get_inputs()[0]
         self._input = graph_input.name
+        self._fetch = [self._session.get_outputs()[0].name]  # the classes (not a class activation map)
         self._one_at_a_time = graph_input.shape[0] == 1
         self._layout = self.manifest["input"].get("layout")
         height, width = self.manifest["preprocessing"]["size"]
@@ -96,12 +97,21 @@ class OnnxClassifier:
         start = time.perf_counter()
         inputs = to_model_layout(batch, self._layout)
         if self._one_at_a_time:
-            outputs = np.concatenate([self._session.run(None, {self._input: inputs[i:i + 1]})[0]
+            outputs = np.concatenate([self._session.run(self._fetch, {self._input: inputs[i:i + 1]})[0]
                                       for i in range(len(inputs))])
         else:
-            outputs = self._session.run(None, {self._input: inputs})[0]
+            outputs = self._session.run(self._fetch, {self._input: inputs})[0]
         inference_ms = (time.perf_counter() - start) * 1000
         return Prediction(outputs, softmax(outputs) if self.is_logits else outputs, inference_ms)
+
+    def cam(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(the class activation maps [N, h, w, classes], the outputs [N, classes]) for images
+        [N, H, W, 3], from the ``belka_cam`` output the converter added (app/convert/onnx_cam.py)."""
+        inputs = to_model_layout(batch, self._layout)
+        fetch = [*self._fetch, self.manifest["explain"]["output"]]
+        step = 1 if self._one_at_a_time else len(inputs)
+        runs = [self._session.run(fetch, {self._input: inputs[i:i + step]}) for i in range(0, len(inputs), step)]
+        return np.concatenate([r[1] for r in runs]), np.concatenate([r[0] for r in runs])
 
 
 def runnable(info: ModelInfo) -> bool:

@@ -1,4 +1,5 @@
-"""Explanations for one classifier: Grad-CAM on its layers model, occlusion on its SavedModel.
+"""Explanations for one classifier: Grad-CAM on its layers model, occlusion on its SavedModel
+(or its ONNX model, whose Grad-CAM is its class activation map where it has one).
 
 The layers model (``layers/``, the very files the browser differentiates) is read on
 the first Grad-CAM request, not at start-up: most servers never explain anything. A model
@@ -57,6 +58,16 @@ class Explainer:
         return not self.has_layers_model and (self.manifest.get("explain") or {}).get("server") == "saved_model"
 
     @property
+    def uses_cam(self) -> bool:
+        """A model converted from ONNX with a pooling + linear head: its class activation map
+        (app/convert/onnx_cam.py), computed by onnxruntime, is its Grad-CAM."""
+        return (self.manifest.get("explain") or {}).get("server") == "cam"
+
+    @property
+    def one_layer(self) -> bool:
+        return self.uses_saved_model or self.uses_cam
+
+    @property
     def score_kind(self) -> str:
         """What Grad-CAM differentiates: the pre-softmax "logit", or the "probability" for
         models that end in softmax."""
@@ -64,15 +75,15 @@ class Explainer:
 
     def layers(self) -> list[tuple[str, str, list[int]]]:
         """(name, class name, [h, w, channels]) of every layer Grad-CAM can use, in model order."""
-        if self.uses_saved_model:
+        if self.one_layer:
             info = self.manifest["explain"]
-            return [(info["layer"], "features", list(info["shape"]))]
+            return [(info["layer"], "class activation map" if self.uses_cam else "features", list(info["shape"]))]
         model = self._model()
         return [(name, model.get_layer(name).__class__.__name__, shape)
                 for name, shape in gradcam.spatial_layers(model)]
 
     def default_layer(self) -> str:
-        if self.uses_saved_model:
+        if self.one_layer:
             return self.manifest["explain"]["layer"]
         return gradcam.default_layer(self._model())
 
@@ -80,6 +91,8 @@ class Explainer:
         """(the layer used, the explanation) for one model input [H, W, 3]."""
         if self.uses_saved_model:
             return self._saved_model_gradcam(image, class_index, layer)
+        if self.uses_cam:
+            return self._cam(image, class_index, layer)
         with self._lock:
             model = self._model()
             layer = layer or gradcam.default_layer(model)
@@ -98,6 +111,20 @@ class Explainer:
         row = outputs[0]
         probabilities = softmax(row[None])[0] if self.classifier.is_logits else row
         return layer, Explanation(heatmaps[0], row, probabilities, ms)
+
+    def _cam(self, image: np.ndarray, class_index: int, layer: str | None):
+        info = self.manifest["explain"]
+        if layer not in (None, info["layer"]):
+            raise ExplainError(f"Grad-CAM is this model's class activation map, at one layer only: "
+                               f"{info['layer']!r} (no layer {layer!r})")
+        with self._lock:
+            start = time.perf_counter()
+            maps, outputs = self.classifier.cam(image[None])
+            heatmaps = gradcam.normalise(np.maximum(maps[..., class_index], 0))
+            ms = (time.perf_counter() - start) * 1000
+        row = outputs[0]
+        probabilities = softmax(row[None])[0] if self.classifier.is_logits else row
+        return info["layer"], Explanation(heatmaps[0], row, probabilities, ms)
 
     def _saved_model_gradcam(self, image: np.ndarray, class_index: int, layer: str | None):
         info = self.manifest["explain"]

@@ -22,7 +22,7 @@
  *                    {ok: false, error} (it never rejects)
  *   config           the page config {model, models, squirrelClasses}
  *   model()          the model this page runs (picked: ?model=, remembered, or the default)
- *   backend()        the active TF.js backend ("webgpu", "webgl", "wasm", "cpu")
+ *   backend()        the active backend ("webgpu", "webgl", "wasm", "cpu", "ort-wasm", "ort-webgpu")
  *   choice()         the user's choice ("auto" or a backend name)
  *   autoReason()     why "auto" chose its backend ("auto chose wasm: webgl: not tried
  *                    (software GPU (SwiftShader)); ..."), or null when the choice is fixed

@@ -302,6 +302,11 @@ export const operations = {
   async gradcamLayers() {
     const model = classifier();
     const { manifest } = model;
+    if (model instanceof OrtClassifier && manifest.explain?.gradcam === 'cam') {
+      state.gradcam ??= model.camExplainer(); // the class activation map ONNX Runtime computes
+      const cam = state.gradcam;
+      return { layers: cam.layers(), defaultLayer: cam.defaultLayer(), model: 'cam', scoreKind: cam.scoreKind };
+    }
     if (!manifest.formats?.graph) {
       throw new Error(`Grad-CAM needs the model's gradients, which ONNX Runtime Web does not give, and "${model.name}" ` +
         'has no TF.js model. Occlusion works on any model.');

@@ -169,11 +169,12 @@ export class ExplainController {
     const gradcam = await this.loadGradCam();
     if (gradcam.error) return gradcam;
     const onGraph = gradcam.model === 'graph';
+    const oneLayer = onGraph || gradcam.model === 'cam';
     const layer = requestedLayer ?? view.selectedLayer() ?? gradcam.defaultLayer;
     if (!gradcam.layers.some((l) => l.name === layer)) {
-      return this.fail(onGraph
-        ? `This model has no TF.js layers model, so Grad-CAM runs at one layer only: ` +
-          `"${gradcam.defaultLayer}" (not "${layer}").`
+      return this.fail(oneLayer
+        ? `${onGraph ? 'This model has no TF.js layers model, so Grad-CAM runs' : 'Grad-CAM is this model\'s class ' +
+          'activation map'} at one layer only: "${gradcam.defaultLayer}" (not "${layer}").`
         : `The model has no layer "${layer}" with a spatial output.`);
     }
     view.showLayers(gradcam.layers, layer);
@@ -181,7 +182,7 @@ export class ExplainController {
     view.showStatus(onGraph ? `Grad-CAM on the graph model at ${layer}…` : `Grad-CAM at ${layer}…`);
     const facts = {
       method: 'gradcam', classIndex, layer, scoreKind: gradcam.scoreKind,
-      model: onGraph ? 'graph' : 'layers', source: 'page', backend: this.backend,
+      model: gradcam.model, source: 'page', backend: this.backend,
     };
     try {
       return { ...(await this.engine.call('gradcam', { classIndex, layer })), ...facts };
@@ -248,11 +249,11 @@ export class ExplainController {
   async loadGradCam() {
     if (this.gradcam) return this.gradcam;
     const { manifest } = this.classifier;
-    if (!manifest.formats?.graph) {
+    if (!manifest.formats?.graph && manifest.explain?.gradcam !== 'cam') {
       return this.fail(`Grad-CAM cannot explain this model: ${manifest.explain?.reason ?? 'it has no TF.js model'}. ` +
         'Occlusion works on any model.');
     }
-    if (!manifest.formats?.layers && manifest.explain?.gradcam !== 'graph') {
+    if (!manifest.formats?.layers && !['graph', 'cam'].includes(manifest.explain?.gradcam)) {
       const why = [manifest.conversion?.layers_model?.reason, manifest.explain?.reason]
         .filter(Boolean).map((r) => r.replace(/\.$/, ''));
       return this.fail('Grad-CAM cannot explain this model: it has no TF.js layers model and its graph ' +

@@ -71,40 +71,11 @@ export class OrtClassifier {
 
   /**
    * The model's raw output [N, classes] (a new tensor: the caller disposes it) for a batch
-   * [N, H, W, 3] (not disposed here), one image at a time when the model's batch is fixed at 1.
+   * [N, H, W, 3] (not disposed here).
    */
   async outputsOf(batch) {
-    const ort = await ortFor(this.provider);
-    const nchw = this.manifest.input.layout === 'NCHW';
-    const modelInput = nchw ? tf.transpose(batch, [0, 3, 1, 2]) : batch;
-    let data;
-    try {
-      data = await modelInput.data();
-    } finally {
-      if (modelInput !== batch) modelInput.dispose();
-    }
-    const shape = nchw ? [batch.shape[0], batch.shape[3], batch.shape[1], batch.shape[2]] : batch.shape;
-    const step = this.batch == null ? shape[0] : this.batch;
-    const per = data.length / shape[0];
-    const rows = [];
-    let classes = 0;
-    for (let i = 0; i < shape[0]; i += step) {
-      const images = Math.min(step, shape[0] - i);
-      const input = new ort.Tensor('float32', data.subarray(i * per, (i + images) * per), [images, ...shape.slice(1)]);
-      this.calls += 1;
-      const outputs = await this.session.run({ [this.inputName]: input });
-      try {
-        const output = outputs[this.outputName];
-        classes = output.dims[output.dims.length - 1];
-        rows.push(output.data instanceof Float32Array ? output.data.slice() : Float32Array.from(output.data));
-      } finally {
-        input.dispose?.();
-        Object.values(outputs).forEach((t) => t.dispose?.());
-      }
-    }
-    const values = new Float32Array(rows.reduce((n, r) => n + r.length, 0));
-    rows.reduce((offset, r) => { values.set(r, offset); return offset + r.length; }, 0);
-    return tf.tensor2d(values, [shape[0], classes]);
+    const [{ data, dims }] = await this.fetch(batch, [this.outputName]);
+    return tf.tensor2d(data, [dims[0], dims[dims.length - 1]]);
   }
 
   /** Class probabilities [N, classes] for a batch [N, H, W, 3]: resolves to a new tensor. */
@@ -138,10 +109,63 @@ export class OrtClassifier {
     }
   }
 
+  /**
+   * The session's outputs `names` for a batch [N, H, W, 3] (not disposed here) as Float32Arrays
+   * with their dims, one image at a time when the model's batch is fixed at 1: [{data, dims}].
+   */
+  async fetch(batch, names) {
+    const ort = await ortFor(this.provider);
+    const nchw = this.manifest.input.layout === 'NCHW';
+    const modelInput = nchw ? tf.transpose(batch, [0, 3, 1, 2]) : batch;
+    let data;
+    try {
+      data = await modelInput.data();
+    } finally {
+      if (modelInput !== batch) modelInput.dispose();
+    }
+    const shape = nchw ? [batch.shape[0], batch.shape[3], batch.shape[1], batch.shape[2]] : batch.shape;
+    const step = this.batch == null ? shape[0] : this.batch;
+    const per = data.length / shape[0];
+    const parts = names.map(() => []);
+    const dims = [];
+    for (let i = 0; i < shape[0]; i += step) {
+      const images = Math.min(step, shape[0] - i);
+      const input = new ort.Tensor('float32', data.subarray(i * per, (i + images) * per), [images, ...shape.slice(1)]);
+      this.calls += 1;
+      const outputs = await this.session.run({ [this.inputName]: input }, names);
+      try {
+        names.forEach((name, k) => {
+          const output = outputs[name];
+          dims[k] = [shape[0], ...output.dims.slice(1)];
+          parts[k].push(output.data instanceof Float32Array ? output.data.slice() : Float32Array.from(output.data));
+        });
+      } finally {
+        input.dispose?.();
+        Object.values(outputs).forEach((t) => t.dispose?.());
+      }
+    }
+    return parts.map((rows, k) => {
+      const values = new Float32Array(rows.reduce((n, r) => n + r.length, 0));
+      rows.reduce((offset, r) => { values.set(r, offset); return offset + r.length; }, 0);
+      return { data: values, dims: dims[k] };
+    });
+  }
+
   /** The features of a taught head's base: ONNX models have none the page can train on. */
   featuresOf() {
     throw new Error(`The model "${this.name}" runs in ONNX Runtime Web, and /teach trains a head on TF.js ` +
       'features only: pick a TF.js base.');
+  }
+
+  /**
+   * Grad-CAM for a model whose head is pooling + one linear layer: its class activation map,
+   * which the converter added as an output (manifest.explain: {gradcam: "cam", output, layer,
+   * shape}; app/convert/onnx_cam.py). Same interface as gradcam.js's GradCam.
+   */
+  camExplainer() {
+    const info = this.manifest.explain ?? {};
+    if (info.gradcam !== 'cam') throw new Error(`Grad-CAM cannot explain "${this.name}": ${info.reason ?? 'no class activation map'}.`);
+    return new OrtCam(this, info);
   }
 
   /** One inference on zeros, so the back end compiles its kernels now; resolves to its ms. */
@@ -156,5 +180,51 @@ export class OrtClassifier {
 
   dispose() {
     this.session.release().catch(() => {});
+  }
+}
+
+/** Grad-CAM as the class activation map an OrtClassifier's model outputs (camExplainer). */
+class OrtCam {
+  constructor(classifier, info) {
+    this.classifier = classifier;
+    this.layer = info.layer;
+    this.shape = info.shape;
+    this.output = info.output;
+    this.scoreKind = 'logit';
+  }
+
+  layers() {
+    return [{ name: this.layer, className: 'class activation map', shape: this.shape }];
+  }
+
+  defaultLayer() {
+    return this.layer;
+  }
+
+  /**
+   * {heatmap: Float32Array (h * w) in [0, 1], shape: [h, w], score: the class's logit, ms} for
+   * `input` [1, H, W, 3]: ReLU of the class's map, divided by its maximum (all zeros when that
+   * is not positive), as Grad-CAM's.
+   */
+  async explain(input, classIndex, layer, through = null) {
+    if (through) throw new Error('A taught head learns from TF.js features: pick a TF.js base.');
+    if (layer && layer !== this.layer) {
+      throw new Error(`Grad-CAM is this model's class activation map, at one layer only: "${this.layer}".`);
+    }
+    const start = performance.now();
+    const [logits, cam] = await this.classifier.fetch(input, [this.classifier.outputName, this.output]);
+    const [, h, w, classes] = cam.dims;
+    const heatmap = new Float32Array(h * w);
+    let peak = 0;
+    for (let i = 0; i < h * w; i += 1) {
+      heatmap[i] = Math.max(0, cam.data[i * classes + classIndex]);
+      peak = Math.max(peak, heatmap[i]);
+    }
+    for (let i = 0; i < heatmap.length; i += 1) heatmap[i] = peak > 0 ? heatmap[i] / peak : 0;
+    return { heatmap, shape: [h, w], score: logits.data[classIndex], ms: since(start) };
+  }
+
+  dispose() {
+    this.classifier = null;
   }
 }

@@ -44,6 +44,8 @@ def models_dir(tmp_path_factory):
     convert_in_process("onnx", build(folder / "tiny.onnx", size=(SIZE, SIZE)), "--labels", labels, "--out", out)
     convert_in_process("onnx", build(folder / "single.onnx", size=(SIZE, SIZE), batch=1), "--labels", labels,
                        "--out", out)
+    convert_in_process("onnx", build(folder / "hidden.onnx", size=(SIZE, SIZE), hidden=True), "--labels", labels,
+                       "--out", out)
     tf_args = models.build_tiny_keras(folder)
     convert_in_process(*tf_args, "--formats", "graph,layers,saved,onnx", "--name", "tfmodel", "--out", out)
     for name in REAL:
@@ -90,6 +92,20 @@ def explain(page, **request) -> dict:
     return page.evaluate("(r) => belka.explain(r)", request)
 
 
+def check_cam(page, server: str, model: str, image: np.ndarray, class_index: int) -> None:
+    """The page's Grad-CAM (the model's class activation map, in ONNX Runtime Web) equals the
+    server's (onnxruntime) for the same input."""
+    mine = explain(page, method="gradcam", classIndex=class_index)
+    assert "error" not in mine and mine["model"] == "cam" and mine["source"] == "page", mine
+    response = httpx.post(f"{server}/api/models/{model}/explain", timeout=120, json={
+        "instances": [image.transpose(2, 0, 1).tolist()], "method": "gradcam", "class_index": class_index})
+    assert response.status_code == 200, response.text
+    theirs = response.json()
+    assert mine["layer"] == theirs["gradcam"]["layer"]
+    np.testing.assert_allclose(np.ravel(mine["heatmap"]), np.ravel(theirs["heatmap"]), atol=1e-4)
+    assert np.max(theirs["heatmap"]) == pytest.approx(1.0)  # a real map, not all zeros
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("model", ["tiny", "single"])
 def test_the_page_runs_it_on_onnx_runtime_web_like_the_server(browser, server, photo, backend, model):
@@ -115,13 +131,26 @@ def test_the_page_runs_it_on_onnx_runtime_web_like_the_server(browser, server, p
         assert occlusion["rows"] == facts["rows"] and occlusion["cols"] == facts["cols"]
         np.testing.assert_allclose(occlusion["drops"], np.ravel(facts["drops"]), atol=1e-4)
 
-        # Grad-CAM: said why not, nothing wrong shown
-        gradcam = explain(page, method="gradcam", classIndex=top)
-        assert "gradient" in gradcam["error"] and "Occlusion works" in gradcam["error"], gradcam
+        # Grad-CAM: the class activation map ONNX Runtime Web computes, the server's
+        check_cam(page, server, model, page_input(result, SIZE), top)
 
         before = page.evaluate("belka.numTensors()")
         classify_file(page, photo)
         assert page.evaluate("belka.numTensors()") == before
+        assert page.errors == [], page.errors
+    finally:
+        page.context.close()
+
+
+def test_without_a_class_activation_map_grad_cam_says_why(browser, server, photo):
+    """Two linear layers after the pooling: no exact map, and the page says so (occlusion works)."""
+    page, ready = open_classify(browser, f"{server}/?model=hidden&backend=ort-wasm&weights=float32")
+    try:
+        assert ready["ok"], ready
+        classify_file(page, photo)
+        gradcam = explain(page, method="gradcam")
+        assert "not pooling and one linear layer" in gradcam["error"] and "Occlusion works" in gradcam["error"], gradcam
+        assert "error" not in explain(page, method="occlusion", patch=8, stride=8)
         assert page.errors == [], page.errors
     finally:
         page.context.close()
@@ -190,6 +219,10 @@ def test_real_pytorch_exports_classify_in_the_page(browser, server, photo, name,
         theirs = server_predict(server, name, page_input(result, 224))
         assert np.abs(mine - theirs).max() <= 1e-4, np.abs(mine - theirs).max()
         assert [e["index"] for e in result["top5"]] == list(np.argsort(-theirs, kind="stable")[:5])
+        if name == "torchvision-resnet18":  # pooling + one linear layer: its class activation map
+            check_cam(page, server, name, page_input(result, 224), int(np.argmax(theirs)))
+        else:  # MobileNetV3's head has two linear layers: no exact map, and the page says so
+            assert "not pooling and one linear layer" in explain(page, method="gradcam")["error"]
         assert page.errors == [], page.errors
     finally:
         page.context.close()

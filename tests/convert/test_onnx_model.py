@@ -22,9 +22,10 @@ CLASSES = 4
 
 
 def build(path: Path, *, layout="NCHW", size=(8, 8), batch="N", softmax=False, opset=17, external=False,
-          inputs=1, op=None) -> Path:
+          inputs=1, op=None, hidden=False) -> Path:
     """A tiny classifier: [Transpose for NHWC] Conv 3x3 -> Relu -> GlobalAveragePool -> Flatten -> Gemm
-    [-> Softmax], seeded weights; ``op`` replaces Relu (an operator ONNX Runtime Web lacks, say)."""
+    [-> Softmax], seeded weights; ``op`` replaces Relu (an operator ONNX Runtime Web lacks, say);
+    ``hidden``: Gemm -> Relu -> Gemm as the head (no class activation map: two linear layers)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -47,6 +48,12 @@ def build(path: Path, *, layout="NCHW", size=(8, 8), batch="N", softmax=False, o
               helper.make_node("GlobalAveragePool", ["act"], ["pool"]),
               helper.make_node("Flatten", ["pool"], ["flat"]),
               helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["logits" if softmax else "scores"])]
+    if hidden:
+        weights += [numpy_helper.from_array(rng.normal(0, 1.0, (6, 6)).astype(np.float32), "hidden_w"),
+                    numpy_helper.from_array(rng.normal(0, 0.1, 6).astype(np.float32), "hidden_b")]
+        nodes[-1:] = [helper.make_node("Gemm", ["flat", "hidden_w", "hidden_b"], ["hidden"]),
+                      helper.make_node("Relu", ["hidden"], ["hidden_act"]),
+                      helper.make_node("Gemm", ["hidden_act", "fc_w", "fc_b"], ["logits" if softmax else "scores"])]
     if softmax:
         nodes.append(helper.make_node("Softmax", ["logits"], ["scores"], axis=1))
     output = helper.make_tensor_value_info("scores", TensorProto.FLOAT, [batch, CLASSES])

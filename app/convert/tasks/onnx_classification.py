@@ -7,15 +7,19 @@ are put back inside it when they fit ONNX's 2 GB limit, so the page downloads on
 server runs it in onnxruntime, the page in ONNX Runtime Web, by default from its float16 copy
 ``onnx-float16/model.onnx`` (onnx_float16.py) when that passes its check. Its check runs that file in ONNX
 Runtime Web (Node) and in onnxruntime against the original file in onnxruntime, on the probe
-batch in the model's layout. Grad-CAM needs gradients, which neither runtime gives: its
-manifest says so; occlusion works on any model.
+batch in the model's layout. Grad-CAM needs gradients, which neither runtime gives: a model
+whose head is pooling and one linear layer gets the exact equivalent, its class activation map
+(onnx_cam.py, checked to add up to its outputs); any other says so in its manifest. Occlusion
+works on any model.
 """
 from __future__ import annotations
 
 import shutil
+
+import numpy as np
 from pathlib import Path
 
-from app.convert import onnx_float16, onnx_runtime, verify
+from app.convert import onnx_cam, onnx_float16, onnx_runtime, verify
 from app.convert.formats import FORMAT_DIRS
 from app.convert.onnx_source import to_layout
 from app.convert.progress import Progress
@@ -30,7 +34,8 @@ SAVED_STEP = "Writing the ONNX model (run by the server and the page)"
 VERIFY_STEP = "Checking the numbers in ONNX Runtime Web (Node) and onnxruntime"
 MODEL_FILE = "model.onnx"
 ONE_FILE_LIMIT = 2_000_000_000  # protobuf's limit on one file, with room to spare
-NO_GRADCAM = "Grad-CAM needs the gradient of the output, which ONNX Runtime does not compute; occlusion works"
+NO_GRADCAM = ("Grad-CAM needs the gradient of the output, which ONNX Runtime does not compute, and the model's "
+              "head is not pooling and one linear layer (whose class activation map is its exact Grad-CAM)")
 
 
 def write_saved_model(source: SourceModel, out: Path, request: Request) -> None:
@@ -38,12 +43,14 @@ def write_saved_model(source: SourceModel, out: Path, request: Request) -> None:
     out.mkdir(parents=True)
     found = source.onnx
     data_bytes = sum((found.path.parent / name).stat().st_size for name in found.external_data)
-    if not found.external_data:
-        shutil.copy2(found.path, out / MODEL_FILE)
-    elif data_bytes < ONE_FILE_LIMIT:
+    if not found.external_data or data_bytes < ONE_FILE_LIMIT:
         import onnx
 
-        onnx.save_model(onnx.load(str(found.path), load_external_data=True), str(out / MODEL_FILE))
+        model = onnx.load(str(found.path), load_external_data=True)
+        head = onnx_cam.find_head(model)
+        if head is not None:
+            model = onnx_cam.add_cam_output(model, head)
+        onnx.save_model(model, str(out / MODEL_FILE))
     else:
         shutil.copy2(found.path, out / MODEL_FILE)
         for name in found.external_data:
@@ -83,7 +90,40 @@ def check_numbers(source: SourceModel, staging: Path, request: Request, unwritte
                     "formats": reports, "runtime": runtime}
     if float16 is not None:
         verification["float16"] = float16
-    return verification, {"reference": reference}
+    cam, no_cam = class_activation_map(model, inputs, output_kind(reference), source.onnx.batch == 1)
+    if cam is None and no_cam != NO_GRADCAM:
+        progress.note(f"no class activation map: {no_cam}")
+    return verification, {"reference": reference, "cam": cam, "no_cam": no_cam}
+
+
+def class_activation_map(model: Path, inputs, kind: str, one_at_a_time: bool) -> tuple[dict | None, str]:
+    """(the manifest's explain entry for the model's class activation map (onnx_cam.py), or None;
+    why there is none). Checked on the probe batch: the map must add up to the model's outputs."""
+    import onnx
+    import onnxruntime
+
+    graph = onnx.load(str(model), load_external_data=False)
+    head = onnx_cam.find_head(graph)
+    if head is None or onnx_cam.CAM_OUTPUT not in {o.name for o in graph.graph.output}:
+        return None, NO_GRADCAM
+    session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    fetch = [session.get_outputs()[0].name, onnx_cam.CAM_OUTPUT]
+    step = 1 if one_at_a_time else len(inputs)
+    runs = [session.run(fetch, {name: inputs[i:i + step]}) for i in range(0, len(inputs), step)]
+    outputs, cam = (np.concatenate([run[k] for run in runs]) for k in (0, 1))
+    from onnx import numpy_helper
+
+    initializers = {init.name: init for init in graph.graph.initializer}
+    bias = numpy_helper.to_array(initializers[head.bias]) if head.bias else 0.0
+    problem = onnx_cam.check(cam, outputs, kind, bias)
+    if problem:
+        return None, f"{NO_GRADCAM} ({problem})"
+    weight = initializers[head.weight]
+    channels = int(weight.dims[1] if head.transposed else weight.dims[0])
+    return {"gradcam": "cam", "server": "cam", "layer": head.features,
+            "shape": [int(cam.shape[1]), int(cam.shape[2]), channels], "output": onnx_cam.CAM_OUTPUT,
+            "method": "class activation map (the exact Grad-CAM of a pooling + linear head)"}, ""
 
 
 def manifest_section(source: SourceModel, request: Request, staging: Path, written: list[str],
@@ -96,7 +136,7 @@ def manifest_section(source: SourceModel, request: Request, staging: Path, writt
                    "kind": output_kind(facts["reference"]), "name": found.output_name},
         "runtime": {"server": "onnxruntime", "page": "onnxruntime-web"},
         "page_weights": {"onnx": onnx_float16.page_weights(verification.get("float16"))},
-        "explain": {"gradcam": None, "server": None, "reason": NO_GRADCAM},
+        "explain": facts["cam"] or {"gradcam": None, "server": None, "reason": facts["no_cam"]},
         "features": None,
         "conversion": {"layers_model": {"written": False, "reason": source.layers_unavailable}},
     }
