@@ -166,7 +166,7 @@ def test_progress_lines_and_json_summary(tmp_path):
     assert "done in" in proc.stderr
     assert "UNTRAINED" in proc.stderr
     assert "ydf" not in proc.stderr  # no third-party banner (TF-DF's, printed when tensorflowjs is imported)
-    assert [s["ok"] for s in summary["steps"]] == [True] * 6
+    assert [s["ok"] for s in summary["steps"]] == [True] * 7
 
 
 def test_quantized_float16_and_uint8_are_smaller_and_checked(tmp_path):
