@@ -82,6 +82,7 @@ bench: setup chromium
 	@$(BIN)/python bench/detect_bench.py
 	@$(BIN)/python bench/page_bench.py
 	@$(BIN)/python bench/float16_bench.py
+	@$(BIN)/python bench/runtime_bench.py
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .cache

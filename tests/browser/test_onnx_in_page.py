@@ -220,7 +220,8 @@ def test_real_pytorch_exports_classify_in_the_page(browser, server, photo, name,
         assert np.abs(mine - theirs).max() <= 1e-4, np.abs(mine - theirs).max()
         assert [e["index"] for e in result["top5"]] == list(np.argsort(-theirs, kind="stable")[:5])
         if name == "torchvision-resnet18":  # pooling + one linear layer: its class activation map
-            check_cam(page, server, name, page_input(result, 224), int(np.argmax(theirs)))
+            if backend == "ort-wasm":  # (on WebGPU too for the tiny models: SwiftShader takes 20 s a run here)
+                check_cam(page, server, name, page_input(result, 224), int(np.argmax(theirs)))
         else:  # MobileNetV3's head has two linear layers: no exact map, and the page says so
             assert "not pooling and one linear layer" in explain(page, method="gradcam")["error"]
         assert page.errors == [], page.errors
