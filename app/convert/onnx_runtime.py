@@ -6,14 +6,11 @@ page could not run the model, so nothing is written.
 """
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from app.convert import node_runner
 from app.convert.errors import BelkaError, VerificationFailed
 
 RUNNER = Path(__file__).with_name("ort_runner.mjs")
@@ -38,29 +35,13 @@ def run_web(models: dict[str, Path], batch: np.ndarray, external_data: list[str]
             one_at_a_time: bool = False) -> tuple[dict[str, np.ndarray], dict]:
     """{format: first output} for each of ``models`` ({format: model.onnx path}) in ONNX Runtime Web
     (WebAssembly, Node), and the runtime's facts {"ort_version", "backend", "load_ms"}."""
-    node = shutil.which("node")
-    if node is None:
-        raise BelkaError("Node.js is needed to check the ONNX model in ONNX Runtime Web (`node` is not on PATH); "
-                         "install Node 18+ and run `npm ci` in the Belka folder.")
-    with tempfile.TemporaryDirectory(prefix="belka-ort-") as tmp:
-        tmp = Path(tmp)
-        (tmp / "input.bin").write_bytes(np.ascontiguousarray(batch, dtype=np.float32).tobytes())
-        request = {"input": {"path": str(tmp / "input.bin"), "shape": list(batch.shape), "dtype": "float32"},
+    with node_runner.workspace("the ONNX model in ONNX Runtime Web", batch) as (tmp, probe):
+        request = {"input": probe,
                    "models": [{"format": fmt, "path": str(Path(path).resolve()),
                                "external_data": list(external_data or [])} for fmt, path in models.items()],
                    "out_dir": str(tmp), "batch": "each" if one_at_a_time else "whole"}
-        (tmp / "request.json").write_text(json.dumps(request))
-        try:
-            proc = subprocess.run([node, str(RUNNER), str(tmp / "request.json")], capture_output=True, text=True,
-                                  timeout=NODE_TIMEOUT_S)
-        except subprocess.TimeoutExpired as exc:
-            raise VerificationFailed(f"ONNX Runtime Web took more than {NODE_TIMEOUT_S} s to run the model") from exc
-        last = (proc.stdout.strip().splitlines() or [""])[-1]
-        try:
-            reply = json.loads(last)
-        except json.JSONDecodeError:
-            reply = {"error": (proc.stderr.strip() or last or "no output")[-800:]}
-        if proc.returncode != 0 or "error" in reply:
+        code, reply = node_runner.run(RUNNER, request, tmp, "ONNX Runtime Web", NODE_TIMEOUT_S)
+        if code != 0 or "error" in reply:
             message = reply.get("error", "")
             if "Cannot find" in message and "onnxruntime-web" in message:
                 raise BelkaError("ONNX Runtime Web is not installed next to Belka: run `npm ci` in the Belka folder")

@@ -32,15 +32,14 @@ Thresholds (documented in the README):
 """
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from app import tf_runtime
+from app.convert import node_runner
 from app.convert.errors import BelkaError, VerificationFailed
 
 FLOAT32_TOLERANCE = 1e-4
@@ -90,15 +89,9 @@ def run_tfjs(model_dir: Path, formats, batch: np.ndarray, output_names: list[str
     With ``output_names`` (graph node names, e.g. a detector's boxes and scores) each image runs
     alone through ``execute`` ("execute" or "executeAsync", as the page will) and a format's
     outputs are {name: array}; else the model's one output, as an array."""
-    node = shutil.which("node")
-    if node is None:
-        raise BelkaError("Node.js is needed to check the TF.js models (`node` is not on PATH); "
-                         "install Node 18+ and run `npm ci` in the Belka folder.")
-    with tempfile.TemporaryDirectory(prefix="belka-tfjs-") as tmp:
-        tmp = Path(tmp)
-        (tmp / "input.bin").write_bytes(np.ascontiguousarray(batch, dtype=np.float32).tobytes())
+    with node_runner.workspace("the TF.js models", batch) as (tmp, probe):
         request = {
-            "input": {"path": str(tmp / "input.bin"), "shape": list(batch.shape), "dtype": "float32"},
+            "input": probe,
             "models": [{"format": f, "dir": str((model_dir / f).resolve()),
                         **({"outputs": output_names, "execute": execute} if output_names else {}),
                         **({"output": output_key} if output_key else {})}
@@ -106,18 +99,8 @@ def run_tfjs(model_dir: Path, formats, batch: np.ndarray, output_names: list[str
             "out_dir": str(tmp),
             "backend": backend,
         }
-        (tmp / "request.json").write_text(json.dumps(request))
-        try:
-            proc = subprocess.run([node, str(RUNNER), str(tmp / "request.json")],
-                                  capture_output=True, text=True, timeout=NODE_TIMEOUT_S)
-        except subprocess.TimeoutExpired as exc:
-            raise VerificationFailed(f"TF.js took more than {NODE_TIMEOUT_S} s to run the model") from exc
-        last = (proc.stdout.strip().splitlines() or [""])[-1]
-        try:
-            reply = json.loads(last)
-        except json.JSONDecodeError:
-            reply = {"error": (proc.stderr.strip() or last or "no output")[-800:]}
-        if proc.returncode != 0 or "error" in reply:
+        code, reply = node_runner.run(RUNNER, request, tmp, "TF.js", NODE_TIMEOUT_S)
+        if code != 0 or "error" in reply:
             message = reply.get("error", "")
             if "Cannot find module" in message or "ERR_MODULE_NOT_FOUND" in message:
                 raise BelkaError("TF.js is not installed next to Belka: run `npm ci` in the Belka "
@@ -130,7 +113,7 @@ def run_tfjs(model_dir: Path, formats, batch: np.ndarray, output_names: list[str
             else:
                 outputs[result["format"]] = _read(result)
         runtime = {"tfjs_version": reply["tfjs_version"], "backend": reply["backend"],
-                   "node_version": subprocess.run([node, "--version"], capture_output=True,
+                   "node_version": subprocess.run([shutil.which("node"), "--version"], capture_output=True,
                                                   text=True).stdout.strip(),
                    "load_ms": {r["format"]: round(r["load_ms"], 1) for r in reply["results"]}}
         return outputs, runtime

@@ -20,6 +20,19 @@ export async function loadGraph(name, folder = 'graph/') {
   }
 }
 
+/**
+ * One run of a classifier (model.js's or ort-model.js's: its `run` and `preprocessing`) on a
+ * zero picture: its ms. A warm-up (the backend compiles its kernels on a first run) and a probe.
+ */
+export async function runOnZeros(classifier) {
+  const input = tf.zeros([1, ...classifier.preprocessing.size, 3], 'float32');
+  try {
+    return (await classifier.run(input)).ms;
+  } finally {
+    input.dispose();
+  }
+}
+
 /** A loaded classifier: manifest + graph model. Create it with Classifier.load(name). */
 export class Classifier {
   constructor(name, manifest, graph, loadMs, weights = pageGraph(manifest, 'float32')) {
@@ -112,13 +125,8 @@ export class Classifier {
   }
 
   /** One inference on zeros, so the backend compiles its kernels now; resolves to its ms. */
-  async warmUp() {
-    const input = tf.zeros([1, ...this.preprocessing.size, 3], 'float32');
-    try {
-      return (await this.run(input)).ms;
-    } finally {
-      input.dispose();
-    }
+  warmUp() {
+    return runOnZeros(this);
   }
 
   dispose() {

@@ -10,6 +10,7 @@
  * (manifest.input.layout: "NCHW" for PyTorch's models) and handed over as a float32 array.
  */
 import { loadManifest, ModelLoadError, modelUrl, pageOnnx } from './manifest.js';
+import { runOnZeros } from './model.js';
 import { ortFor } from './ort.js';
 import { fetchEarly } from './prefetch.js';
 import { tf } from './tf.js';
@@ -169,13 +170,8 @@ export class OrtClassifier {
   }
 
   /** One inference on zeros, so the back end compiles its kernels now; resolves to its ms. */
-  async warmUp() {
-    const input = tf.zeros([1, ...this.preprocessing.size, 3], 'float32');
-    try {
-      return (await this.run(input)).ms;
-    } finally {
-      input.dispose();
-    }
+  warmUp() {
+    return runOnZeros(this);
   }
 
   dispose() {
