@@ -33,12 +33,6 @@ export function ortFor(provider) {
   return loads[provider];
 }
 
-/** ONNX Runtime Web's version ("1.30.0"), once a build is loaded; else null. */
-export async function ortVersion() {
-  const provider = Object.keys(loads)[0];
-  return provider ? (await loads[provider]).env.versions?.web ?? null : null;
-}
-
 /**
  * null when `provider` can run here, else why not: WebGPU needs navigator.gpu and an adapter
  * (checked before any download).
