@@ -43,8 +43,9 @@ def run_web(models: dict[str, Path], batch: np.ndarray, external_data: list[str]
         code, reply = node_runner.run(RUNNER, request, tmp, "ONNX Runtime Web", NODE_TIMEOUT_S)
         if code != 0 or "error" in reply:
             message = reply.get("error", "")
-            if "Cannot find" in message and "onnxruntime-web" in message:
-                raise BelkaError("ONNX Runtime Web is not installed next to Belka: run `npm ci` in the Belka folder")
+            if "ERR_MODULE_NOT_FOUND" in message or ("Cannot find" in message and "onnxruntime-web" in message):
+                raise BelkaError("ONNX Runtime Web is not installed next to Belka: run `npm ci` (or `make setup`) "
+                                 "in the Belka folder")
             if reply.get("operator"):
                 raise VerificationFailed(f"ONNX Runtime Web has no kernel for the operator {reply['operator']} of the model; "
                                f"the browser cannot run it ({message[:300]})")
