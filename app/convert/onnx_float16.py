@@ -12,9 +12,12 @@ the original.
 """
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
+
+from app.convert import verify
 
 FLOAT16_MAX = 65504.0
 SMALLEST = 16  # tensors with fewer values stay float32: nothing to gain
@@ -57,13 +60,23 @@ def write(source: Path, target: Path) -> bool:
     return True
 
 
+def gate(reference, web_outputs: dict, copy: Path) -> dict | None:
+    """The float16 copy's report against ``reference`` (verify.compare with the float16 gate) from
+    ONNX Runtime Web's outputs (keyed by PAGE_FOLDER), or None when there was no copy; the copy's
+    folder is removed when it fails."""
+    if PAGE_FOLDER not in web_outputs:
+        return None
+    report = verify.compare(reference, web_outputs[PAGE_FOLDER], "float16")
+    if not report["ok"]:
+        shutil.rmtree(copy.parent, ignore_errors=True)
+    return report
+
+
 def page_weights(report: dict | None) -> dict:
     """What the page downloads of the ONNX model: {"folder", "dtype", "reason"}; the float16 copy
     when it passed its check (``report``: verify.compare's, None when there is no copy)."""
     if report and report["ok"]:
         return {"folder": f"{PAGE_FOLDER}/", "dtype": "float16", "reason": None}
-    from app.convert import verify
-
     reason = (f"float16 weights change its numbers too much ({verify.describe(report)})" if report else
               "no float16 copy (weights in external data, or none to halve)")
     return {"folder": "onnx/", "dtype": "float32", "reason": reason}

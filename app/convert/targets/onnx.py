@@ -72,21 +72,19 @@ def check(staging: Path, batch, reference) -> tuple[str | None, dict, dict, dict
         web, runtime = onnx_runtime.run_web(models, batch)
         outputs = {FORMAT: web[FORMAT], f"{FORMAT}-server": onnx_runtime.run_python(model, batch)}
     except BelkaError as exc:
-        for folder in (model.parent, half.parent):
-            shutil.rmtree(folder, ignore_errors=True)
+        _remove(model, half)
         return f"it does not run ({_first_line(exc)})", {}, {}, None
     reports = {fmt: verify.compare(reference, out, "none") for fmt, out in outputs.items()}
     failed = [f"{fmt}: {verify.describe(r)}" for fmt, r in reports.items() if not r["ok"]]
     if failed:
-        for folder in (model.parent, half.parent):
-            shutil.rmtree(folder, ignore_errors=True)
+        _remove(model, half)
         return f"it computes other numbers than the original ({'; '.join(failed)})", {}, runtime, None
-    float16 = None
-    if onnx_float16.PAGE_FOLDER in web:
-        float16 = verify.compare(reference, web[onnx_float16.PAGE_FOLDER], "float16")
-        if not float16["ok"]:
-            shutil.rmtree(half.parent, ignore_errors=True)
-    return None, reports, runtime, float16
+    return None, reports, runtime, onnx_float16.gate(reference, web, half)
+
+
+def _remove(*models: Path) -> None:
+    for model in models:
+        shutil.rmtree(model.parent, ignore_errors=True)
 
 
 def _first_line(exc: Exception) -> str:

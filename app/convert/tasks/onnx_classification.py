@@ -15,9 +15,9 @@ works on any model.
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
-from pathlib import Path
 
 from app.convert import onnx_cam, onnx_float16, onnx_runtime, verify
 from app.convert.formats import FORMAT_DIRS
@@ -73,12 +73,9 @@ def check_numbers(source: SourceModel, staging: Path, request: Request, unwritte
     if not external and onnx_float16.write(model, half):
         models[onnx_float16.PAGE_FOLDER] = half
     web, runtime = onnx_runtime.run_web(models, inputs, external, one_at_a_time=source.onnx.batch == 1)
-    float16 = None
-    if onnx_float16.PAGE_FOLDER in web:
-        float16 = verify.compare(reference, web[onnx_float16.PAGE_FOLDER], "float16")
-        if not float16["ok"]:
-            shutil.rmtree(half.parent)
-            progress.note(f"the page downloads float32 weights: float16 ones change the numbers "
+    float16 = onnx_float16.gate(reference, web, half)
+    if float16 is not None and not float16["ok"]:
+        progress.note(f"the page downloads float32 weights: float16 ones change the numbers "
                           f"too much ({verify.describe(float16)})")
     outputs = {"onnx": web["onnx"], "onnx-server": onnx_runtime.run_python(model, inputs)}
     reports = verify.check(reference, outputs, {"onnx": "none", "onnx-server": "none"})
